@@ -1,0 +1,216 @@
+//! Start-up and shutdown shared by every service: database and migrations, broker and stream,
+//! outbox relay and receipts, and the gRPC server with health and reflection.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
+
+use crate::clock::SharedClock;
+use crate::config::ServiceSettings;
+use crate::outbox::Outbox;
+use crate::outbox::relay::Relay;
+use crate::outbox::service::OutboxStatus;
+
+/// Everything a running service shares between its handlers and background tasks.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    pub service: &'static str,
+    pub settings: ServiceSettings,
+    pub db: DatabaseConnection,
+    pub clock: SharedClock,
+    pub nats: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub outbox: Outbox,
+    /// Cancelled when the service should stop.
+    pub shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ServiceRuntime {
+    /// Connects and migrates the database, connects to the broker (retrying in the
+    /// background while it is down) and starts the outbox relay and receipt listener.
+    pub async fn start<M: MigratorTrait>(
+        service: &'static str,
+        settings: ServiceSettings,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
+        tracing::info!(database = %crate::db::redact(&settings.database_url), "database ready");
+        let nats = crate::nats::connect(&settings.nats, &format!("trace-{service}")).await?;
+        let jetstream = crate::nats::jetstream(nats.clone(), Duration::from_secs(5));
+        let outbox = Outbox::new(db.clone(), clock.clone(), settings.outbox.max_event_bytes);
+
+        let runtime = Self {
+            service,
+            settings,
+            db,
+            clock,
+            nats,
+            jetstream,
+            outbox,
+            shutdown,
+            tasks: TaskTracker::new(),
+        };
+        runtime.spawn_stream_provisioning();
+        runtime.spawn_outbox_tasks();
+        Ok(runtime)
+    }
+
+    /// Runs `task` in the background; shutdown waits for it within the grace period.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    fn spawn_stream_provisioning(&self) {
+        let jetstream = self.jetstream.clone();
+        let nats = self.settings.nats.clone();
+        let shutdown = self.shutdown.clone();
+        self.spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match crate::nats::ensure_stream(&jetstream, &nats).await {
+                    Ok(info) => {
+                        tracing::info!(stream = %info.config.name, messages = info.state.messages, "trace stream ready");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "trace stream not ready, retrying"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    fn spawn_outbox_tasks(&self) {
+        let relay = Relay::new(
+            &self.outbox,
+            self.jetstream.clone(),
+            self.settings.nats.clone(),
+            self.settings.outbox.clone(),
+        );
+        self.spawn(relay.run(self.shutdown.clone()));
+
+        let (client, service, db, clock, shutdown) = (
+            self.nats.clone(),
+            self.service,
+            self.db.clone(),
+            self.clock.clone(),
+            self.shutdown.clone(),
+        );
+        self.spawn(async move {
+            if let Err(error) = crate::outbox::receipts::run(client, service, db, clock, shutdown).await {
+                tracing::error!(error = format!("{error:#}"), "receipt listener stopped");
+            }
+        });
+
+        let (db, clock, shutdown) = (self.db.clone(), self.clock.clone(), self.shutdown.clone());
+        let retention_days = self.settings.outbox.retention_days;
+        self.spawn(async move {
+            loop {
+                match crate::outbox::receipts::prune(&db, &clock, retention_days).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "pruned archived outbox rows"),
+                    Err(error) => tracing::warn!(%error, "failed to prune the outbox"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                }
+            }
+        });
+    }
+
+    /// Serves gRPC on `listener` with health, reflection (v1 and v1alpha) and the outbox
+    /// status service, plus the services `add_services` adds. Returns after shutdown, once
+    /// in-flight calls and background tasks finished or the grace period ran out.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        add_services: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let outbox_status = OutboxServiceServer::with_interceptor(
+            OutboxStatus::new(self.db.clone()),
+            crate::context::authenticate,
+        );
+        let router = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(outbox_status);
+        let router = add_services(router);
+
+        set_health(&health, self.service, ServingStatus::Serving).await;
+        let address = listener.local_addr()?;
+        tracing::info!(service = self.service, %address, "grpc server listening");
+        let shutdown = self.shutdown.clone();
+        let served = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+            .await;
+        set_health(&health, self.service, ServingStatus::NotServing).await;
+        self.drain().await;
+        served.map_err(|error| anyhow::anyhow!("grpc server failed: {error}"))
+    }
+
+    /// Stops background tasks and waits for them within the grace period.
+    async fn drain(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let grace = self.settings.shutdown_grace();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(?grace, "background tasks did not stop within the grace period");
+        }
+        tracing::info!(service = self.service, "stopped");
+    }
+}
+
+async fn set_health(health: &HealthReporter, service: &str, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(format!("trace.{service}"), status).await;
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+pub fn cancel_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler succeeds on unix");
+            tokio::select! {
+                _ = interrupt => tracing::info!("received SIGINT, shutting down"),
+                _ = terminate.recv() => tracing::info!("received SIGTERM, shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = interrupt.await;
+        }
+        shutdown.cancel();
+    });
+}

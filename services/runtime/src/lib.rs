@@ -1,0 +1,18 @@
+//! What every trace service does the same way, so that a service crate is mostly its domain:
+//! configuration, telemetry, the caller's context, validation, errors, database, blobs,
+//! event envelopes, the transactional outbox and the gRPC server lifecycle.
+
+pub mod app;
+pub mod blob;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod event;
+pub mod nats;
+pub mod outbox;
+pub mod telemetry;
+pub mod validate;
+
+pub use error::{ServiceError, ServiceResult};
