@@ -116,7 +116,9 @@ impl ServiceRuntime {
             self.shutdown.clone(),
         );
         self.spawn(async move {
-            if let Err(error) = crate::outbox::receipts::run(client, service, db, clock, shutdown).await {
+            if let Err(error) =
+                crate::outbox::receipts::run(client, service, db, clock, shutdown).await
+            {
                 tracing::error!(error = format!("{error:#}"), "receipt listener stopped");
             }
         });
@@ -169,7 +171,10 @@ impl ServiceRuntime {
         tracing::info!(service = self.service, %address, "grpc server listening");
         let shutdown = self.shutdown.clone();
         let served = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
             .await;
         set_health(&health, self.service, ServingStatus::NotServing).await;
         self.drain().await;
@@ -181,8 +186,14 @@ impl ServiceRuntime {
         self.shutdown.cancel();
         self.tasks.close();
         let grace = self.settings.shutdown_grace();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!(?grace, "background tasks did not stop within the grace period");
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "background tasks did not stop within the grace period"
+            );
         }
         tracing::info!(service = self.service, "stopped");
     }
@@ -190,7 +201,9 @@ impl ServiceRuntime {
 
 async fn set_health(health: &HealthReporter, service: &str, status: ServingStatus) {
     health.set_service_status("", status).await;
-    health.set_service_status(format!("trace.{service}"), status).await;
+    health
+        .set_service_status(format!("trace.{service}"), status)
+        .await;
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

@@ -16,7 +16,9 @@ pub fn parse_url(url: &str) -> Result<(), String> {
     match url.strip_prefix("file://") {
         Some(path) if path.starts_with('/') => Ok(()),
         Some(_) => Err("a file:// URL needs an absolute path (file:///folder)".to_owned()),
-        None => Err(format!("unsupported blob store URL {url:?}; use file:///folder or memory:///")),
+        None => Err(format!(
+            "unsupported blob store URL {url:?}; use file:///folder or memory:///"
+        )),
     }
 }
 
@@ -38,7 +40,9 @@ impl BlobStore {
         let store: Arc<dyn ObjectStore> = match url.strip_prefix("file://") {
             Some(folder) => {
                 std::fs::create_dir_all(folder)?;
-                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(folder)?)
+                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                    folder,
+                )?)
             }
             None => Arc::new(object_store::memory::InMemory::new()),
         };
@@ -73,7 +77,10 @@ impl BlobStore {
 }
 
 fn blob_path(sha256: &str) -> Path {
-    Path::from(format!("sha256/{}/{sha256}", &sha256[..2.min(sha256.len())]))
+    Path::from(format!(
+        "sha256/{}/{sha256}",
+        &sha256[..2.min(sha256.len())]
+    ))
 }
 
 #[cfg(test)]
@@ -84,18 +91,31 @@ mod tests {
     async fn put_then_get_returns_same_bytes() {
         let folder = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&format!("file://{}", folder.path().display())).unwrap();
-        let blob = store.put(Bytes::from_static("留痕".as_bytes()), "text/plain").await.unwrap();
+        let blob = store
+            .put(Bytes::from_static("留痕".as_bytes()), "text/plain")
+            .await
+            .unwrap();
         assert_eq!(blob.size_bytes, 6);
         assert_eq!(blob.sha256, sha256_hex("留痕".as_bytes()));
-        assert_eq!(store.get(&blob.sha256).await.unwrap(), Bytes::from_static("留痕".as_bytes()));
+        assert_eq!(
+            store.get(&blob.sha256).await.unwrap(),
+            Bytes::from_static("留痕".as_bytes())
+        );
     }
 
     #[tokio::test]
     async fn corrupted_blob_is_detected() {
         let folder = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&format!("file://{}", folder.path().display())).unwrap();
-        let blob = store.put(Bytes::from_static(b"original"), "text/plain").await.unwrap();
-        let file = folder.path().join("sha256").join(&blob.sha256[..2]).join(&blob.sha256);
+        let blob = store
+            .put(Bytes::from_static(b"original"), "text/plain")
+            .await
+            .unwrap();
+        let file = folder
+            .path()
+            .join("sha256")
+            .join(&blob.sha256[..2])
+            .join(&blob.sha256);
         std::fs::write(file, b"tampered").unwrap();
         assert!(store.get(&blob.sha256).await.is_err());
     }

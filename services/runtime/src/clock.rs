@@ -41,7 +41,9 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: chrono::Duration) {
-        let by = by.num_microseconds().expect("advance fits in i64 microseconds");
+        let by = by
+            .num_microseconds()
+            .expect("advance fits in i64 microseconds");
         self.micros.fetch_add(by, Ordering::SeqCst);
     }
 }
@@ -144,7 +146,10 @@ mod tests {
         let instant = Utc.with_ymd_and_hms(2026, 12, 31, 20, 0, 0).unwrap();
         let shanghai = local_date(instant, chrono_tz::Asia::Shanghai);
         assert_eq!(shanghai, NaiveDate::from_ymd_opt(2027, 1, 1).unwrap());
-        assert_eq!(local_date(instant, chrono_tz::UTC), NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+        assert_eq!(
+            local_date(instant, chrono_tz::UTC),
+            NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+        );
     }
 
     #[test]

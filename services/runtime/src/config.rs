@@ -136,13 +136,22 @@ impl ServiceSettings {
             ));
         }
         if !(1..=5).contains(&self.nats.stream_replicas) {
-            return Err(ConfigError::invalid("nats.stream_replicas", "must be 1 to 5"));
+            return Err(ConfigError::invalid(
+                "nats.stream_replicas",
+                "must be 1 to 5",
+            ));
         }
         if self.nats.duplicate_window_secs == 0 {
-            return Err(ConfigError::invalid("nats.duplicate_window_secs", "must be positive"));
+            return Err(ConfigError::invalid(
+                "nats.duplicate_window_secs",
+                "must be positive",
+            ));
         }
         if self.outbox.batch_size == 0 || self.outbox.batch_size > 10_000 {
-            return Err(ConfigError::invalid("outbox.batch_size", "must be 1 to 10000"));
+            return Err(ConfigError::invalid(
+                "outbox.batch_size",
+                "must be 1 to 10000",
+            ));
         }
         if self.outbox.receipt_timeout_secs == 0
             || self.outbox.max_receipt_timeout_secs < self.outbox.receipt_timeout_secs
@@ -168,7 +177,10 @@ impl ServiceSettings {
         self.business_time_zone.parse().map_err(|_| {
             ConfigError::invalid(
                 "business_time_zone",
-                format!("{:?} is not an IANA time zone name", self.business_time_zone),
+                format!(
+                    "{:?} is not an IANA time zone name",
+                    self.business_time_zone
+                ),
             )
         })
     }
@@ -205,14 +217,20 @@ mod tests {
 
     #[test]
     fn defaults_validate() {
-        ServiceSettings::defaults("document", 50051).validate().unwrap();
+        ServiceSettings::defaults("document", 50051)
+            .validate()
+            .unwrap();
     }
 
     #[test]
     fn file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("document.toml");
-        std::fs::write(&path, "log_level = \"debug\"\n[nats]\nstream_replicas = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "log_level = \"debug\"\n[nats]\nstream_replicas = 3\n",
+        )
+        .unwrap();
         let loaded = load(&ServiceSettings::defaults("document", 50051), Some(&path)).unwrap();
         assert_eq!(loaded.log_level, "debug");
         assert_eq!(loaded.nats.stream_replicas, 3);

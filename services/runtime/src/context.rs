@@ -160,7 +160,11 @@ fn context_from_metadata(metadata: &MetadataMap) -> Result<CallContext, ServiceE
 
 fn parse_roles(header: &str) -> Result<Vec<String>, ServiceError> {
     let mut roles = Vec::new();
-    for role in header.split(',').map(str::trim).filter(|role| !role.is_empty()) {
+    for role in header
+        .split(',')
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+    {
         if !role::ALL.contains(&role) {
             return Err(ServiceError::Unauthenticated {
                 reason: format!("unknown role {role:?} in {ROLES_HEADER}"),
@@ -178,9 +182,11 @@ fn display_name(metadata: &MetadataMap) -> Result<Option<String>, ServiceError> 
     let Some(value) = metadata.get_bin(DISPLAY_NAME_HEADER) else {
         return Ok(None);
     };
-    let bytes = value.to_bytes().map_err(|_| ServiceError::Unauthenticated {
-        reason: format!("metadata {DISPLAY_NAME_HEADER} is not valid base64"),
-    })?;
+    let bytes = value
+        .to_bytes()
+        .map_err(|_| ServiceError::Unauthenticated {
+            reason: format!("metadata {DISPLAY_NAME_HEADER} is not valid base64"),
+        })?;
     let name = String::from_utf8(bytes.to_vec()).map_err(|_| ServiceError::Unauthenticated {
         reason: format!("metadata {DISPLAY_NAME_HEADER} is not UTF-8"),
     })?;
@@ -231,7 +237,13 @@ mod tests {
     #[test]
     fn identity_round_trips_with_unicode_name() {
         let mut request = Request::new(());
-        attach_identity(&mut request, "li.wei", "admin-office", &["administration"], Some("李偉"));
+        attach_identity(
+            &mut request,
+            "li.wei",
+            "admin-office",
+            &["administration"],
+            Some("李偉"),
+        );
         let request = authenticate(request).unwrap();
         let context = CallContext::of(&request).unwrap();
         assert_eq!(context.principal.user_id, "li.wei");

@@ -14,7 +14,9 @@ use sea_orm_migration::MigratorTrait;
 
 /// Opens the database at `url`, creating a SQLite file and its folder when missing, and
 /// applies the migrations of `M`.
-pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    url: &str,
+) -> anyhow::Result<DatabaseConnection> {
     let db = connect(url).await?;
     M::up(&db, None)
         .await
@@ -24,12 +26,11 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<
 
 /// Opens the database at `url`.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    if let Some(path) = sqlite_path(url) {
-        if let Some(parent) = std::path::Path::new(&path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
+    if let Some(path) = sqlite_path(url)
+        && let Some(parent) = std::path::Path::new(&path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
     }
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -82,7 +83,9 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
@@ -111,13 +114,22 @@ mod tests {
             redact("postgres://trace:s3cret@db:5432/trace"),
             "postgres://trace:***@db:5432/trace"
         );
-        assert_eq!(redact("sqlite://var/a.db?mode=rwc"), "sqlite://var/a.db?mode=rwc");
+        assert_eq!(
+            redact("sqlite://var/a.db?mode=rwc"),
+            "sqlite://var/a.db?mode=rwc"
+        );
     }
 
     #[test]
     fn sqlite_path_is_found() {
-        assert_eq!(sqlite_path("sqlite://var/a.db?mode=rwc").as_deref(), Some("var/a.db"));
-        assert_eq!(sqlite_path("sqlite:///tmp/x.db").as_deref(), Some("/tmp/x.db"));
+        assert_eq!(
+            sqlite_path("sqlite://var/a.db?mode=rwc").as_deref(),
+            Some("var/a.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db").as_deref(),
+            Some("/tmp/x.db")
+        );
         assert_eq!(sqlite_path("postgres://x"), None);
     }
 }

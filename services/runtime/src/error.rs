@@ -172,7 +172,11 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("title"), "{}", status.message());
         let details = status.get_error_details();
-        let violations = details.bad_request().expect("bad request details").field_violations.clone();
+        let violations = details
+            .bad_request()
+            .expect("bad request details")
+            .field_violations
+            .clone();
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].field, "title");
     }

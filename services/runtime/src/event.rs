@@ -84,7 +84,10 @@ mod tests {
 
     #[test]
     fn subject_tokens_are_fixed_names() {
-        assert_eq!(subject("document", "borrowing", "lent"), "trace.document.borrowing.lent");
+        assert_eq!(
+            subject("document", "borrowing", "lent"),
+            "trace.document.borrowing.lent"
+        );
         for bad in ["", "a.b", "*", ">", "a b", "Doc", "1abc", &"x".repeat(33)] {
             assert!(!is_subject_token(bad), "{bad:?}");
         }

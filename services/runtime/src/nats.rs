@@ -35,7 +35,9 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
     let client = options
         .connect(settings.url.as_str())
         .await
-        .map_err(|error| anyhow::anyhow!("failed to connect to NATS at {}: {error}", settings.url))?;
+        .map_err(|error| {
+            anyhow::anyhow!("failed to connect to NATS at {}: {error}", settings.url)
+        })?;
     Ok(client)
 }
 
@@ -73,7 +75,12 @@ pub async fn ensure_stream(
     context
         .create_or_update_stream(config)
         .await
-        .map_err(|error| anyhow::anyhow!("failed to provision stream {}: {error}", settings.stream_name))
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "failed to provision stream {}: {error}",
+                settings.stream_name
+            )
+        })
 }
 
 /// Subject on which the archive sends receipts for events of `service`.

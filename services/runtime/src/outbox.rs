@@ -42,7 +42,11 @@ impl Outbox {
     }
 
     /// Writes `envelope` in the caller's transaction. Call [`Outbox::notify`] after commit.
-    pub async fn stage<C: ConnectionTrait>(&self, txn: &C, envelope: &Envelope) -> ServiceResult<()> {
+    pub async fn stage<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        envelope: &Envelope,
+    ) -> ServiceResult<()> {
         let bytes = envelope.encode_to_vec();
         if bytes.len() > self.max_event_bytes {
             return Err(ServiceError::invalid(

@@ -18,16 +18,20 @@ pub struct TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("failed to flush spans: {error}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("failed to flush spans: {error}");
         }
     }
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
-pub fn init(service: &str, format: LogFormat, default_level: &str) -> anyhow::Result<TelemetryGuard> {
+pub fn init(
+    service: &str,
+    format: LogFormat,
+    default_level: &str,
+) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default_level))
         .map_err(|error| anyhow::anyhow!("invalid log level {default_level:?}: {error}"))?;
@@ -54,9 +58,12 @@ pub fn init(service: &str, format: LogFormat, default_level: &str) -> anyhow::Re
 }
 
 fn otlp_provider(service: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
-    let configured = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|key| std::env::var_os(key).is_some_and(|value| !value.is_empty()));
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|key| std::env::var_os(key).is_some_and(|value| !value.is_empty()));
     if !configured {
         return Ok(None);
     }
@@ -66,7 +73,11 @@ fn otlp_provider(service: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
         .map_err(|error| anyhow::anyhow!("failed to build the OTLP span exporter: {error}"))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(format!("trace-{service}")).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(format!("trace-{service}"))
+                .build(),
+        )
         .build();
     Ok(Some(provider))
 }

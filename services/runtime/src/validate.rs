@@ -10,8 +10,8 @@ use crate::error::{ServiceError, ServiceResult};
 /// Bidirectional embedding, override and isolate controls. They can make a title display
 /// differently from what is stored, so text fields reject them.
 const BIDI_CONTROLS: &[char] = &[
-    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
-    '\u{2068}', '\u{2069}',
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
 ];
 
 /// Checks free text that may span lines: `min..=max` Unicode scalar values, no control
@@ -35,7 +35,11 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> ServiceResult<S
 pub fn line(field: &str, value: &str, min: usize, max: usize) -> ServiceResult<String> {
     let value = text(field, value, min, max)?;
     if value.contains(['\n', '\t']) {
-        return Err(ServiceError::invalid(field, &value, "must be a single line"));
+        return Err(ServiceError::invalid(
+            field,
+            &value,
+            "must be a single line",
+        ));
     }
     Ok(value)
 }
@@ -103,8 +107,7 @@ pub fn record_id(field: &str, value: &str) -> ServiceResult<Uuid> {
     if value.is_empty() {
         return Err(ServiceError::invalid(field, value, "is required"));
     }
-    Uuid::try_parse(value)
-        .map_err(|_| ServiceError::invalid(field, value, "must be a UUID"))
+    Uuid::try_parse(value).map_err(|_| ServiceError::invalid(field, value, "must be a UUID"))
 }
 
 /// Converts a required protobuf date, checking that it exists in the calendar and lies
@@ -126,7 +129,11 @@ pub fn optional_date(
 ) -> ServiceResult<NaiveDate> {
     let shown = format!("{:04}-{:02}-{:02}", value.year, value.month, value.day);
     if !(1970..=9999).contains(&value.year) {
-        return Err(ServiceError::invalid(field, &shown, "year must be 1970 to 9999"));
+        return Err(ServiceError::invalid(
+            field,
+            &shown,
+            "year must be 1970 to 9999",
+        ));
     }
     let month = u32::try_from(value.month).unwrap_or(0);
     let day = u32::try_from(value.day).unwrap_or(0);
@@ -141,7 +148,11 @@ where
 {
     match E::try_from(value) {
         Ok(parsed) if parsed != E::default() => Ok(parsed),
-        Ok(_) => Err(ServiceError::invalid(field, &value.to_string(), "is required")),
+        Ok(_) => Err(ServiceError::invalid(
+            field,
+            &value.to_string(),
+            "is required",
+        )),
         Err(_) => Err(ServiceError::invalid(
             field,
             &value.to_string(),
@@ -162,13 +173,20 @@ mod tests {
     use tonic::Code;
 
     fn code(result: ServiceResult<String>) -> Code {
-        result.map_err(|error| error.code()).err().unwrap_or(Code::Ok)
+        result
+            .map_err(|error| error.code())
+            .err()
+            .unwrap_or(Code::Ok)
     }
 
     #[test]
     fn text_rejects_bad_characters() {
         for bad in ["a\0b", "a\u{202E}b", "a\u{2066}b", "a\u{7}b", "a\rb"] {
-            assert_eq!(code(text("title", bad, 1, 10)), Code::InvalidArgument, "{bad:?}");
+            assert_eq!(
+                code(text("title", bad, 1, 10)),
+                Code::InvalidArgument,
+                "{bad:?}"
+            );
         }
         assert_eq!(code(text("title", "line\nnext\tcol", 1, 20)), Code::Ok);
     }
@@ -176,14 +194,21 @@ mod tests {
     #[test]
     fn length_counts_characters_not_bytes() {
         assert_eq!(code(line("title", "全過程留痕", 1, 5)), Code::Ok);
-        assert_eq!(code(line("title", "全過程留痕管", 1, 5)), Code::InvalidArgument);
+        assert_eq!(
+            code(line("title", "全過程留痕管", 1, 5)),
+            Code::InvalidArgument
+        );
         assert_eq!(code(line("title", "", 1, 5)), Code::InvalidArgument);
     }
 
     #[test]
     fn department_rejects_subject_wildcards() {
         for bad in ["a.b", "*", ">", "a b", "Ops"] {
-            assert_eq!(code(department("department", bad)), Code::InvalidArgument, "{bad}");
+            assert_eq!(
+                code(department("department", bad)),
+                Code::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 
@@ -196,11 +221,23 @@ mod tests {
 
     #[test]
     fn date_rejects_non_calendar_dates() {
-        let february_30 = trace_proto::common::v1::Date { year: 2026, month: 2, day: 30 };
+        let february_30 = trace_proto::common::v1::Date {
+            year: 2026,
+            month: 2,
+            day: 30,
+        };
         assert!(date("due", Some(&february_30)).is_err());
-        let leap = trace_proto::common::v1::Date { year: 2028, month: 2, day: 29 };
+        let leap = trace_proto::common::v1::Date {
+            year: 2028,
+            month: 2,
+            day: 29,
+        };
         assert!(date("due", Some(&leap)).is_ok());
-        let far = trace_proto::common::v1::Date { year: 99999, month: 1, day: 1 };
+        let far = trace_proto::common::v1::Date {
+            year: 99999,
+            month: 1,
+            day: 1,
+        };
         assert!(date("due", Some(&far)).is_err());
         assert!(date("due", None).is_err());
     }

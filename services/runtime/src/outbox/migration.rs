@@ -6,25 +6,47 @@ use sea_orm_migration::prelude::*;
 use super::entity::{event, lease};
 
 /// Creates `outbox` and `outbox_lease`.
-#[derive(Debug, DeriveMigrationName)]
+#[derive(Debug)]
 pub struct CreateOutbox;
+
+impl MigrationName for CreateOutbox {
+    fn name(&self) -> &str {
+        "m20261204_000001_create_outbox"
+    }
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateOutbox {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let schema = Schema::new(manager.get_database_backend());
         manager
-            .create_table(schema.create_table_from_entity(event::Entity).if_not_exists().to_owned())
+            .create_table(
+                schema
+                    .create_table_from_entity(event::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
             .await?;
         for mut index in schema.create_index_from_entity(event::Entity) {
-            manager.create_index(index.if_not_exists().to_owned()).await?;
+            manager
+                .create_index(index.if_not_exists().to_owned())
+                .await?;
         }
         manager
-            .create_table(schema.create_table_from_entity(lease::Entity).if_not_exists().to_owned())
+            .create_table(
+                schema
+                    .create_table_from_entity(lease::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
             .await?;
         let seed = Query::insert()
             .into_table(lease::Entity)
-            .columns([lease::Column::Name, lease::Column::Holder, lease::Column::ExpiresAt])
+            .columns([
+                lease::Column::Name,
+                lease::Column::Holder,
+                lease::Column::ExpiresAt,
+            ])
             .values_panic(["relay".into(), "".into(), 0i64.into()])
             .to_owned();
         manager.exec_stmt(seed).await

@@ -52,8 +52,14 @@ pub async fn apply(
     for archived in &receipt.events {
         event::Entity::update_many()
             .col_expr(event::Column::ArchivedAt, Expr::value(now))
-            .col_expr(event::Column::ArchiveSequence, Expr::value(archived.sequence as i64))
-            .col_expr(event::Column::ReceiptDueAt, Expr::value(Option::<i64>::None))
+            .col_expr(
+                event::Column::ArchiveSequence,
+                Expr::value(archived.sequence as i64),
+            )
+            .col_expr(
+                event::Column::ReceiptDueAt,
+                Expr::value(Option::<i64>::None),
+            )
             .filter(event::Column::EventId.eq(archived.event_id.clone()))
             .filter(event::Column::ArchivedAt.is_null())
             .exec(&txn)
@@ -75,4 +81,3 @@ pub async fn prune(
         .await?;
     Ok(deleted.rows_affected)
 }
-

@@ -19,8 +19,8 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::entity::{event, lease};
 use super::Outbox;
+use super::entity::{event, lease};
 use crate::clock::SharedClock;
 use crate::config::{NatsSettings, OutboxSettings};
 
@@ -77,11 +77,17 @@ impl Relay {
             let pause = match self.round().await {
                 Ok(round) if round.failed > 0 => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
-                    tracing::warn!(failed = round.failed, ?backoff, "outbox publish failed, retrying");
+                    tracing::warn!(
+                        failed = round.failed,
+                        ?backoff,
+                        "outbox publish failed, retrying"
+                    );
                     self.reprovision_stream().await;
                     backoff
                 }
-                Ok(round) if round.leader && round.published as u64 >= self.settings.batch_size / 2 => {
+                Ok(round)
+                    if round.leader && round.published as u64 >= self.settings.batch_size / 2 =>
+                {
                     backoff = Duration::ZERO;
                     Duration::ZERO
                 }
@@ -91,7 +97,11 @@ impl Relay {
                 }
                 Err(error) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
-                    tracing::warn!(error = format!("{error:#}"), ?backoff, "outbox round failed");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        ?backoff,
+                        "outbox round failed"
+                    );
                     backoff
                 }
             };
@@ -126,7 +136,10 @@ impl Relay {
             match outcome {
                 Ok(()) => {
                     round.published += 1;
-                    published_by_attempts.entry(row.attempts).or_default().push(row.seq);
+                    published_by_attempts
+                        .entry(row.attempts)
+                        .or_default()
+                        .push(row.seq);
                 }
                 Err(error) => {
                     round.failed += 1;
@@ -140,7 +153,10 @@ impl Relay {
                 .col_expr(event::Column::PublishedAt, Expr::value(now))
                 .col_expr(event::Column::ReceiptDueAt, Expr::value(due))
                 .col_expr(event::Column::Attempts, Expr::value(attempts + 1))
-                .col_expr(event::Column::LastError, Expr::value(Option::<String>::None))
+                .col_expr(
+                    event::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
                 .filter(event::Column::Seq.is_in(seqs))
                 .exec(&self.db)
                 .await?;
@@ -173,7 +189,11 @@ impl Relay {
             if !row.traceparent.is_empty() {
                 message = message.header("traceparent", row.traceparent.as_str());
             }
-            pending.push(self.jetstream.send_publish(row.subject.clone(), message).await);
+            pending.push(
+                self.jetstream
+                    .send_publish(row.subject.clone(), message)
+                    .await,
+            );
         }
         let mut outcomes = Vec::with_capacity(rows.len());
         for sent in pending {
@@ -188,7 +208,10 @@ impl Relay {
 
     async fn record_failure(&self, seq: i64, error: &str) -> anyhow::Result<()> {
         event::Entity::update_many()
-            .col_expr(event::Column::Attempts, Expr::col(event::Column::Attempts).add(1))
+            .col_expr(
+                event::Column::Attempts,
+                Expr::col(event::Column::Attempts).add(1),
+            )
             .col_expr(event::Column::LastError, Expr::value(error.to_owned()))
             .filter(event::Column::Seq.eq(seq))
             .exec(&self.db)
@@ -220,7 +243,10 @@ impl Relay {
     fn receipt_timeout(&self, attempts: i32) -> Duration {
         let base = self.settings.receipt_timeout_secs;
         let factor = 1u64 << attempts.clamp(0, 16);
-        Duration::from_secs(Ord::min(base.saturating_mul(factor), self.settings.max_receipt_timeout_secs))
+        Duration::from_secs(Ord::min(
+            base.saturating_mul(factor),
+            self.settings.max_receipt_timeout_secs,
+        ))
     }
 
     /// Takes or renews the relay lease; returns false while another replica holds it.

@@ -1,0 +1,68 @@
+//! Archive configuration.
+
+use serde::{Deserialize, Serialize};
+use trace_runtime::config::{ConfigError, ServiceSettings};
+
+/// Everything the archive reads from configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchiveConfig {
+    #[serde(flatten)]
+    pub service: ServiceSettings,
+    pub archive: ArchiveSettings,
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchiveSettings {
+    /// Durable consumer name on the trace stream.
+    pub consumer_name: String,
+    /// Largest number of messages appended in one transaction.
+    pub batch_size: usize,
+    /// Milliseconds to wait for a batch to fill before appending what arrived.
+    pub batch_wait_ms: u64,
+    /// Seconds the broker waits for an ack before redelivering.
+    pub ack_wait_secs: u64,
+    /// Most unacknowledged messages the broker hands out at once.
+    pub max_ack_pending: i64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            service: ServiceSettings::defaults("archive", 50056),
+            archive: ArchiveSettings {
+                consumer_name: "archive".to_owned(),
+                batch_size: 500,
+                batch_wait_ms: 20,
+                ack_wait_secs: 60,
+                max_ack_pending: 20_000,
+            },
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Checks values that deserialisation cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.service.validate()?;
+        if !trace_runtime::event::is_subject_token(&self.archive.consumer_name) {
+            return Err(ConfigError::invalid(
+                "archive.consumer_name",
+                "must be 1 to 32 characters of a-z, 0-9 and '_', starting with a letter",
+            ));
+        }
+        if !(1..=5_000).contains(&self.archive.batch_size) {
+            return Err(ConfigError::invalid(
+                "archive.batch_size",
+                "must be 1 to 5000",
+            ));
+        }
+        if self.archive.ack_wait_secs < 5 {
+            return Err(ConfigError::invalid(
+                "archive.ack_wait_secs",
+                "must be at least 5",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! The hash-chained ledger: decoding incoming messages, the canonical entry hash, and
+//! appending a batch in one transaction.
+//!
+//! Each entry hash is SHA-256 over a domain tag, the previous entry hash, every metadata
+//! column and the payload digest, each field length-prefixed. The payload itself is covered
+//! only through its digest, so that retention can remove a payload later and the chain still
+//! verifies.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use prost::Message;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
+use sha2::{Digest, Sha256};
+use trace_proto::event::v1::Envelope;
+use trace_runtime::event::is_subject_token;
+
+use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+
+/// Previous hash of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Domain tag that starts every entry hash input.
+const ENTRY_DOMAIN: &[u8] = b"trace-ledger-entry-v1\0";
+
+/// Rows per multi-row insert; keeps statements under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 200;
+
+/// A message taken from the trace stream.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub stream_sequence: u64,
+    pub subject: String,
+    pub raw: Bytes,
+}
+
+/// What became of one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Appended {
+        sequence: i64,
+        event_id: String,
+        source_service: String,
+    },
+    Duplicate {
+        sequence: i64,
+        event_id: String,
+        source_service: String,
+    },
+    Conflict {
+        stored_sequence: i64,
+        event_id: String,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+/// Decodes and checks an envelope, returning the entry fields without sequence or hashes.
+pub fn decode(incoming: &Incoming) -> Result<(Envelope, ledger_entry::Model), String> {
+    let envelope = Envelope::decode(incoming.raw.as_ref())
+        .map_err(|error| format!("not an envelope: {error}"))?;
+    check_envelope(&envelope, &incoming.subject)?;
+    let actor = envelope.actor.clone().unwrap_or_default();
+    let occurred_at = envelope
+        .occurred_at
+        .as_ref()
+        .and_then(trace_runtime::clock::micros_from_timestamp)
+        .ok_or("occurred_at is missing or out of range")?;
+    let payload_type = envelope
+        .payload
+        .as_ref()
+        .map(|any| {
+            any.type_url
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let entry = ledger_entry::Model {
+        sequence: 0,
+        event_id: envelope.event_id.clone(),
+        stream_sequence: incoming.stream_sequence as i64,
+        subject: envelope.subject.clone(),
+        source_service: envelope.source_service.clone(),
+        entity_type: envelope.entity_type.clone(),
+        entity_id: envelope.entity_id.clone(),
+        entity_version: envelope.entity_version as i64,
+        action: envelope.action.clone(),
+        actor_id: actor.user_id,
+        actor_name: actor.display_name,
+        actor_department: actor.department,
+        actor_role: actor.role,
+        confidentiality: envelope.confidentiality,
+        occurred_at,
+        received_at: 0,
+        correlation_id: envelope.correlation_id.clone(),
+        causation_id: envelope.causation_id.clone(),
+        payload_type,
+        payload_sha256: trace_runtime::blob::sha256_hex(&incoming.raw),
+        payload: Some(incoming.raw.to_vec()),
+        previous_hash: String::new(),
+        entry_hash: String::new(),
+    };
+    Ok((envelope, entry))
+}
+
+fn check_envelope(envelope: &Envelope, subject: &str) -> Result<(), String> {
+    uuid::Uuid::try_parse(&envelope.event_id)
+        .map_err(|_| format!("event_id {:?} is not a UUID", envelope.event_id))?;
+    if envelope.subject != subject {
+        return Err(format!(
+            "envelope subject {:?} differs from the message subject {subject:?}",
+            envelope.subject
+        ));
+    }
+    let expected = format!(
+        "trace.{}.{}.{}",
+        envelope.source_service, envelope.entity_type, envelope.action
+    );
+    if subject != expected {
+        return Err(format!(
+            "subject {subject:?} does not match its envelope ({expected:?})"
+        ));
+    }
+    for (name, token) in [
+        ("source_service", &envelope.source_service),
+        ("entity_type", &envelope.entity_type),
+        ("action", &envelope.action),
+    ] {
+        if !is_subject_token(token) {
+            return Err(format!("{name} {token:?} is not a valid name"));
+        }
+    }
+    if envelope.entity_id.is_empty() || envelope.entity_id.chars().count() > 128 {
+        return Err("entity_id must be 1 to 128 characters".to_owned());
+    }
+    if envelope.entity_version == 0 || envelope.entity_version > i64::MAX as u64 {
+        return Err("entity_version must be positive".to_owned());
+    }
+    Ok(())
+}
+
+/// Computes the entry hash of `entry` from its stored columns and its previous hash.
+pub fn entry_hash(entry: &ledger_entry::Model) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(ENTRY_DOMAIN);
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(entry.previous_hash.as_bytes());
+    field(&entry.sequence.to_be_bytes());
+    field(entry.event_id.as_bytes());
+    field(&entry.stream_sequence.to_be_bytes());
+    field(entry.subject.as_bytes());
+    field(entry.source_service.as_bytes());
+    field(entry.entity_type.as_bytes());
+    field(entry.entity_id.as_bytes());
+    field(&entry.entity_version.to_be_bytes());
+    field(entry.action.as_bytes());
+    field(entry.actor_id.as_bytes());
+    field(entry.actor_name.as_bytes());
+    field(entry.actor_department.as_bytes());
+    field(entry.actor_role.as_bytes());
+    field(&entry.confidentiality.to_be_bytes());
+    field(&entry.occurred_at.to_be_bytes());
+    field(&entry.received_at.to_be_bytes());
+    field(entry.correlation_id.as_bytes());
+    field(entry.causation_id.as_bytes());
+    field(entry.payload_type.as_bytes());
+    field(entry.payload_sha256.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Appends a batch in one transaction and returns one outcome per message, in order.
+///
+/// The transaction first updates the chain head row, which takes the write lock on SQLite
+/// and a row lock on PostgreSQL, so a second archive instance waits instead of forking the
+/// chain. Event ids already stored are absorbed: the same bytes count as a duplicate, other
+/// bytes as a conflict that is recorded and never appended.
+pub async fn append_batch(
+    db: &DatabaseConnection,
+    received_at: i64,
+    batch: &[Incoming],
+) -> Result<Vec<Outcome>, DbErr> {
+    let txn = trace_runtime::db::begin_write(db).await?;
+    chain_head::Entity::update_many()
+        .col_expr(chain_head::Column::UpdatedAt, Expr::value(received_at))
+        .filter(chain_head::Column::Id.eq(1))
+        .exec(&txn)
+        .await?;
+    let head = chain_head::Entity::find_by_id(1)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("chain head row is missing".to_owned()))?;
+
+    let decoded: Vec<_> = batch.iter().map(decode).collect();
+    let mut known = stored_digests(&txn, &decoded).await?;
+    let mut sequence = head.sequence;
+    let mut previous_hash = head.entry_hash;
+    let mut appended = Vec::new();
+    let mut rejections = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+
+    for (incoming, result) in batch.iter().zip(decoded) {
+        let (envelope, mut entry) = match result {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                rejections.push(rejected_row(incoming, received_at, &reason));
+                outcomes.push(Outcome::Rejected { reason });
+                continue;
+            }
+        };
+        if let Some((stored_sequence, stored_sha)) = known.get(&envelope.event_id) {
+            let outcome = if *stored_sha == entry.payload_sha256 {
+                Outcome::Duplicate {
+                    sequence: *stored_sequence,
+                    event_id: envelope.event_id.clone(),
+                    source_service: envelope.source_service.clone(),
+                }
+            } else {
+                conflicts.push(conflict_row(
+                    incoming,
+                    received_at,
+                    *stored_sequence,
+                    stored_sha,
+                    &entry,
+                ));
+                Outcome::Conflict {
+                    stored_sequence: *stored_sequence,
+                    event_id: envelope.event_id.clone(),
+                }
+            };
+            outcomes.push(outcome);
+            continue;
+        }
+
+        sequence += 1;
+        entry.sequence = sequence;
+        entry.received_at = received_at;
+        entry.previous_hash = previous_hash;
+        entry.entry_hash = entry_hash(&entry);
+        previous_hash = entry.entry_hash.clone();
+        known.insert(
+            envelope.event_id.clone(),
+            (sequence, entry.payload_sha256.clone()),
+        );
+        outcomes.push(Outcome::Appended {
+            sequence,
+            event_id: envelope.event_id,
+            source_service: envelope.source_service,
+        });
+        appended.push(entry);
+    }
+
+    insert_entries(&txn, appended).await?;
+    insert_rejections(&txn, rejections).await?;
+    insert_conflicts(&txn, conflicts).await?;
+    chain_head::Entity::update_many()
+        .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
+        .col_expr(chain_head::Column::EntryHash, Expr::value(previous_hash))
+        .filter(chain_head::Column::Id.eq(1))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(outcomes)
+}
+
+/// Sequence and payload digest of every event id of the batch that is already stored.
+async fn stored_digests(
+    txn: &sea_orm::DatabaseTransaction,
+    decoded: &[Result<(Envelope, ledger_entry::Model), String>],
+) -> Result<HashMap<String, (i64, String)>, DbErr> {
+    let event_ids: Vec<String> = decoded
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .map(|(envelope, _)| envelope.event_id.clone())
+        .collect();
+    let mut known = HashMap::new();
+    for chunk in event_ids.chunks(INSERT_CHUNK) {
+        let rows: Vec<(i64, String, String)> = ledger_entry::Entity::find()
+            .select_only()
+            .columns([
+                ledger_entry::Column::Sequence,
+                ledger_entry::Column::EventId,
+                ledger_entry::Column::PayloadSha256,
+            ])
+            .filter(ledger_entry::Column::EventId.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (sequence, event_id, sha) in rows {
+            known.insert(event_id, (sequence, sha));
+        }
+    }
+    Ok(known)
+}
+
+async fn insert_entries(
+    txn: &sea_orm::DatabaseTransaction,
+    entries: Vec<ledger_entry::Model>,
+) -> Result<(), DbErr> {
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        let models = chunk.iter().cloned().map(ledger_entry::ActiveModel::from);
+        ledger_entry::Entity::insert_many(models)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::ActiveModel {
+    rejected::ActiveModel {
+        subject: Set(incoming.subject.clone()),
+        stream_sequence: Set(incoming.stream_sequence as i64),
+        received_at: Set(received_at),
+        reason: Set(reason.to_owned()),
+        raw_sha256: Set(trace_runtime::blob::sha256_hex(&incoming.raw)),
+        raw_size: Set(incoming.raw.len() as i64),
+        raw: Set(incoming.raw.to_vec()),
+        ..Default::default()
+    }
+}
+
+/// Inserts rejected messages, skipping redeliveries of one already kept.
+async fn insert_rejections(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: Vec<rejected::ActiveModel>,
+) -> Result<(), DbErr> {
+    for row in rows {
+        let (Set(stream_sequence), Set(raw_sha256)) = (&row.stream_sequence, &row.raw_sha256)
+        else {
+            continue;
+        };
+        let already_kept = rejected::Entity::find()
+            .filter(rejected::Column::StreamSequence.eq(*stream_sequence))
+            .filter(rejected::Column::RawSha256.eq(raw_sha256.clone()))
+            .one(txn)
+            .await?
+            .is_some();
+        if !already_kept {
+            rejected::Entity::insert(row)
+                .exec_without_returning(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn conflict_row(
+    incoming: &Incoming,
+    received_at: i64,
+    stored_sequence: i64,
+    stored_sha: &str,
+    entry: &ledger_entry::Model,
+) -> conflict::ActiveModel {
+    conflict::ActiveModel {
+        event_id: Set(entry.event_id.clone()),
+        stored_sequence: Set(stored_sequence),
+        stored_payload_sha256: Set(stored_sha.to_owned()),
+        received_payload_sha256: Set(entry.payload_sha256.clone()),
+        received_at: Set(received_at),
+        stream_sequence: Set(incoming.stream_sequence as i64),
+        raw: Set(incoming.raw.to_vec()),
+        ..Default::default()
+    }
+}
+
+/// Inserts conflicts, recording each distinct conflicting content once.
+async fn insert_conflicts(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: Vec<conflict::ActiveModel>,
+) -> Result<(), DbErr> {
+    for row in rows {
+        let (Set(event_id), Set(received_sha)) = (&row.event_id, &row.received_payload_sha256)
+        else {
+            continue;
+        };
+        let already_kept = conflict::Entity::find()
+            .filter(conflict::Column::EventId.eq(event_id.clone()))
+            .filter(conflict::Column::ReceivedPayloadSha256.eq(received_sha.clone()))
+            .one(txn)
+            .await?
+            .is_some();
+        if !already_kept {
+            conflict::Entity::insert(row)
+                .exec_without_returning(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}

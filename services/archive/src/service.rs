@@ -1,0 +1,485 @@
+//! gRPC `trace.archive.v1.ArchiveService`: timelines, queries, single entries, verification
+//! and ledger status. Every list pages by a unique key, so rows that share a timestamp are
+//! never lost at a page boundary.
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tonic::{Request, Response, Status};
+use trace_proto::archive::v1::archive_service_server::ArchiveService;
+use trace_proto::archive::v1::*;
+use trace_proto::common::v1::PageRequest;
+use trace_proto::event::v1::Actor;
+use trace_runtime::clock::{micros_from_timestamp, timestamp};
+use trace_runtime::{ServiceError, ServiceResult, validate};
+
+use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+use crate::render::PayloadRenderer;
+use crate::verify::verify_range;
+
+const DEFAULT_PAGE_SIZE: u64 = 50;
+const MAX_PAGE_SIZE: u64 = 500;
+
+/// Serves queries over the ledger.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    db: DatabaseConnection,
+    renderer: PayloadRenderer,
+}
+
+impl Archive {
+    pub fn new(db: DatabaseConnection) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            renderer: PayloadRenderer::new()?,
+        })
+    }
+
+    fn to_entry(&self, row: ledger_entry::Model) -> Entry {
+        let payload_json = row
+            .payload
+            .as_deref()
+            .map(|bytes| self.renderer.render(bytes))
+            .unwrap_or_default();
+        Entry {
+            sequence: row.sequence as u64,
+            event_id: row.event_id,
+            subject: row.subject,
+            source_service: row.source_service,
+            entity_type: row.entity_type,
+            entity_id: row.entity_id,
+            entity_version: row.entity_version as u64,
+            action: row.action,
+            actor: Some(Actor {
+                user_id: row.actor_id,
+                display_name: row.actor_name,
+                department: row.actor_department,
+                role: row.actor_role,
+            }),
+            confidentiality: row.confidentiality,
+            occurred_at: Some(timestamp(row.occurred_at)),
+            received_at: Some(timestamp(row.received_at)),
+            correlation_id: row.correlation_id,
+            causation_id: row.causation_id,
+            payload_type: row.payload_type,
+            payload_json,
+            payload_sha256: row.payload_sha256,
+            previous_hash: row.previous_hash,
+            entry_hash: row.entry_hash,
+            stream_sequence: row.stream_sequence as u64,
+            skew_seconds: (row.received_at - row.occurred_at) / 1_000_000,
+        }
+    }
+}
+
+/// Page size from a request: 0 means the default; above the maximum is invalid.
+fn page_size(page: Option<&PageRequest>) -> ServiceResult<u64> {
+    let size = page.map_or(0, |page| page.page_size);
+    match size {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1..=500 => Ok(size as u64),
+        _ => Err(ServiceError::invalid(
+            "page.page_size",
+            &size.to_string(),
+            format!("must be 0 to {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+fn page_token(page: Option<&PageRequest>) -> &str {
+    page.map_or("", |page| page.page_token.as_str())
+}
+
+/// Parses a token made of `parts` non-negative integers joined by `:`.
+fn parse_token(token: &str, parts: usize) -> ServiceResult<Option<Vec<i64>>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let numbers: Option<Vec<i64>> = token.split(':').map(|part| part.parse().ok()).collect();
+    match numbers {
+        Some(numbers) if numbers.len() == parts && numbers.iter().all(|n| *n >= 0) => {
+            Ok(Some(numbers))
+        }
+        _ => Err(ServiceError::invalid(
+            "page.page_token",
+            token,
+            "is not a token returned by this method",
+        )),
+    }
+}
+
+fn optional_micros(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> ServiceResult<Option<i64>> {
+    value
+        .map(|ts| {
+            micros_from_timestamp(ts).ok_or_else(|| {
+                ServiceError::invalid(
+                    field,
+                    &format!("{}s {}ns", ts.seconds, ts.nanos),
+                    "is out of range",
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Archive {
+    async fn timeline(&self, request: &GetTimelineRequest) -> ServiceResult<GetTimelineResponse> {
+        let entity_type = validate::token(
+            "entity_type",
+            &request.entity_type,
+            64,
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+            "a-z, 0-9 and '_'",
+        )?;
+        let entity_id = validate::line("entity_id", &request.entity_id, 1, 128)?;
+        let limit = page_size(request.page.as_ref())?;
+        let after = parse_token(page_token(request.page.as_ref()), 2)?;
+
+        let mut query = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::EntityType.eq(entity_type))
+            .filter(ledger_entry::Column::EntityId.eq(entity_id));
+        if let Some(after) = after {
+            let (version, sequence) = (after[0], after[1]);
+            query = query.filter(
+                Condition::any()
+                    .add(ledger_entry::Column::EntityVersion.gt(version))
+                    .add(
+                        Condition::all()
+                            .add(ledger_entry::Column::EntityVersion.eq(version))
+                            .add(ledger_entry::Column::Sequence.gt(sequence)),
+                    ),
+            );
+        }
+        let rows = query
+            .order_by_asc(ledger_entry::Column::EntityVersion)
+            .order_by_asc(ledger_entry::Column::Sequence)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        let (rows, more) = split_page(rows, limit);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => format!("{}:{}", last.entity_version, last.sequence),
+            _ => String::new(),
+        };
+        Ok(GetTimelineResponse {
+            entries: rows.into_iter().map(|row| self.to_entry(row)).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn query(&self, request: &QueryEntriesRequest) -> ServiceResult<QueryEntriesResponse> {
+        let limit = page_size(request.page.as_ref())?;
+        let after = parse_token(page_token(request.page.as_ref()), 1)?;
+        let from = optional_micros("occurred_from", request.occurred_from.as_ref())?;
+        let to = optional_micros("occurred_to", request.occurred_to.as_ref())?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            return Err(ServiceError::invalid(
+                "occurred_to",
+                &to.to_string(),
+                "must be later than occurred_from",
+            ));
+        }
+
+        let mut query = ledger_entry::Entity::find();
+        if !request.actor_id.is_empty() {
+            let actor = validate::user_id("actor_id", &request.actor_id)?;
+            query = query.filter(ledger_entry::Column::ActorId.eq(actor));
+        }
+        if !request.department.is_empty() {
+            let department = validate::department("department", &request.department)?;
+            query = query.filter(ledger_entry::Column::ActorDepartment.eq(department));
+        }
+        if !request.entity_type.is_empty() {
+            query = query.filter(ledger_entry::Column::EntityType.eq(request.entity_type.clone()));
+        }
+        if !request.subject.is_empty() {
+            query = subject_filter(query, &request.subject)?;
+        }
+        if let Some(from) = from {
+            query = query.filter(ledger_entry::Column::OccurredAt.gte(from));
+        }
+        if let Some(to) = to {
+            query = query.filter(ledger_entry::Column::OccurredAt.lt(to));
+        }
+        if let Some(after) = after {
+            query = query.filter(ledger_entry::Column::Sequence.gt(after[0]));
+        }
+        let rows = query
+            .order_by_asc(ledger_entry::Column::Sequence)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        let (rows, more) = split_page(rows, limit);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => last.sequence.to_string(),
+            _ => String::new(),
+        };
+        Ok(QueryEntriesResponse {
+            entries: rows.into_iter().map(|row| self.to_entry(row)).collect(),
+            next_page_token,
+        })
+    }
+}
+
+/// Filters by an exact subject, or by a prefix when the subject ends in `.>`.
+fn subject_filter(
+    query: sea_orm::Select<ledger_entry::Entity>,
+    subject: &str,
+) -> ServiceResult<sea_orm::Select<ledger_entry::Entity>> {
+    let (prefix, wildcard) = match subject.strip_suffix(".>") {
+        Some(prefix) => (prefix, true),
+        None => (subject, false),
+    };
+    let valid = prefix
+        .split('.')
+        .all(trace_runtime::event::is_subject_token);
+    if !valid {
+        return Err(ServiceError::invalid(
+            "subject",
+            subject,
+            "must be dot-separated names of a-z, 0-9 and '_', optionally ending in '.>'",
+        ));
+    }
+    Ok(if wildcard {
+        // Subject tokens cannot contain LIKE metacharacters other than '_', which the check
+        // above allows; escape it so that it matches only itself.
+        let pattern = format!("{}.%", prefix.replace('_', "\\_"));
+        query.filter(
+            Expr::col(ledger_entry::Column::Subject)
+                .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+        )
+    } else {
+        query.filter(ledger_entry::Column::Subject.eq(subject))
+    })
+}
+
+fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    (rows, more)
+}
+
+#[tonic::async_trait]
+impl ArchiveService for Archive {
+    async fn get_timeline(
+        &self,
+        request: Request<GetTimelineRequest>,
+    ) -> Result<Response<GetTimelineResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(self.timeline(request.get_ref()).await?))
+    }
+
+    async fn query_entries(
+        &self,
+        request: Request<QueryEntriesRequest>,
+    ) -> Result<Response<QueryEntriesResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(self.query(request.get_ref()).await?))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<GetEntryRequest>,
+    ) -> Result<Response<GetEntryResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let query = match &request.get_ref().key {
+            Some(get_entry_request::Key::Sequence(sequence)) => {
+                ledger_entry::Entity::find_by_id(*sequence as i64)
+            }
+            Some(get_entry_request::Key::EventId(event_id)) => {
+                let event_id = validate::record_id("event_id", event_id)?;
+                ledger_entry::Entity::find()
+                    .filter(ledger_entry::Column::EventId.eq(event_id.to_string()))
+            }
+            None => return Err(ServiceError::invalid("key", "", "is required").into()),
+        };
+        let row = query
+            .one(&self.db)
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| {
+                ServiceError::not_found("entry", format!("{:?}", request.get_ref().key))
+            })?;
+        Ok(Response::new(GetEntryResponse {
+            entry: Some(self.to_entry(row)),
+        }))
+    }
+
+    async fn verify_chain(
+        &self,
+        request: Request<VerifyChainRequest>,
+    ) -> Result<Response<VerifyChainResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let VerifyChainRequest {
+            from_sequence,
+            to_sequence,
+        } = *request.get_ref();
+        if to_sequence != 0 && to_sequence < from_sequence {
+            return Err(ServiceError::invalid(
+                "to_sequence",
+                &to_sequence.to_string(),
+                "must be 0 or at least from_sequence",
+            )
+            .into());
+        }
+        let result = verify_range(&self.db, from_sequence as i64, to_sequence as i64)
+            .await
+            .map_err(ServiceError::from)?;
+        if let Some((sequence, reason)) = &result.broken {
+            tracing::error!(sequence, %reason, "ledger verification failed");
+        }
+        let (first_broken_sequence, reason) = result.broken.clone().unwrap_or_default();
+        Ok(Response::new(VerifyChainResponse {
+            ok: result.ok(),
+            checked: result.checked,
+            first_broken_sequence: first_broken_sequence as u64,
+            reason,
+            head_hash: result.head_hash,
+            from_sequence: result.from_sequence as u64,
+            to_sequence: result.to_sequence as u64,
+        }))
+    }
+
+    async fn get_ledger_status(
+        &self,
+        request: Request<GetLedgerStatusRequest>,
+    ) -> Result<Response<GetLedgerStatusResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let head = chain_head::Entity::find_by_id(1)
+            .one(&self.db)
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("chain head row is missing")))?;
+        let rejected = rejected::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(ServiceError::from)?;
+        let conflicts = conflict::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(ServiceError::from)?;
+        let last = ledger_entry::Entity::find_by_id(head.sequence)
+            .one(&self.db)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(GetLedgerStatusResponse {
+            size: head.sequence as u64,
+            head_hash: head.entry_hash,
+            rejected,
+            conflicts,
+            last_appended_at: last.map(|entry| timestamp(entry.received_at)),
+        }))
+    }
+
+    async fn list_rejected(
+        &self,
+        request: Request<ListRejectedRequest>,
+    ) -> Result<Response<ListRejectedResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let page = request.get_ref().page.as_ref();
+        let limit = page_size(page)?;
+        let after = parse_token(page_token(page), 1)?.map_or(0, |after| after[0]);
+        let rows = rejected::Entity::find()
+            .filter(rejected::Column::Id.gt(after))
+            .order_by_asc(rejected::Column::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await
+            .map_err(ServiceError::from)?;
+        let (rows, more) = split_page(rows, limit);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => last.id.to_string(),
+            _ => String::new(),
+        };
+        let rejected = rows
+            .into_iter()
+            .map(|row| Rejected {
+                rejected_id: row.id as u64,
+                subject: row.subject,
+                stream_sequence: row.stream_sequence as u64,
+                received_at: Some(timestamp(row.received_at)),
+                reason: row.reason,
+                raw_sha256: row.raw_sha256,
+                raw_size: row.raw_size as u64,
+            })
+            .collect();
+        Ok(Response::new(ListRejectedResponse {
+            rejected,
+            next_page_token,
+        }))
+    }
+
+    async fn list_conflicts(
+        &self,
+        request: Request<ListConflictsRequest>,
+    ) -> Result<Response<ListConflictsResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let page = request.get_ref().page.as_ref();
+        let limit = page_size(page)?;
+        let after = parse_token(page_token(page), 1)?.map_or(0, |after| after[0]);
+        let rows = conflict::Entity::find()
+            .filter(conflict::Column::Id.gt(after))
+            .order_by_asc(conflict::Column::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await
+            .map_err(ServiceError::from)?;
+        let (rows, more) = split_page(rows, limit);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => last.id.to_string(),
+            _ => String::new(),
+        };
+        let conflicts = rows
+            .into_iter()
+            .map(|row| Conflict {
+                conflict_id: row.id as u64,
+                event_id: row.event_id,
+                stored_sequence: row.stored_sequence as u64,
+                stored_payload_sha256: row.stored_payload_sha256,
+                received_payload_sha256: row.received_payload_sha256,
+                received_at: Some(timestamp(row.received_at)),
+                stream_sequence: row.stream_sequence as u64,
+            })
+            .collect();
+        Ok(Response::new(ListConflictsResponse {
+            conflicts,
+            next_page_token,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_token_rejects_garbage() {
+        assert!(parse_token("", 1).unwrap().is_none());
+        assert_eq!(parse_token("12:3", 2).unwrap(), Some(vec![12, 3]));
+        for bad in ["x", "1:2:3", "-1", "1;DROP TABLE", "../"] {
+            assert!(parse_token(bad, 2).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_size_bounds() {
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
+        let big = PageRequest {
+            page_size: 501,
+            page_token: String::new(),
+        };
+        assert!(page_size(Some(&big)).is_err());
+        let negative = PageRequest {
+            page_size: -1,
+            page_token: String::new(),
+        };
+        assert!(page_size(Some(&negative)).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Ledger behaviour against a real SQLite file (and PostgreSQL when
+//! `TRACE_TEST_DATABASE_URL` is set): appends, duplicates, conflicts, rejections and
+//! verification of tampered rows.
+
+use bytes::Bytes;
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use trace_archive::ledger::{Incoming, Outcome, append_batch};
+use trace_archive::migration::Migrator;
+use trace_archive::verify::verify_range;
+use trace_proto::event::v1::{Actor, Envelope};
+
+fn envelope(entity_id: &str, version: u64, action: &str) -> Envelope {
+    Envelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        subject: format!("trace.document.document.{action}"),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: 1_790_000_000,
+            nanos: 0,
+        }),
+        actor: Some(Actor {
+            user_id: "zhang.min".to_owned(),
+            display_name: "張敏".to_owned(),
+            department: "admin-office".to_owned(),
+            role: "employee".to_owned(),
+        }),
+        source_service: "document".to_owned(),
+        entity_type: "document".to_owned(),
+        entity_id: entity_id.to_owned(),
+        entity_version: version,
+        action: action.to_owned(),
+        confidentiality: 2,
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        ..Envelope::default()
+    }
+}
+
+fn incoming(stream_sequence: u64, envelope: &Envelope) -> Incoming {
+    Incoming {
+        stream_sequence,
+        subject: envelope.subject.clone(),
+        raw: Bytes::from(envelope.encode_to_vec()),
+    }
+}
+
+struct TestDb {
+    db: DatabaseConnection,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("archive.db").display()
+    );
+    let db = trace_runtime::db::connect_and_migrate::<Migrator>(&url)
+        .await
+        .unwrap();
+    TestDb { db, _dir: dir }
+}
+
+/// A fresh PostgreSQL database on the server named by `TRACE_TEST_DATABASE_URL`, if set.
+async fn postgres() -> Option<DatabaseConnection> {
+    let base = std::env::var("TRACE_TEST_DATABASE_URL").ok()?;
+    let admin = trace_runtime::db::connect(&base).await.unwrap();
+    let name = format!("trace_t_ledger_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .execute_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!("CREATE DATABASE {name}"),
+        ))
+        .await
+        .unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{server}/{name}");
+    Some(
+        trace_runtime::db::connect_and_migrate::<Migrator>(&url)
+            .await
+            .unwrap(),
+    )
+}
+
+async fn appends_duplicates_and_conflicts(db: &DatabaseConnection) {
+    let first = envelope("doc-1", 1, "drafted");
+    let second = envelope("doc-1", 2, "revised");
+    let outcomes = append_batch(db, 10, &[incoming(1, &first), incoming(2, &second)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Appended { sequence: 1, .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Outcome::Appended { sequence: 2, .. }),
+        "{outcomes:?}"
+    );
+
+    // Redelivery of the same bytes is absorbed and reported as a duplicate.
+    let outcomes = append_batch(db, 20, &[incoming(1, &first)]).await.unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Duplicate { sequence: 1, .. }),
+        "{outcomes:?}"
+    );
+
+    // The same event id with other content is a conflict and is never appended.
+    let mut altered = first.clone();
+    altered.entity_id = "doc-2".to_owned();
+    let outcomes = append_batch(db, 30, &[incoming(3, &altered)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcomes[0],
+            Outcome::Conflict {
+                stored_sequence: 1,
+                ..
+            }
+        ),
+        "{outcomes:?}"
+    );
+
+    let verification = verify_range(db, 1, 0).await.unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, 2);
+}
+
+#[tokio::test]
+async fn ledger_absorbs_duplicates_on_sqlite() {
+    let test = sqlite().await;
+    appends_duplicates_and_conflicts(&test.db).await;
+}
+
+#[tokio::test]
+async fn ledger_absorbs_duplicates_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    appends_duplicates_and_conflicts(&db).await;
+}
+
+#[tokio::test]
+async fn undecodable_message_is_rejected_and_ingestion_continues() {
+    let test = sqlite().await;
+    let good = envelope("doc-1", 1, "drafted");
+    let poison = Incoming {
+        stream_sequence: 1,
+        subject: "trace.document.document.drafted".to_owned(),
+        raw: Bytes::from_static(b"\xff\xff not protobuf"),
+    };
+    let mut wrong_subject = envelope("doc-1", 2, "revised");
+    wrong_subject.subject = "trace.document.document.read".to_owned();
+    let outcomes = append_batch(
+        &test.db,
+        10,
+        &[
+            poison.clone(),
+            incoming(2, &wrong_subject),
+            incoming(3, &good),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Rejected { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Outcome::Rejected { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2], Outcome::Appended { sequence: 1, .. }),
+        "{outcomes:?}"
+    );
+
+    // A redelivered poison message is kept once.
+    append_batch(&test.db, 20, &[poison]).await.unwrap();
+    let count = test
+        .db
+        .query_one_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM rejected_messages",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn edited_row_fails_verification_at_that_row() {
+    let test = sqlite().await;
+    let batch: Vec<Incoming> = (1..=5)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    append_batch(&test.db, 10, &batch).await.unwrap();
+    assert!(verify_range(&test.db, 1, 0).await.unwrap().ok());
+
+    test.db
+        .execute_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "UPDATE ledger_entries SET actor_id = 'someone.else' WHERE sequence = 3",
+        ))
+        .await
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    assert_eq!(
+        verification.broken.as_ref().map(|(sequence, _)| *sequence),
+        Some(3)
+    );
+    assert_eq!(verification.checked, 2);
+}
+
+#[tokio::test]
+async fn tampered_payload_fails_verification() {
+    let test = sqlite().await;
+    let batch: Vec<Incoming> = (1..=3)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    append_batch(&test.db, 10, &batch).await.unwrap();
+    test.db
+        .execute_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "UPDATE ledger_entries SET payload = X'00' WHERE sequence = 2",
+        ))
+        .await
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 2);
+    assert!(reason.contains("payload"), "{reason}");
+}
+
+#[tokio::test]
+async fn deleted_row_fails_verification() {
+    let test = sqlite().await;
+    let batch: Vec<Incoming> = (1..=4)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    append_batch(&test.db, 10, &batch).await.unwrap();
+    test.db
+        .execute_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "DELETE FROM ledger_entries WHERE sequence = 2",
+        ))
+        .await
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    assert_eq!(verification.broken.map(|(sequence, _)| sequence), Some(2));
+}

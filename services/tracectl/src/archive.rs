@@ -1,0 +1,172 @@
+//! Archive commands: timeline, verify, entry and status.
+
+use anyhow::Context;
+use tonic::transport::Channel;
+use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
+use trace_proto::archive::v1::{
+    GetEntryRequest, GetLedgerStatusRequest, GetTimelineRequest, VerifyChainRequest,
+    get_entry_request,
+};
+use trace_proto::common::v1::PageRequest;
+
+use crate::Identity;
+use crate::output::{entry_json, entry_line, time};
+
+/// Connects to the archive.
+pub async fn connect(address: &str) -> anyhow::Result<ArchiveServiceClient<Channel>> {
+    ArchiveServiceClient::connect(address.to_owned())
+        .await
+        .with_context(|| format!("failed to connect to the archive at {address}"))
+}
+
+/// Prints every entry of one entity, following pages to the end.
+pub async fn timeline(
+    address: &str,
+    identity: &Identity,
+    entity_type: &str,
+    entity_id: &str,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let entries = fetch_timeline(&mut client, identity, entity_type, entity_id).await?;
+    if json {
+        let values: Vec<_> = entries.iter().map(entry_json).collect();
+        println!("{}", serde_json::to_string_pretty(&values)?);
+    } else {
+        println!(
+            "timeline of {entity_type} {entity_id}: {} entries",
+            entries.len()
+        );
+        for entry in &entries {
+            println!("{}", entry_line(entry));
+        }
+    }
+    Ok(true)
+}
+
+/// Reads a whole timeline page by page.
+pub async fn fetch_timeline(
+    client: &mut ArchiveServiceClient<Channel>,
+    identity: &Identity,
+    entity_type: &str,
+    entity_id: &str,
+) -> anyhow::Result<Vec<trace_proto::archive::v1::Entry>> {
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = identity.request(GetTimelineRequest {
+            entity_type: entity_type.to_owned(),
+            entity_id: entity_id.to_owned(),
+            page: Some(PageRequest {
+                page_size: 500,
+                page_token,
+            }),
+        });
+        let response = client.get_timeline(request).await?.into_inner();
+        entries.extend(response.entries);
+        if response.next_page_token.is_empty() {
+            return Ok(entries);
+        }
+        page_token = response.next_page_token;
+    }
+}
+
+/// Verifies a range and prints the result; returns false when verification failed.
+pub async fn verify(
+    address: &str,
+    identity: &Identity,
+    from: u64,
+    to: u64,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let result = client
+        .verify_chain(identity.request(VerifyChainRequest {
+            from_sequence: from,
+            to_sequence: to,
+        }))
+        .await?
+        .into_inner();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": result.ok,
+                "checked": result.checked,
+                "from_sequence": result.from_sequence,
+                "to_sequence": result.to_sequence,
+                "first_broken_sequence": result.first_broken_sequence,
+                "reason": result.reason,
+                "head_hash": result.head_hash,
+            })
+        );
+    } else if result.ok {
+        println!(
+            "verified: {} entries ({}..={}) ok, head hash {}",
+            result.checked, result.from_sequence, result.to_sequence, result.head_hash
+        );
+    } else {
+        println!(
+            "verification FAILED at sequence {}: {} ({} entries verified before it)",
+            result.first_broken_sequence, result.reason, result.checked
+        );
+    }
+    Ok(result.ok)
+}
+
+/// Prints one entry by sequence or event id.
+pub async fn entry(
+    address: &str,
+    identity: &Identity,
+    key: &str,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let key = match key.parse::<u64>() {
+        Ok(sequence) => get_entry_request::Key::Sequence(sequence),
+        Err(_) => get_entry_request::Key::EventId(key.to_owned()),
+    };
+    let mut client = connect(address).await?;
+    let entry = client
+        .get_entry(identity.request(GetEntryRequest { key: Some(key) }))
+        .await?
+        .into_inner()
+        .entry
+        .context("the archive returned no entry")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entry_json(&entry))?);
+    } else {
+        let value = entry_json(&entry);
+        for (name, field) in value.as_object().into_iter().flatten() {
+            println!("{name:>16}: {field}");
+        }
+    }
+    Ok(true)
+}
+
+/// Prints the ledger status.
+pub async fn status(address: &str, identity: &Identity, json: bool) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let status = client
+        .get_ledger_status(identity.request(GetLedgerStatusRequest {}))
+        .await?
+        .into_inner();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "size": status.size,
+                "head_hash": status.head_hash,
+                "rejected": status.rejected,
+                "conflicts": status.conflicts,
+                "last_appended_at": time(status.last_appended_at.as_ref()),
+            })
+        );
+    } else {
+        println!("entries:        {}", status.size);
+        println!("head hash:      {}", status.head_hash);
+        println!("rejected:       {}", status.rejected);
+        println!("conflicts:      {}", status.conflicts);
+        println!("last appended:  {}", time(status.last_appended_at.as_ref()));
+    }
+    Ok(true)
+}
