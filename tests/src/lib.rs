@@ -1,0 +1,30 @@
+//! Shared harness for the end-to-end tests of the trace services.
+//!
+//! Tests run against real components, never mocks:
+//!
+//! - [`nats::NatsServer`] starts a private `nats-server` with JetStream on a free
+//!   port of 127.0.0.1 and a temporary store directory, so tests never share a
+//!   broker with each other or with a NATS server already running on 4222. It can
+//!   be killed with SIGKILL and restarted on the same port and store for fault tests.
+//! - [`postgres::fresh_database`] creates a new PostgreSQL database for one test on
+//!   the server named by `TRACE_TEST_DATABASE_URL` and returns `None` when that
+//!   variable is unset, so a test can fall back to SQLite.
+//!
+//! `make test` installs the pinned `nats-server` with `make tools` and points
+//! `TRACE_NATS_SERVER` at it. `.ci/run` also starts PostgreSQL and sets
+//! `TRACE_TEST_DATABASE_URL`.
+//!
+//! ```no_run
+//! use trace_tests::{nats::NatsServer, postgres};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let nats = NatsServer::start()?;
+//! let database_url = postgres::fresh_database("document_outbox")?
+//!     .unwrap_or_else(|| "sqlite::memory:".to_owned());
+//! println!("NATS at {}, database at {database_url}", nats.url());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod nats;
+pub mod postgres;
