@@ -1,6 +1,7 @@
 //! Start-up and shutdown shared by every service: database and migrations, broker and stream,
 //! outbox relay and receipts, and the gRPC server with health and reflection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -18,6 +19,7 @@ use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
 
 use crate::clock::SharedClock;
 use crate::config::ServiceSettings;
+use crate::directory::Directory;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::outbox::service::OutboxStatus;
@@ -32,6 +34,8 @@ pub struct ServiceRuntime {
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub outbox: Outbox,
+    /// The company directory; empty when no `directory_file` is configured.
+    pub directory: Arc<Directory>,
     /// Cancelled when the service should stop.
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -46,6 +50,10 @@ impl ServiceRuntime {
         clock: SharedClock,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let directory = match &settings.directory_file {
+            Some(path) => Arc::new(Directory::load(std::path::Path::new(path))?),
+            None => Arc::new(Directory::default()),
+        };
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         tracing::info!(database = %crate::db::redact(&settings.database_url), "database ready");
         let nats = crate::nats::connect(&settings.nats, &format!("trace-{service}")).await?;
@@ -60,6 +68,7 @@ impl ServiceRuntime {
             nats,
             jetstream,
             outbox,
+            directory,
             shutdown,
             tasks: TaskTracker::new(),
         };

@@ -43,6 +43,9 @@ pub struct ServiceSettings {
     pub log_level: String,
     /// Seconds to wait for in-flight calls and the outbox after SIGTERM or SIGINT.
     pub shutdown_grace_secs: u64,
+    /// Company directory TOML file; without it the directory is empty.
+    #[serde(default)]
+    pub directory_file: Option<String>,
     pub nats: NatsSettings,
     pub outbox: OutboxSettings,
 }
@@ -104,6 +107,7 @@ impl ServiceSettings {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             shutdown_grace_secs: 10,
+            directory_file: None,
             nats: NatsSettings {
                 url: "nats://127.0.0.1:4222".to_owned(),
                 credentials_file: None,

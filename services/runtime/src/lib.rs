@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod event;
 pub mod nats;
