@@ -24,6 +24,12 @@ pub struct ArchiveSettings {
     pub ack_wait_secs: u64,
     /// Most unacknowledged messages the broker hands out at once.
     pub max_ack_pending: i64,
+    /// File holding the Ed25519 checkpoint signing key in the signed-note encoding
+    /// (`tracectl keygen` prints one); without it checkpoints are not signed.
+    #[serde(default)]
+    pub checkpoint_signing_key_file: Option<String>,
+    /// Seconds between periodic checkpoints; 0 disables them.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -36,6 +42,8 @@ impl Default for ArchiveConfig {
                 batch_wait_ms: 20,
                 ack_wait_secs: 60,
                 max_ack_pending: 20_000,
+                checkpoint_signing_key_file: None,
+                checkpoint_interval_secs: 300,
             },
         }
     }
@@ -64,5 +72,16 @@ impl ArchiveConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Reads the checkpoint signing key, if one is configured.
+    pub fn checkpoint_signer(&self) -> anyhow::Result<Option<crate::checkpoint::CheckpointSigner>> {
+        let Some(path) = &self.archive.checkpoint_signing_key_file else {
+            return Ok(None);
+        };
+        let key = std::fs::read_to_string(path).map_err(|error| {
+            anyhow::anyhow!("failed to read archive.checkpoint_signing_key_file {path}: {error}")
+        })?;
+        Ok(Some(crate::checkpoint::CheckpointSigner::new(&key)?))
     }
 }

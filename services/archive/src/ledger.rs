@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
 use trace_runtime::event::is_subject_token;
 
-use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+use crate::entity::{chain_head, conflict, ledger_entry, merkle_hash, rejected};
+use crate::merkle;
 
 /// Previous hash of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -259,7 +260,13 @@ pub async fn append_batch(
         appended.push(entry);
     }
 
+    let merkle_rows = merkle_rows(&txn, &appended).await?;
     insert_entries(&txn, appended).await?;
+    for chunk in merkle_rows.chunks(INSERT_CHUNK) {
+        merkle_hash::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(&txn)
+            .await?;
+    }
     insert_rejections(&txn, rejections).await?;
     insert_conflicts(&txn, conflicts).await?;
     chain_head::Entity::update_many()
@@ -270,6 +277,23 @@ pub async fn append_batch(
         .await?;
     txn.commit().await?;
     Ok(outcomes)
+}
+
+/// Stored Merkle hashes that the appended entries add, in append order.
+async fn merkle_rows(
+    txn: &sea_orm::DatabaseTransaction,
+    appended: &[ledger_entry::Model],
+) -> Result<Vec<merkle_hash::ActiveModel>, DbErr> {
+    let mut cache = HashMap::new();
+    let mut rows = Vec::new();
+    for entry in appended {
+        let leaf = merkle::leaf_hash(&entry.entry_hash);
+        let added = merkle::append_leaf(txn, &mut cache, entry.sequence as u64 - 1, leaf)
+            .await
+            .map_err(|error| DbErr::Custom(format!("failed to extend the Merkle tree: {error}")))?;
+        rows.extend(added);
+    }
+    Ok(rows)
 }
 
 /// Sequence and payload digest of every event id of the batch that is already stored.

@@ -1,11 +1,14 @@
 //! The archive service: a durable consumer over every trace subject that appends each event
 //! once to an append-only, hash-chained ledger, and the gRPC API that auditors query.
 
+pub mod checkpoint;
 pub mod config;
 pub mod consumer;
 pub mod entity;
 pub mod ledger;
+pub mod merkle;
 pub mod migration;
+pub mod proofs;
 pub mod render;
 pub mod service;
 pub mod verify;
@@ -16,6 +19,10 @@ use trace_proto::archive::v1::archive_service_server::ArchiveServiceServer;
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::SharedClock;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checkpoint::CheckpointSigner;
 use crate::config::ArchiveConfig;
 
 /// Runs the archive until `shutdown` is cancelled.
@@ -39,11 +46,32 @@ pub async fn run(
         jetstream: runtime.jetstream.clone(),
         stream_name: config.service.nats.stream_name.clone(),
         settings: config.archive.clone(),
-        clock,
+        clock: clock.clone(),
     };
     runtime.spawn(archiver.run(runtime.shutdown.clone()));
 
-    let archive = service::Archive::new(runtime.db.clone())?;
+    let signer = config.checkpoint_signer()?.map(Arc::new);
+    match &signer {
+        Some(signer) => tracing::info!(
+            origin = signer.origin(),
+            verifier_key = signer.verifier_key(),
+            "checkpoint signing enabled"
+        ),
+        None => tracing::warn!("no checkpoint signing key configured; checkpoints are disabled"),
+    }
+    if let Some(signer) = &signer
+        && config.archive.checkpoint_interval_secs > 0
+    {
+        runtime.spawn(periodic_checkpoints(
+            runtime.db.clone(),
+            signer.clone(),
+            runtime.clock.clone(),
+            Duration::from_secs(config.archive.checkpoint_interval_secs),
+            runtime.shutdown.clone(),
+        ));
+    }
+
+    let archive = service::Archive::new(runtime.db.clone(), signer, runtime.clock.clone())?;
     runtime
         .serve(listener, |router| {
             router.add_service(ArchiveServiceServer::with_interceptor(
@@ -52,4 +80,38 @@ pub async fn run(
             ))
         })
         .await
+}
+
+/// Signs a checkpoint every `interval` while the ledger grows.
+async fn periodic_checkpoints(
+    db: sea_orm::DatabaseConnection,
+    signer: Arc<CheckpointSigner>,
+    clock: SharedClock,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last_size = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let size = match proofs::current_size(&db).await {
+            Ok(size) => size,
+            Err(error) => {
+                tracing::warn!(%error, "failed to read the ledger size for a checkpoint");
+                continue;
+            }
+        };
+        if size == 0 || last_size == Some(size) {
+            continue;
+        }
+        match proofs::create_checkpoint(&db, &signer, clock.now().timestamp_micros()).await {
+            Ok(checkpoint) => {
+                last_size = Some(size);
+                tracing::info!(tree_size = checkpoint.tree_size, "signed a checkpoint");
+            }
+            Err(error) => tracing::error!(%error, "failed to sign a checkpoint"),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
-use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+use crate::entity::{chain_head, checkpoint, conflict, ledger_entry, merkle_hash, rejected};
 
 /// Applies the archive's migrations in order.
 #[derive(Debug)]
@@ -18,7 +18,8 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Creates the ledger, the chain head, and the rejected and conflict tables.
+/// Creates the ledger, the chain head, the Merkle tree, checkpoints, and the rejected and
+/// conflict tables.
 #[derive(Debug)]
 struct CreateLedger;
 
@@ -35,6 +36,8 @@ impl MigrationTrait for CreateLedger {
         create(manager, chain_head::Entity).await?;
         create(manager, rejected::Entity).await?;
         create(manager, conflict::Entity).await?;
+        create(manager, merkle_hash::Entity).await?;
+        create(manager, checkpoint::Entity).await?;
         manager
             .create_index(
                 Index::create()

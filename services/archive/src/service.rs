@@ -15,7 +15,13 @@ use trace_proto::event::v1::Actor;
 use trace_runtime::clock::{micros_from_timestamp, timestamp};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
+use std::sync::Arc;
+
+use trace_runtime::clock::SharedClock;
+
+use crate::checkpoint::CheckpointSigner;
 use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+use crate::proofs;
 use crate::render::PayloadRenderer;
 use crate::verify::verify_range;
 
@@ -27,13 +33,32 @@ const MAX_PAGE_SIZE: u64 = 500;
 pub struct Archive {
     db: DatabaseConnection,
     renderer: PayloadRenderer,
+    signer: Option<Arc<CheckpointSigner>>,
+    clock: SharedClock,
 }
 
 impl Archive {
-    pub fn new(db: DatabaseConnection) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        signer: Option<Arc<CheckpointSigner>>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
             renderer: PayloadRenderer::new()?,
+            signer,
+            clock,
+        })
+    }
+
+    fn signer(&self) -> ServiceResult<&CheckpointSigner> {
+        self.signer.as_deref().ok_or_else(|| {
+            ServiceError::wrong_state(
+                "archive",
+                "checkpoints",
+                "NOT_CONFIGURED (set archive.checkpoint_signing_key_file)",
+                "sign",
+            )
         })
     }
 
@@ -451,6 +476,65 @@ impl ArchiveService for Archive {
         Ok(Response::new(ListConflictsResponse {
             conflicts,
             next_page_token,
+        }))
+    }
+
+    async fn get_tree_head(
+        &self,
+        request: Request<GetTreeHeadRequest>,
+    ) -> Result<Response<GetTreeHeadResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(
+            proofs::tree_head(&self.db, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(
+            proofs::inclusion_proof(&self.db, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(
+            proofs::consistency_proof(&self.db, request.get_ref()).await?,
+        ))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        request: Request<CreateCheckpointRequest>,
+    ) -> Result<Response<CreateCheckpointResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let now = self.clock.now().timestamp_micros();
+        let checkpoint = proofs::create_checkpoint(&self.db, self.signer()?, now).await?;
+        Ok(Response::new(CreateCheckpointResponse {
+            checkpoint: Some(checkpoint),
+        }))
+    }
+
+    async fn get_latest_checkpoint(
+        &self,
+        request: Request<GetLatestCheckpointRequest>,
+    ) -> Result<Response<GetLatestCheckpointResponse>, Status> {
+        trace_runtime::context::CallContext::of(&request)?;
+        let verifier_key = self
+            .signer
+            .as_deref()
+            .map_or("", CheckpointSigner::verifier_key);
+        let checkpoint = proofs::latest_checkpoint(&self.db, verifier_key)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("checkpoint", "latest"))?;
+        Ok(Response::new(GetLatestCheckpointResponse {
+            checkpoint: Some(checkpoint),
         }))
     }
 }

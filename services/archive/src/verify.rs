@@ -1,12 +1,17 @@
 //! Verification of a ledger range: sequence continuity, the link to the previous entry, the
 //! recomputed entry hash, and the payload digest wherever the payload is still stored.
 
+use std::collections::HashMap;
+
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::entity::{chain_head, ledger_entry};
+use tlog_tiles::tlog;
+
+use crate::entity::{chain_head, ledger_entry, merkle_hash};
 use crate::ledger::{GENESIS_HASH, entry_hash};
+use crate::merkle;
 
 /// Entries read per query while verifying.
 const PAGE: u64 = 2_000;
@@ -62,8 +67,11 @@ pub async fn verify_range(
             result.broken = Some((next, "entry is missing".to_owned()));
             return Ok(result);
         }
+        let leaves = stored_leaves(db, &page).await?;
         for entry in page {
-            if let Some(reason) = check_entry(&entry, next, &expected_previous) {
+            let reason = check_entry(&entry, next, &expected_previous)
+                .or_else(|| check_leaf(&entry, &leaves));
+            if let Some(reason) = reason {
                 result.broken = Some((next, reason));
                 return Ok(result);
             }
@@ -100,6 +108,44 @@ fn check_entry(
         return Some("payload does not match its committed digest".to_owned());
     }
     None
+}
+
+/// Stored Merkle leaf hashes of a page of entries, by sequence.
+async fn stored_leaves(
+    db: &DatabaseConnection,
+    page: &[ledger_entry::Model],
+) -> Result<HashMap<i64, Vec<u8>>, DbErr> {
+    let indexes = page
+        .iter()
+        .map(|entry| tlog::stored_hash_index(0, entry.sequence as u64 - 1) as i64);
+    let rows = merkle_hash::Entity::find()
+        .filter(merkle_hash::Column::StoredIndex.is_in(indexes))
+        .all(db)
+        .await?;
+    let by_index: HashMap<i64, Vec<u8>> = rows
+        .into_iter()
+        .map(|row| (row.stored_index, row.hash))
+        .collect();
+    Ok(page
+        .iter()
+        .filter_map(|entry| {
+            let index = tlog::stored_hash_index(0, entry.sequence as u64 - 1) as i64;
+            by_index
+                .get(&index)
+                .map(|hash| (entry.sequence, hash.clone()))
+        })
+        .collect())
+}
+
+/// Returns why the entry's Merkle leaf is wrong, or `None` when it matches its entry hash.
+fn check_leaf(entry: &ledger_entry::Model, leaves: &HashMap<i64, Vec<u8>>) -> Option<String> {
+    match leaves.get(&entry.sequence) {
+        None => Some("Merkle leaf hash is missing".to_owned()),
+        Some(stored) if stored.as_slice() != merkle::leaf_hash(&entry.entry_hash).0 => {
+            Some("Merkle leaf hash does not match the entry hash".to_owned())
+        }
+        Some(_) => None,
+    }
 }
 
 async fn previous_hash(db: &DatabaseConnection, from: i64) -> Result<String, DbErr> {

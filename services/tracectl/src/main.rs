@@ -4,6 +4,7 @@
 mod archive;
 mod demo;
 mod output;
+mod proofs;
 
 use clap::{Parser, Subcommand};
 
@@ -52,7 +53,28 @@ enum Command {
         /// Last sequence to check; 0 means the head.
         #[arg(long, default_value_t = 0)]
         to: u64,
+        /// A signed checkpoint saved earlier: also prove that the live ledger extends it.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Verifier key of the checkpoint signer (`name+id+base64`).
+        #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
+        verifier_key: Option<String>,
     },
+    /// Generate an Ed25519 checkpoint signing key; prints the signing key, then the verifier key.
+    Keygen {
+        /// Key name, which becomes the checkpoint origin line.
+        #[arg(long, default_value = "trace.local/archive")]
+        name: String,
+    },
+    /// Print the latest signed checkpoint, or sign a new one with `--create`.
+    Checkpoint {
+        /// Sign a checkpoint of the current tree head first.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Print and check a Merkle proof.
+    #[command(subcommand)]
+    Proof(ProofCommand),
     /// Print one ledger entry with its hashes, by sequence number or event id.
     Entry {
         /// Sequence number or event id (UUID).
@@ -72,6 +94,26 @@ enum Command {
         /// Seconds to wait for every event to reach the archive.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProofCommand {
+    /// Inclusion proof of one entry.
+    Inclusion {
+        /// Ledger sequence of the entry.
+        sequence: u64,
+        /// Tree size to prove against; 0 means the current size.
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+    },
+    /// Consistency proof between two tree sizes.
+    Consistency {
+        /// Older tree size.
+        from_size: u64,
+        /// Newer tree size; 0 means the current size.
+        #[arg(default_value_t = 0)]
+        to_size: u64,
     },
 }
 
@@ -116,8 +158,31 @@ async fn main() {
             entity_type,
             entity_id,
         } => archive::timeline(&cli.archive, &identity, &entity_type, &entity_id, cli.json).await,
-        Command::Verify { from, to } => {
-            archive::verify(&cli.archive, &identity, from, to, cli.json).await
+        Command::Verify {
+            from,
+            to,
+            checkpoint,
+            verifier_key,
+        } => {
+            let chain = archive::verify(&cli.archive, &identity, from, to, cli.json).await;
+            match (chain, checkpoint) {
+                (Ok(true), Some(path)) => {
+                    let key = verifier_key.as_deref();
+                    proofs::verify_checkpoint(&cli.archive, &identity, &path, key, cli.json).await
+                }
+                (result, _) => result,
+            }
+        }
+        Command::Keygen { name } => proofs::keygen(&name),
+        Command::Checkpoint { create } => {
+            proofs::checkpoint(&cli.archive, &identity, create, cli.json).await
+        }
+        Command::Proof(ProofCommand::Inclusion {
+            sequence,
+            tree_size,
+        }) => proofs::inclusion(&cli.archive, &identity, sequence, tree_size, cli.json).await,
+        Command::Proof(ProofCommand::Consistency { from_size, to_size }) => {
+            proofs::consistency(&cli.archive, &identity, from_size, to_size, cli.json).await
         }
         Command::Entry { key } => archive::entry(&cli.archive, &identity, &key, cli.json).await,
         Command::Status => archive::status(&cli.archive, &identity, cli.json).await,

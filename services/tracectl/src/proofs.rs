@@ -1,0 +1,237 @@
+//! Merkle proofs and signed checkpoints: printing them, and checking them locally so that the
+//! result does not rest on the archive's word.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tlog_tiles::tlog::{self, Hash};
+use trace_proto::archive::v1::{
+    CreateCheckpointRequest, GetConsistencyProofRequest, GetInclusionProofRequest,
+    GetLatestCheckpointRequest,
+};
+
+use crate::Identity;
+use crate::archive::connect;
+
+fn to_hash(bytes: &[u8]) -> anyhow::Result<Hash> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .context("the archive returned a hash that is not 32 bytes")?;
+    Ok(Hash(array))
+}
+
+fn to_hashes(list: &[Vec<u8>]) -> anyhow::Result<Vec<Hash>> {
+    list.iter().map(|bytes| to_hash(bytes)).collect()
+}
+
+/// Prints a new key pair.
+pub fn keygen(name: &str) -> anyhow::Result<bool> {
+    let (signing, verifying) = trace_archive::checkpoint::generate_key(name)?;
+    println!("{signing}");
+    println!("{verifying}");
+    Ok(true)
+}
+
+/// Prints the latest checkpoint note, creating one first when asked.
+pub async fn checkpoint(
+    address: &str,
+    identity: &Identity,
+    create: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let checkpoint = if create {
+        client
+            .create_checkpoint(identity.request(CreateCheckpointRequest {}))
+            .await?
+            .into_inner()
+            .checkpoint
+    } else {
+        client
+            .get_latest_checkpoint(identity.request(GetLatestCheckpointRequest {}))
+            .await?
+            .into_inner()
+            .checkpoint
+    }
+    .context("the archive returned no checkpoint")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "tree_size": checkpoint.tree_size,
+                "root_hash": hex::encode(&checkpoint.root_hash),
+                "note": checkpoint.note,
+                "verifier_key": checkpoint.verifier_key,
+            })
+        );
+    } else {
+        print!("{}", checkpoint.note);
+    }
+    Ok(true)
+}
+
+/// Fetches and checks an inclusion proof.
+pub async fn inclusion(
+    address: &str,
+    identity: &Identity,
+    sequence: u64,
+    tree_size: u64,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let response = client
+        .get_inclusion_proof(identity.request(GetInclusionProofRequest {
+            sequence,
+            tree_size,
+        }))
+        .await?
+        .into_inner();
+    let proof = to_hashes(&response.proof)?;
+    let root = to_hash(&response.root_hash)?;
+    let expected_leaf = tlog::record_hash(&hex::decode(&response.entry_hash)?);
+    let leaf_ok = expected_leaf.0.as_slice() == response.leaf_hash.as_slice();
+    let checked = tlog::check_record(
+        &proof,
+        response.tree_size,
+        root,
+        response.leaf_index,
+        expected_leaf,
+    );
+    let ok = leaf_ok && checked.is_ok();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": ok,
+                "sequence": response.sequence,
+                "tree_size": response.tree_size,
+                "leaf_hash": hex::encode(&response.leaf_hash),
+                "root_hash": hex::encode(&response.root_hash),
+                "proof": response.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "entry {} in tree of size {}: root {}",
+            response.sequence,
+            response.tree_size,
+            hex::encode(root.0)
+        );
+        for hash in &proof {
+            println!("  {}", hex::encode(hash.0));
+        }
+        println!("inclusion proof {}", if ok { "verified" } else { "FAILED" });
+    }
+    Ok(ok)
+}
+
+/// Fetches and checks a consistency proof.
+pub async fn consistency(
+    address: &str,
+    identity: &Identity,
+    from_size: u64,
+    to_size: u64,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let response = client
+        .get_consistency_proof(identity.request(GetConsistencyProofRequest { from_size, to_size }))
+        .await?
+        .into_inner();
+    let proof = to_hashes(&response.proof)?;
+    let ok = tlog::check_tree(
+        &proof,
+        response.to_size,
+        to_hash(&response.to_root_hash)?,
+        response.from_size,
+        to_hash(&response.from_root_hash)?,
+    )
+    .is_ok();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": ok,
+                "from_size": response.from_size,
+                "to_size": response.to_size,
+                "from_root_hash": hex::encode(&response.from_root_hash),
+                "to_root_hash": hex::encode(&response.to_root_hash),
+                "proof": response.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "tree {} -> {}: consistency proof {}",
+            response.from_size,
+            response.to_size,
+            if ok { "verified" } else { "FAILED" }
+        );
+    }
+    Ok(ok)
+}
+
+/// Checks that the live ledger extends a checkpoint saved earlier: the note's signature, then
+/// a consistency proof from its size to the current size checked against the note's root.
+pub async fn verify_checkpoint(
+    address: &str,
+    identity: &Identity,
+    path: &Path,
+    verifier_key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let note = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read checkpoint file {}", path.display()))?;
+    let verifier_key = verifier_key.context(
+        "--verifier-key (or TRACE_CHECKPOINT_VERIFIER_KEY) is required to check a checkpoint",
+    )?;
+    let (size, root) = trace_archive::checkpoint::verify_note(&note, verifier_key)?;
+
+    let mut client = connect(address).await?;
+    let response = client
+        .get_consistency_proof(identity.request(GetConsistencyProofRequest {
+            from_size: size,
+            to_size: 0,
+        }))
+        .await;
+    let (ok, reason) = match response {
+        Err(status) => (
+            false,
+            format!("the archive cannot prove size {size}: {}", status.message()),
+        ),
+        Ok(response) => {
+            let response = response.into_inner();
+            let proof = to_hashes(&response.proof)?;
+            match tlog::check_tree(
+                &proof,
+                response.to_size,
+                to_hash(&response.to_root_hash)?,
+                size,
+                root,
+            ) {
+                Ok(()) => (
+                    true,
+                    format!(
+                        "the ledger of {} entries extends the checkpoint",
+                        response.to_size
+                    ),
+                ),
+                Err(_) => (
+                    false,
+                    "history was rewritten: the ledger is not consistent with the checkpoint"
+                        .to_owned(),
+                ),
+            }
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "checkpoint_ok": ok, "checkpoint_size": size, "reason": reason })
+        );
+    } else if ok {
+        println!("checkpoint of size {size} verified: {reason}");
+    } else {
+        println!("checkpoint verification FAILED: {reason}");
+    }
+    Ok(ok)
+}
