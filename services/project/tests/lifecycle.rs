@@ -1,0 +1,1459 @@
+//! End-to-end tests of the project service against a real `nats-server` with JetStream on a
+//! free port. The service runs in-process on a free port with a temporary SQLite file, or a
+//! fresh PostgreSQL database when `TRACE_TEST_DATABASE_URL` is set, and a manual clock. A
+//! tonic client calls as the people of the policy.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use futures::StreamExt;
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+use trace_project::ProjectConfig;
+use trace_proto::common::v1::{Confidentiality, PageRequest};
+use trace_proto::event::v1::Envelope;
+use trace_proto::project::v1 as proto;
+use trace_proto::project::v1::project_service_client::ProjectServiceClient;
+use trace_runtime::clock::{ManualClock, proto_date};
+use trace_runtime::context::attach_identity;
+
+/// The applicant and project manager.
+const MANAGER: &str = "li.wei";
+const FIRST_APPROVER: &str = "zhao.head";
+const SECOND_APPROVER: &str = "qian.finance";
+const DEVELOPER: &str = "wu.dev";
+const TESTER: &str = "zheng.test";
+const GROUP_LEAD: &str = "chen.qa";
+const USER_REPRESENTATIVE: &str = "zhou.user";
+const DEPARTMENT_HEAD: &str = "sun.head";
+const OUTSIDER: &str = "feng.other";
+
+/// Maximum wait for servers to start and for events to reach the broker.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A private `nats-server` with JetStream on 127.0.0.1, killed on drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let binary = std::env::var_os("TRACE_NATS_SERVER").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/nats-server"),
+            PathBuf::from,
+        );
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {}: {error}", binary.display()));
+        let server = Self {
+            child,
+            port,
+            _store: store,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "nats-server did not listen on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The project service running in-process, stopped on drop.
+struct Service {
+    client: ProjectServiceClient<Channel>,
+    db: DatabaseConnection,
+    clock: Arc<ManualClock>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _folder: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts the service on `database_url`, or on a temporary SQLite file when `None`.
+    async fn start(nats: &NatsServer, database_url: Option<String>) -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let database_url = database_url.unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                folder.path().join("project.db").display()
+            )
+        });
+        let mut config = ProjectConfig::defaults();
+        config.service.database_url = database_url.clone();
+        config.service.blob_store_url = "memory:///".to_owned();
+        config.service.nats.url = nats.url();
+        config.service.outbox.poll_interval_ms = 20;
+        config.service.shutdown_grace_secs = 2;
+
+        // 10:00 on 4 December 2026 in Shanghai, the default business time zone.
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 4, 2, 0, 0).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(trace_project::run(
+            config,
+            listener,
+            clock.clone(),
+            shutdown.clone(),
+        ));
+
+        let client = connect(address).await;
+        let db = trace_runtime::db::connect(&database_url).await.unwrap();
+        Self {
+            client,
+            db,
+            clock,
+            shutdown,
+            task: Some(task),
+            _folder: folder,
+        }
+    }
+
+    async fn outbox_rows(&self) -> i64 {
+        let statement = Statement::from_string(
+            self.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM outbox",
+        );
+        let row = self.db.query_one_raw(statement).await.unwrap().unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    async fn project(&mut self, project_id: &str) -> proto::GetProjectResponse {
+        let request = proto::GetProjectRequest {
+            project_id: project_id.to_owned(),
+        };
+        self.client
+            .get_project(call(request, MANAGER))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn version(&mut self, project_id: &str) -> u64 {
+        self.project(project_id)
+            .await
+            .project
+            .unwrap()
+            .entity_version
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Connects once the service accepts calls; it migrates its database before it serves.
+async fn connect(address: SocketAddr) -> ProjectServiceClient<Channel> {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut client) = ProjectServiceClient::connect(format!("http://{address}")).await {
+            let probe = proto::ListProjectsRequest::default();
+            if client.list_projects(call(probe, MANAGER)).await.is_ok() {
+                return client;
+            }
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "project service did not start on {address}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wraps `message` in a request from `user_id` in the `it` department.
+fn call<T>(message: T, user_id: &str) -> Request<T> {
+    call_with_roles(message, user_id, &["employee"])
+}
+
+fn call_with_roles<T>(message: T, user_id: &str, roles: &[&str]) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_identity(&mut request, user_id, "it", roles, None);
+    request
+}
+
+fn date(year: i32, month: u32, day: u32) -> Option<trace_proto::common::v1::Date> {
+    Some(proto_date(
+        NaiveDate::from_ymd_opt(year, month, day).unwrap(),
+    ))
+}
+
+fn application() -> proto::SubmitApplicationRequest {
+    let approver = |id: &str| proto::ApproverEntry {
+        approver_id: id.to_owned(),
+        required: true,
+    };
+    proto::SubmitApplicationRequest {
+        name: "倉儲管理系統".to_owned(),
+        department: "it".to_owned(),
+        confidentiality: Confidentiality::Internal as i32,
+        background: "Stock is tracked on paper.".to_owned(),
+        goals: "Track stock in real time.".to_owned(),
+        tasks: vec![
+            proto::Task {
+                title: "Requirements".to_owned(),
+                description: "Interview the warehouse staff.".to_owned(),
+            },
+            proto::Task {
+                title: "Build".to_owned(),
+                description: String::new(),
+            },
+        ],
+        milestones: vec![
+            proto::Milestone {
+                name: "Design approved".to_owned(),
+                due_date: date(2026, 12, 20),
+            },
+            proto::Milestone {
+                name: "Go-live".to_owned(),
+                due_date: date(2027, 3, 1),
+            },
+        ],
+        resource_needs: "Two developers for three months.".to_owned(),
+        expected_results: "A running stock system.".to_owned(),
+        approval_chain: vec![approver(FIRST_APPROVER), approver(SECOND_APPROVER)],
+    }
+}
+
+fn approval(project_id: &str) -> proto::RecordApprovalRequest {
+    proto::RecordApprovalRequest {
+        project_id: project_id.to_owned(),
+        decision: proto::ApprovalDecision::Approve as i32,
+        opinion: "同意立項".to_owned(),
+    }
+}
+
+fn member(project_id: &str, user_id: &str) -> proto::AddMemberRequest {
+    proto::AddMemberRequest {
+        project_id: project_id.to_owned(),
+        user_id: user_id.to_owned(),
+        name: user_id.to_owned(),
+        department: "it".to_owned(),
+        position: "engineer".to_owned(),
+        duties: "build the stock module".to_owned(),
+    }
+}
+
+fn progress(project_id: &str) -> proto::RecordProgressRequest {
+    proto::RecordProgressRequest {
+        project_id: project_id.to_owned(),
+        period_start: date(2026, 11, 27),
+        period_end: date(2026, 12, 3),
+        progress: "Requirements done.".to_owned(),
+        problems: "Barcode scanners are late.".to_owned(),
+        solutions: "Use phone cameras meanwhile.".to_owned(),
+        meeting_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+fn document_update(
+    project_id: &str,
+    kind: proto::DocumentKind,
+) -> proto::RecordDocumentUpdateRequest {
+    proto::RecordDocumentUpdateRequest {
+        project_id: project_id.to_owned(),
+        kind: kind as i32,
+        document_id: uuid::Uuid::now_v7().to_string(),
+        summary: "first version".to_owned(),
+    }
+}
+
+fn decision(project_id: &str) -> proto::RecordDecisionRequest {
+    proto::RecordDecisionRequest {
+        project_id: project_id.to_owned(),
+        kind: proto::DecisionKind::TechnicalChange as i32,
+        process: "Compared two databases in a design meeting.".to_owned(),
+        reason: "The team knows PostgreSQL.".to_owned(),
+        content: "Use PostgreSQL instead of MySQL.".to_owned(),
+        approver_id: FIRST_APPROVER.to_owned(),
+    }
+}
+
+fn acceptance_application(project_id: &str) -> proto::ApplyForAcceptanceRequest {
+    proto::ApplyForAcceptanceRequest {
+        project_id: project_id.to_owned(),
+        results_report: "All goals met.".to_owned(),
+        test_report_document_id: uuid::Uuid::now_v7().to_string(),
+        user_feedback: "Warehouse staff are satisfied.".to_owned(),
+    }
+}
+
+fn sign_off(project_id: &str) -> proto::SignOffRequest {
+    proto::SignOffRequest {
+        project_id: project_id.to_owned(),
+        verdict: proto::SignOffVerdict::Pass as i32,
+        opinion: "Meets the goals.".to_owned(),
+        open_issues: String::new(),
+    }
+}
+
+fn project_state(response: Option<proto::Project>) -> proto::ProjectState {
+    response.unwrap().state()
+}
+
+/// Asserts a FAILED_PRECONDITION whose message names `state`.
+fn assert_wrong_state(status: &Status, state: &str) {
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(&format!("it is {state}")),
+        "{}",
+        status.message()
+    );
+}
+
+/// Returns the field of the first field violation of an INVALID_ARGUMENT.
+fn violated_field(status: &Status) -> String {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("bad request details")
+        .field_violations;
+    violations[0].field.clone()
+}
+
+/// Submits an application and records both approvals; returns the project id.
+async fn approved_project(service: &mut Service) -> String {
+    let client = &mut service.client;
+    let submitted = client
+        .submit_application(call(application(), MANAGER))
+        .await
+        .unwrap();
+    let project_id = submitted.into_inner().project.unwrap().project_id;
+    for approver in [FIRST_APPROVER, SECOND_APPROVER] {
+        client
+            .record_approval(call(approval(&project_id), approver))
+            .await
+            .unwrap();
+    }
+    project_id
+}
+
+/// Reads every event on `trace.project.>` for `project_id` until `count` arrived.
+async fn broker_events(nats: &NatsServer, project_id: &str, count: usize) -> Vec<Envelope> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let started = Instant::now();
+    let stream = loop {
+        match jetstream.get_stream("TRACE").await {
+            Ok(stream) => break stream,
+            Err(error) => assert!(started.elapsed() < DEADLINE, "no TRACE stream: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let config = OrderedConfig {
+        filter_subject: "trace.project.>".to_owned(),
+        ..OrderedConfig::default()
+    };
+    let consumer = stream.create_consumer(config).await.unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+
+    let mut events = Vec::new();
+    while events.len() < count {
+        let next = tokio::time::timeout(DEADLINE, messages.next()).await;
+        let message = next
+            .unwrap_or_else(|_| {
+                panic!("only {} of {count} events reached the broker", events.len())
+            })
+            .unwrap()
+            .unwrap();
+        let envelope = Envelope::decode(message.payload.clone()).unwrap();
+        if envelope.entity_id == project_id {
+            events.push(envelope);
+        }
+    }
+    events
+}
+
+/// Drives one project from application to close and checks the refusals on the way.
+async fn whole_lifecycle(nats: &NatsServer, service: &mut Service) {
+    let client = &mut service.client.clone();
+
+    // Initiation: two required approvals in order.
+    let submitted = client
+        .submit_application(call(application(), MANAGER))
+        .await
+        .unwrap()
+        .into_inner();
+    let project = submitted.project.unwrap();
+    let project_id = project.project_id.clone();
+    assert_eq!(project.state(), proto::ProjectState::InApproval);
+    assert_eq!(project.next_approver_id, FIRST_APPROVER);
+    assert_eq!(project.entity_version, 1);
+
+    let start = proto::StartProjectRequest {
+        project_id: project_id.clone(),
+    };
+    let rows = service.outbox_rows().await;
+    let status = client
+        .start_project(call(start.clone(), MANAGER))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "IN_APPROVAL");
+    let status = client
+        .record_approval(call(approval(&project_id), SECOND_APPROVER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains(FIRST_APPROVER),
+        "{}",
+        status.message()
+    );
+    assert_eq!(service.version(&project_id).await, 1);
+    assert_eq!(service.outbox_rows().await, rows);
+
+    let first = client
+        .record_approval(call(approval(&project_id), FIRST_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        project_state(first.project.clone()),
+        proto::ProjectState::InApproval
+    );
+    assert_eq!(first.project.unwrap().next_approver_id, SECOND_APPROVER);
+    service.clock.advance(chrono::Duration::hours(2));
+    let second = client
+        .record_approval(call(approval(&project_id), SECOND_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(project_state(second.project), proto::ProjectState::Approved);
+    assert_eq!(second.approval.unwrap().position, 2);
+
+    // Team, then start.
+    client
+        .add_member(call(member(&project_id, DEVELOPER), MANAGER))
+        .await
+        .unwrap();
+    let started = client
+        .start_project(call(start, MANAGER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(project_state(started.project), proto::ProjectState::Active);
+    client
+        .add_member(call(member(&project_id, TESTER), MANAGER))
+        .await
+        .unwrap();
+    let status = client
+        .add_member(call(member(&project_id, TESTER), MANAGER))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "ACTIVE and zheng.test is already an active member");
+    let duties = proto::ChangeDutiesRequest {
+        project_id: project_id.clone(),
+        user_id: DEVELOPER.to_owned(),
+        duties: "lead the stock module".to_owned(),
+    };
+    let changed = client
+        .change_duties(call(duties, MANAGER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.member.unwrap().duties_changed_by, MANAGER);
+    let removal = proto::RemoveMemberRequest {
+        project_id: project_id.clone(),
+        user_id: TESTER.to_owned(),
+        reason: "moved to another project".to_owned(),
+    };
+    client.remove_member(call(removal, MANAGER)).await.unwrap();
+
+    // Monitoring: progress, documents and an approved technical change.
+    service.clock.advance(chrono::Duration::days(1));
+    client
+        .record_progress(call(progress(&project_id), DEVELOPER))
+        .await
+        .unwrap();
+    let status = client
+        .record_progress(call(progress(&project_id), TESTER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for kind in [proto::DocumentKind::Plan, proto::DocumentKind::Design] {
+        client
+            .record_document_update(call(document_update(&project_id, kind), DEVELOPER))
+            .await
+            .unwrap();
+    }
+    let recorded = client
+        .record_decision(call(decision(&project_id), DEVELOPER))
+        .await
+        .unwrap()
+        .into_inner();
+    let decision_id = recorded.decision.unwrap().decision_id;
+    let status = client
+        .apply_for_acceptance(call(acceptance_application(&project_id), MANAGER))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "ACTIVE with 1 decision(s) pending approval");
+    let review = proto::ApproveDecisionRequest {
+        project_id: project_id.clone(),
+        decision_id: decision_id.clone(),
+        decision: proto::ApprovalDecision::Approve as i32,
+        opinion: "Agreed.".to_owned(),
+    };
+    let status = client
+        .approve_decision(call(review.clone(), DEVELOPER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let reviewed = client
+        .approve_decision(call(review, FIRST_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reviewed.decision.unwrap().state(),
+        proto::DecisionState::Approved
+    );
+
+    // Acceptance: group, sign-offs, result by the lead.
+    client
+        .record_document_update(call(
+            document_update(&project_id, proto::DocumentKind::TestReport),
+            DEVELOPER,
+        ))
+        .await
+        .unwrap();
+    client
+        .apply_for_acceptance(call(acceptance_application(&project_id), MANAGER))
+        .await
+        .unwrap();
+    let group = proto::SetAcceptanceGroupRequest {
+        project_id: project_id.clone(),
+        members: [GROUP_LEAD, USER_REPRESENTATIVE]
+            .map(|user_id| proto::GroupMemberEntry {
+                user_id: user_id.to_owned(),
+                name: user_id.to_owned(),
+            })
+            .to_vec(),
+    };
+    let status = client
+        .set_acceptance_group(call(group.clone(), MANAGER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    client
+        .set_acceptance_group(call_with_roles(
+            group,
+            DEPARTMENT_HEAD,
+            &["department_head"],
+        ))
+        .await
+        .unwrap();
+    client
+        .sign_off(call(sign_off(&project_id), GROUP_LEAD))
+        .await
+        .unwrap();
+    let result = proto::RecordAcceptanceResultRequest {
+        project_id: project_id.clone(),
+        result: proto::AcceptanceResult::Passed as i32,
+        group_opinion: "Accepted without reservations.".to_owned(),
+        open_issues: String::new(),
+    };
+    let status = client
+        .record_acceptance_result(call(result.clone(), GROUP_LEAD))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "IN_ACCEPTANCE with 1 of 2 sign-offs");
+    client
+        .sign_off(call(sign_off(&project_id), USER_REPRESENTATIVE))
+        .await
+        .unwrap();
+    let status = client
+        .record_acceptance_result(call(result.clone(), USER_REPRESENTATIVE))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let decided = client
+        .record_acceptance_result(call(result, GROUP_LEAD))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        project_state(decided.project),
+        proto::ProjectState::Accepted
+    );
+
+    // Summary before close.
+    let close = proto::CloseProjectRequest {
+        project_id: project_id.clone(),
+    };
+    let rows = service.outbox_rows().await;
+    let version = service.version(&project_id).await;
+    let status = client
+        .close_project(call(close.clone(), MANAGER))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "ACCEPTED without a summary");
+    assert_eq!(service.version(&project_id).await, version);
+    assert_eq!(service.outbox_rows().await, rows);
+    let summary = proto::SubmitSummaryRequest {
+        project_id: project_id.clone(),
+        lessons: "Order hardware early.".to_owned(),
+        results: "Stock is tracked in real time.".to_owned(),
+        shortcomings: "Reports are still manual.".to_owned(),
+    };
+    client.submit_summary(call(summary, MANAGER)).await.unwrap();
+    let closed = client
+        .close_project(call(close, MANAGER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(project_state(closed.project), proto::ProjectState::Closed);
+
+    check_details(service, &project_id).await;
+    check_broker(nats, service, &project_id).await;
+}
+
+async fn check_details(service: &mut Service, project_id: &str) {
+    let details = service.project(project_id).await;
+    let project = details.project.unwrap();
+    assert_eq!(project.state(), proto::ProjectState::Closed);
+    assert!(project.closed_at.is_some());
+
+    let application = details.application.unwrap();
+    assert_eq!(application.milestones.len(), 2);
+    assert_eq!(application.milestones[1].due_date, date(2027, 3, 1));
+    assert_eq!(application.tasks.len(), 2);
+    assert_eq!(details.approvals.len(), 2);
+    assert!(
+        details
+            .approvals
+            .iter()
+            .all(|approval| approval.decision() == proto::ApprovalDecision::Approve)
+    );
+    let decided_at = |index: usize| details.approvals[index].decided_at.unwrap().seconds;
+    assert_eq!(decided_at(1) - decided_at(0), 2 * 3600);
+
+    let active: Vec<&str> = details
+        .members
+        .iter()
+        .filter(|member| member.active)
+        .map(|member| member.user_id.as_str())
+        .collect();
+    assert_eq!(active, [DEVELOPER]);
+    let removed = details
+        .members
+        .iter()
+        .find(|member| member.user_id == TESTER)
+        .unwrap();
+    assert_eq!(removed.removal_reason, "moved to another project");
+    assert_eq!(removed.removed_by, MANAGER);
+
+    let acceptance = details.latest_acceptance.unwrap();
+    assert_eq!(acceptance.result(), proto::AcceptanceResult::Passed);
+    assert_eq!(acceptance.members.len(), 2);
+    assert!(
+        acceptance
+            .members
+            .iter()
+            .all(|member| member.verdict() == proto::SignOffVerdict::Pass)
+    );
+    assert_eq!(acceptance.decided_by, GROUP_LEAD);
+    assert_eq!(details.summary.unwrap().lessons, "Order hardware early.");
+
+    let progress = proto::ListProgressRequest {
+        project_id: project_id.to_owned(),
+        page: None,
+    };
+    let reports = service
+        .client
+        .list_progress(call(progress, OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner()
+        .reports;
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].reported_by, DEVELOPER);
+    let decisions = proto::ListDecisionsRequest {
+        project_id: project_id.to_owned(),
+        page: None,
+    };
+    let decisions = service
+        .client
+        .list_decisions(call(decisions, OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].approval_opinion, "Agreed.");
+}
+
+/// Checks that the broker has one event per step, with versions 1..N in order.
+async fn check_broker(nats: &NatsServer, service: &mut Service, project_id: &str) {
+    let expected = [
+        "submitted",
+        "approval_recorded",
+        "approval_recorded",
+        "member_added",
+        "started",
+        "member_added",
+        "duties_changed",
+        "member_removed",
+        "progress_recorded",
+        "document_updated",
+        "document_updated",
+        "decision_recorded",
+        "decision_approved",
+        "document_updated",
+        "acceptance_applied",
+        "acceptance_group_set",
+        "signed_off",
+        "signed_off",
+        "acceptance_decided",
+        "summary_submitted",
+        "closed",
+    ];
+    assert_eq!(service.version(project_id).await, expected.len() as u64);
+
+    let events = broker_events(nats, project_id, expected.len()).await;
+
+    let actions: Vec<&str> = events.iter().map(|event| event.action.as_str()).collect();
+    assert_eq!(actions, expected);
+    for (event, version) in events.iter().zip(1..) {
+        assert_eq!(event.entity_version, version, "{}", event.action);
+        assert_eq!(event.entity_type, "project");
+        assert_eq!(
+            event.subject,
+            format!("trace.project.project.{}", event.action)
+        );
+    }
+    assert_eq!(events[0].actor.as_ref().unwrap().user_id, MANAGER);
+    assert_eq!(events[2].actor.as_ref().unwrap().user_id, SECOND_APPROVER);
+}
+
+#[tokio::test]
+async fn lifecycle_on_sqlite() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+
+    whole_lifecycle(&nats, &mut service).await;
+
+    service.stop().await;
+}
+
+/// Creates a fresh PostgreSQL database on the server named by `TRACE_TEST_DATABASE_URL` and
+/// returns its URL; `None` when the variable is unset.
+async fn postgres_url() -> Option<String> {
+    let base = std::env::var("TRACE_TEST_DATABASE_URL").ok()?;
+    let admin = trace_runtime::db::connect(&base).await.unwrap();
+    let name = format!("trace_t_project_{}", uuid::Uuid::now_v7().simple());
+    let create = Statement::from_string(
+        admin.get_database_backend(),
+        format!("CREATE DATABASE {name}"),
+    );
+    admin.execute_raw(create).await.unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+#[tokio::test]
+async fn lifecycle_on_postgres() {
+    let Some(url) = postgres_url().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, Some(url)).await;
+
+    whole_lifecycle(&nats, &mut service).await;
+
+    service.stop().await;
+}
+
+/// Submits an approved project and starts it; returns the project id.
+async fn active_project(service: &mut Service) -> String {
+    let project_id = approved_project(service).await;
+    let start = proto::StartProjectRequest {
+        project_id: project_id.clone(),
+    };
+    service
+        .client
+        .start_project(call(start, MANAGER))
+        .await
+        .unwrap();
+    project_id
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let project_id = active_project(&mut service).await;
+    let version = service.version(&project_id).await;
+    let rows = service.outbox_rows().await;
+    let client = &mut service.client.clone();
+    let with = |change: fn(&mut proto::SubmitApplicationRequest)| {
+        let mut request = application();
+        change(&mut request);
+        request
+    };
+    let id = project_id.as_str();
+
+    let cases: Vec<(&str, Status)> = vec![
+        (
+            "name",
+            client
+                .submit_application(call(with(|r| r.name.clear()), MANAGER))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "confidentiality",
+            client
+                .submit_application(call(with(|r| r.confidentiality = 99), MANAGER))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "tasks[1].title",
+            client
+                .submit_application(call(
+                    with(|r| r.tasks[1].title = "a\u{202E}b".to_owned()),
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "milestones[0].due_date",
+            client
+                .submit_application(call(
+                    with(|r| r.milestones[0].due_date = date(2026, 12, 1)),
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "milestones[1].due_date",
+            client
+                .submit_application(call(
+                    with(|r| {
+                        r.milestones[1].due_date = Some(trace_proto::common::v1::Date {
+                            year: 2027,
+                            month: 2,
+                            day: 30,
+                        })
+                    }),
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "approval_chain[0].approver_id",
+            client
+                .submit_application(call(
+                    with(|r| r.approval_chain[0].approver_id = MANAGER.to_owned()),
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "approval_chain",
+            client
+                .submit_application(call(with(|r| r.approval_chain.clear()), MANAGER))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "project_id",
+            client
+                .record_approval(call(approval("not-a-uuid"), FIRST_APPROVER))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "decision",
+            client
+                .record_approval(call(
+                    proto::RecordApprovalRequest {
+                        decision: 0,
+                        ..approval(id)
+                    },
+                    FIRST_APPROVER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "application",
+            client
+                .resubmit_application(call(
+                    proto::ResubmitApplicationRequest {
+                        project_id: id.to_owned(),
+                        application: None,
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "user_id",
+            client
+                .add_member(call(
+                    proto::AddMemberRequest {
+                        user_id: "a b".to_owned(),
+                        ..member(id, DEVELOPER)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "department",
+            client
+                .add_member(call(
+                    proto::AddMemberRequest {
+                        department: "IT".to_owned(),
+                        ..member(id, DEVELOPER)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "duties",
+            client
+                .add_member(call(
+                    proto::AddMemberRequest {
+                        duties: String::new(),
+                        ..member(id, DEVELOPER)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "period_start",
+            client
+                .record_progress(call(
+                    proto::RecordProgressRequest {
+                        period_start: None,
+                        ..progress(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "period_end",
+            client
+                .record_progress(call(
+                    proto::RecordProgressRequest {
+                        period_end: date(2026, 11, 1),
+                        ..progress(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "period_end",
+            client
+                .record_progress(call(
+                    proto::RecordProgressRequest {
+                        period_end: date(2026, 12, 5),
+                        ..progress(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "meeting_id",
+            client
+                .record_progress(call(
+                    proto::RecordProgressRequest {
+                        meeting_id: "meeting-1".to_owned(),
+                        ..progress(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "kind",
+            client
+                .record_document_update(call(
+                    proto::RecordDocumentUpdateRequest {
+                        kind: 9,
+                        ..document_update(id, proto::DocumentKind::Plan)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "document_id",
+            client
+                .record_document_update(call(
+                    proto::RecordDocumentUpdateRequest {
+                        document_id: "../etc/passwd".to_owned(),
+                        ..document_update(id, proto::DocumentKind::Plan)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "approver_id",
+            client
+                .record_decision(call(decision(id), FIRST_APPROVER))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "process",
+            client
+                .record_decision(call(
+                    proto::RecordDecisionRequest {
+                        process: String::new(),
+                        ..decision(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "test_report_document_id",
+            client
+                .apply_for_acceptance(call(
+                    proto::ApplyForAcceptanceRequest {
+                        test_report_document_id: String::new(),
+                        ..acceptance_application(id)
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "members",
+            client
+                .set_acceptance_group(call(
+                    proto::SetAcceptanceGroupRequest {
+                        project_id: id.to_owned(),
+                        members: Vec::new(),
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "verdict",
+            client
+                .sign_off(call(
+                    proto::SignOffRequest {
+                        verdict: 0,
+                        ..sign_off(id)
+                    },
+                    GROUP_LEAD,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "lessons",
+            client
+                .submit_summary(call(
+                    proto::SubmitSummaryRequest {
+                        project_id: id.to_owned(),
+                        ..Default::default()
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "page.page_size",
+            client
+                .list_projects(call(
+                    proto::ListProjectsRequest {
+                        page: Some(PageRequest {
+                            page_size: 501,
+                            page_token: String::new(),
+                        }),
+                        ..Default::default()
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "state",
+            client
+                .list_projects(call(
+                    proto::ListProjectsRequest {
+                        state: 42,
+                        ..Default::default()
+                    },
+                    MANAGER,
+                ))
+                .await
+                .unwrap_err(),
+        ),
+    ];
+
+    for (field, status) in &cases {
+        assert_eq!(violated_field(status), *field, "{status:?}");
+    }
+    assert_eq!(service.version(&project_id).await, version);
+    assert_eq!(service.outbox_rows().await, rows);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_application_is_resubmitted_as_new_round() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let client = &mut service.client.clone();
+    let mut request = application();
+    request.approval_chain = vec![
+        proto::ApproverEntry {
+            approver_id: SECOND_APPROVER.to_owned(),
+            required: false,
+        },
+        proto::ApproverEntry {
+            approver_id: FIRST_APPROVER.to_owned(),
+            required: true,
+        },
+    ];
+    let submitted = client
+        .submit_application(call(request.clone(), MANAGER))
+        .await
+        .unwrap();
+    let project_id = submitted.into_inner().project.unwrap().project_id;
+    let reject = proto::RecordApprovalRequest {
+        decision: proto::ApprovalDecision::Reject as i32,
+        opinion: "Budget too high.".to_owned(),
+        ..approval(&project_id)
+    };
+
+    let advisory = client
+        .record_approval(call(reject.clone(), SECOND_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+    let required = client
+        .record_approval(call(reject, FIRST_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(
+        project_state(advisory.project),
+        proto::ProjectState::InApproval
+    );
+    assert_eq!(
+        project_state(required.project),
+        proto::ProjectState::Rejected
+    );
+    let start = proto::StartProjectRequest {
+        project_id: project_id.clone(),
+    };
+    let status = client
+        .start_project(call(start, MANAGER))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "REJECTED");
+
+    request.name = "倉儲管理系統（縮減版）".to_owned();
+    let resubmission = proto::ResubmitApplicationRequest {
+        project_id: project_id.clone(),
+        application: Some(request),
+    };
+    let status = client
+        .resubmit_application(call(resubmission.clone(), OUTSIDER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let resubmitted = client
+        .resubmit_application(call(resubmission, MANAGER))
+        .await
+        .unwrap()
+        .into_inner();
+    let project = resubmitted.project.unwrap();
+    assert_eq!(project.state(), proto::ProjectState::InApproval);
+    assert_eq!(project.application_round, 2);
+    assert_eq!(project.next_approver_id, SECOND_APPROVER);
+    client
+        .record_approval(call(approval(&project_id), SECOND_APPROVER))
+        .await
+        .unwrap();
+    let approved = client
+        .record_approval(call(approval(&project_id), FIRST_APPROVER))
+        .await
+        .unwrap();
+    assert_eq!(
+        project_state(approved.into_inner().project),
+        proto::ProjectState::Approved
+    );
+
+    let details = service.project(&project_id).await;
+    let rounds: Vec<(u32, u32, proto::ApprovalDecision)> = details
+        .approvals
+        .iter()
+        .map(|approval| (approval.round, approval.position, approval.decision()))
+        .collect();
+    assert_eq!(
+        rounds,
+        [
+            (1, 1, proto::ApprovalDecision::Reject),
+            (1, 2, proto::ApprovalDecision::Reject),
+            (2, 1, proto::ApprovalDecision::Approve),
+            (2, 2, proto::ApprovalDecision::Approve),
+        ]
+    );
+    let application = details.application.unwrap();
+    assert_eq!(application.round, 2);
+    assert_eq!(application.name, "倉儲管理系統（縮減版）");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn failed_acceptance_returns_to_active() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let project_id = active_project(&mut service).await;
+    let client = &mut service.client.clone();
+    client
+        .add_member(call(member(&project_id, DEVELOPER), MANAGER))
+        .await
+        .unwrap();
+    client
+        .apply_for_acceptance(call(acceptance_application(&project_id), MANAGER))
+        .await
+        .unwrap();
+    let group = |members: &[&str]| proto::SetAcceptanceGroupRequest {
+        project_id: project_id.clone(),
+        members: members
+            .iter()
+            .map(|user_id| proto::GroupMemberEntry {
+                user_id: (*user_id).to_owned(),
+                name: (*user_id).to_owned(),
+            })
+            .collect(),
+    };
+    let head = |request| call_with_roles(request, DEPARTMENT_HEAD, &["department_head"]);
+
+    let with_manager = client
+        .set_acceptance_group(head(group(&[GROUP_LEAD, MANAGER])))
+        .await
+        .unwrap_err();
+    let with_member = client
+        .set_acceptance_group(head(group(&[DEVELOPER])))
+        .await
+        .unwrap_err();
+
+    assert_eq!(violated_field(&with_manager), "members[1].user_id");
+    assert_eq!(violated_field(&with_member), "members[0].user_id");
+    client
+        .set_acceptance_group(head(group(&[GROUP_LEAD])))
+        .await
+        .unwrap();
+    let status = client
+        .set_acceptance_group(head(group(&[USER_REPRESENTATIVE])))
+        .await
+        .unwrap_err();
+    assert_wrong_state(
+        &status,
+        "IN_ACCEPTANCE and its acceptance group is already set",
+    );
+    let status = client
+        .sign_off(call(sign_off(&project_id), OUTSIDER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let failing = proto::SignOffRequest {
+        verdict: proto::SignOffVerdict::Fail as i32,
+        open_issues: "Stock reports are missing.".to_owned(),
+        ..sign_off(&project_id)
+    };
+    client
+        .sign_off(call(failing.clone(), GROUP_LEAD))
+        .await
+        .unwrap();
+    let status = client
+        .sign_off(call(failing, GROUP_LEAD))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "IN_ACCEPTANCE and chen.qa already signed off");
+    let result = |result: proto::AcceptanceResult| proto::RecordAcceptanceResultRequest {
+        project_id: project_id.clone(),
+        result: result as i32,
+        group_opinion: "Reports are missing.".to_owned(),
+        open_issues: "Stock reports".to_owned(),
+    };
+    let status = client
+        .record_acceptance_result(call(result(proto::AcceptanceResult::Passed), GROUP_LEAD))
+        .await
+        .unwrap_err();
+    assert_wrong_state(&status, "IN_ACCEPTANCE with 1 FAIL sign-off(s)");
+    let failed = client
+        .record_acceptance_result(call(result(proto::AcceptanceResult::Failed), GROUP_LEAD))
+        .await
+        .unwrap();
+    assert_eq!(
+        project_state(failed.into_inner().project),
+        proto::ProjectState::Active
+    );
+
+    let second = client
+        .apply_for_acceptance(call(acceptance_application(&project_id), MANAGER))
+        .await
+        .unwrap();
+    assert_eq!(second.into_inner().acceptance.unwrap().attempt, 2);
+    let details = service.project(&project_id).await;
+    let latest = details.latest_acceptance.unwrap();
+    assert_eq!(latest.attempt, 2);
+    assert!(latest.members.is_empty());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn list_projects_pages_by_id() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let client = &mut service.client.clone();
+    let mut submitted = Vec::new();
+    for department in ["it", "it", "ops", "it"] {
+        let request = proto::SubmitApplicationRequest {
+            department: department.to_owned(),
+            ..application()
+        };
+        let project = client
+            .submit_application(call(request, MANAGER))
+            .await
+            .unwrap()
+            .into_inner()
+            .project
+            .unwrap();
+        submitted.push(project.project_id);
+    }
+    let approved_id = approved_project(&mut service).await;
+    let page = |token: &str| proto::ListProjectsRequest {
+        department: "it".to_owned(),
+        state: proto::ProjectState::InApproval as i32,
+        page: Some(PageRequest {
+            page_size: 2,
+            page_token: token.to_owned(),
+        }),
+    };
+
+    let first = client
+        .list_projects(call(page(""), OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .list_projects(call(page(&first.next_page_token), OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let ids: Vec<String> = first
+        .projects
+        .iter()
+        .chain(&second.projects)
+        .map(|project| project.project_id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            submitted[0].clone(),
+            submitted[1].clone(),
+            submitted[3].clone()
+        ]
+    );
+    assert_eq!(first.next_page_token, submitted[1]);
+    assert_eq!(second.next_page_token, "");
+    let approved = proto::ListProjectsRequest {
+        state: proto::ProjectState::Approved as i32,
+        ..Default::default()
+    };
+    let approved = client
+        .list_projects(call(approved, OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner()
+        .projects;
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].project_id, approved_id);
+    service.stop().await;
+}
