@@ -30,6 +30,14 @@ pub struct ArchiveSettings {
     pub checkpoint_signing_key_file: Option<String>,
     /// Seconds between periodic checkpoints; 0 disables them.
     pub checkpoint_interval_secs: u64,
+    /// Backup location: `file:///absolute/folder`; without it backups are disabled.
+    #[serde(default)]
+    pub backup_url: Option<String>,
+    /// File holding the 32-byte backup sealing key as 64 hex digits.
+    #[serde(default)]
+    pub backup_key_file: Option<String>,
+    /// Seconds between scheduled backups; 0 runs backups only on demand.
+    pub backup_interval_secs: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -44,6 +52,9 @@ impl Default for ArchiveConfig {
                 max_ack_pending: 20_000,
                 checkpoint_signing_key_file: None,
                 checkpoint_interval_secs: 300,
+                backup_url: None,
+                backup_key_file: None,
+                backup_interval_secs: 3600,
             },
         }
     }
@@ -72,6 +83,24 @@ impl ArchiveConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Opens the backup location and key, if both are configured.
+    pub fn backup_setup(
+        &self,
+    ) -> anyhow::Result<Option<(crate::backup_job::BackupLocation, crate::backup::BackupKey)>> {
+        match (&self.archive.backup_url, &self.archive.backup_key_file) {
+            (None, None) => Ok(None),
+            (Some(url), Some(key_file)) => Ok(Some((
+                crate::backup_job::BackupLocation::open(url)?,
+                crate::backup::BackupKey::from_file(key_file)?,
+            ))),
+            _ => Err(ConfigError::invalid(
+                "archive.backup_url",
+                "archive.backup_url and archive.backup_key_file must be set together",
+            )
+            .into()),
+        }
     }
 
     /// Reads the checkpoint signing key, if one is configured.

@@ -1,6 +1,8 @@
 //! The archive service: a durable consumer over every trace subject that appends each event
 //! once to an append-only, hash-chained ledger, and the gRPC API that auditors query.
 
+pub mod backup;
+pub mod backup_job;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
@@ -71,7 +73,31 @@ pub async fn run(
         ));
     }
 
-    let archive = service::Archive::new(runtime.db.clone(), signer, runtime.clock.clone())?;
+    let backups = config.backup_setup()?.map(|(location, key)| {
+        tracing::info!(location = %location.url, key_id = %key.key_id, "backups enabled");
+        Arc::new(backup_job::Backups {
+            db: runtime.db.clone(),
+            location,
+            key,
+            signer: signer.clone(),
+            outbox: runtime.outbox.clone(),
+            clock: runtime.clock.clone(),
+            running: tokio::sync::Mutex::new(()),
+        })
+    });
+    if let Some(backups) = &backups
+        && config.archive.backup_interval_secs > 0
+    {
+        let interval = Duration::from_secs(config.archive.backup_interval_secs);
+        runtime.spawn(scheduled_backups(
+            backups.clone(),
+            interval,
+            runtime.shutdown.clone(),
+        ));
+    }
+
+    let archive =
+        service::Archive::new(runtime.db.clone(), signer, runtime.clock.clone(), backups)?;
     runtime
         .serve(listener, |router| {
             router.add_service(ArchiveServiceServer::with_interceptor(
@@ -112,6 +138,26 @@ async fn periodic_checkpoints(
                 tracing::info!(tree_size = checkpoint.tree_size, "signed a checkpoint");
             }
             Err(error) => tracing::error!(%error, "failed to sign a checkpoint"),
+        }
+    }
+}
+
+/// Runs a backup every `interval` until shutdown.
+async fn scheduled_backups(
+    backups: Arc<backup_job::Backups>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let context = trace_runtime::context::CallContext::system("archive");
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match backups.run(&context).await {
+            Ok((run, _)) if run.manifests.is_empty() => tracing::debug!("backup already current"),
+            Ok((run, _)) => tracing::info!(segments = run.manifests.len(), "scheduled backup done"),
+            Err(error) => tracing::error!(%error, "scheduled backup failed"),
         }
     }
 }

@@ -36,6 +36,19 @@ pub struct MapReader<'a> {
     missing: RefCell<Vec<u64>>,
 }
 
+/// Reader over hashes held in memory, for offline verification.
+pub type MemoryReader<'a> = MapReader<'a>;
+
+impl<'a> MapReader<'a> {
+    /// Reads from `hashes`.
+    pub fn new(hashes: &'a HashMap<u64, Hash>) -> Self {
+        Self {
+            hashes,
+            missing: RefCell::new(Vec::new()),
+        }
+    }
+}
+
 impl HashReader for MapReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
         let mut found = Vec::with_capacity(indexes.len());

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use trace_runtime::clock::SharedClock;
 
+use crate::backup_job::Backups;
 use crate::checkpoint::CheckpointSigner;
 use crate::entity::{chain_head, conflict, ledger_entry, rejected};
 use crate::proofs;
@@ -35,6 +36,7 @@ pub struct Archive {
     renderer: PayloadRenderer,
     signer: Option<Arc<CheckpointSigner>>,
     clock: SharedClock,
+    backups: Option<Arc<Backups>>,
 }
 
 impl Archive {
@@ -42,12 +44,14 @@ impl Archive {
         db: DatabaseConnection,
         signer: Option<Arc<CheckpointSigner>>,
         clock: SharedClock,
+        backups: Option<Arc<Backups>>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
             renderer: PayloadRenderer::new()?,
             signer,
             clock,
+            backups,
         })
     }
 
@@ -535,6 +539,32 @@ impl ArchiveService for Archive {
             .ok_or_else(|| ServiceError::not_found("checkpoint", "latest"))?;
         Ok(Response::new(GetLatestCheckpointResponse {
             checkpoint: Some(checkpoint),
+        }))
+    }
+
+    async fn run_backup(
+        &self,
+        request: Request<RunBackupRequest>,
+    ) -> Result<Response<RunBackupResponse>, Status> {
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let backups = self.backups.as_ref().ok_or_else(|| {
+            ServiceError::wrong_state(
+                "archive",
+                "backups",
+                "NOT_CONFIGURED (set archive.backup_url and archive.backup_key_file)",
+                "run",
+            )
+        })?;
+        let (run, event_id) = backups
+            .run(&context)
+            .await
+            .map_err(|error| ServiceError::Internal(error.into()))?;
+        Ok(Response::new(RunBackupResponse {
+            segments: run.manifests.iter().map(|m| m.segment.clone()).collect(),
+            from_sequence: run.manifests.first().map_or(0, |m| m.from_sequence as u64),
+            to_sequence: run.manifests.last().map_or(0, |m| m.to_sequence as u64),
+            location: backups.location.url.clone(),
+            event_id: event_id.unwrap_or_default(),
         }))
     }
 }

@@ -2,6 +2,7 @@
 //! readable text by default and JSON with `--json`, and exits non-zero when a check fails.
 
 mod archive;
+mod backups;
 mod demo;
 mod output;
 mod proofs;
@@ -71,6 +72,37 @@ enum Command {
         /// Sign a checkpoint of the current tree head first.
         #[arg(long)]
         create: bool,
+    },
+    /// Ask the archive to back up every entry not yet in its backup location.
+    Backup,
+    /// Print a new random backup sealing key (64 hex digits).
+    BackupKeygen,
+    /// Check a backup location offline: sealing, digests, chain, Merkle roots, checkpoints.
+    VerifyBackup {
+        /// Backup location URL, for example file:///srv/trace-backup.
+        #[arg(long)]
+        from: String,
+        /// File holding the backup key.
+        #[arg(long)]
+        key_file: String,
+        /// Verifier key of the checkpoint signer, to check each manifest's checkpoint.
+        #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
+        verifier_key: Option<String>,
+    },
+    /// Rebuild an empty archive database from a backup location, verifying every segment.
+    Restore {
+        /// Backup location URL.
+        #[arg(long)]
+        from: String,
+        /// File holding the backup key.
+        #[arg(long)]
+        key_file: String,
+        /// Database to restore into; it must hold no entries.
+        #[arg(long)]
+        database_url: String,
+        /// Verifier key of the checkpoint signer, to check each manifest's checkpoint.
+        #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
+        verifier_key: Option<String>,
     },
     /// Print and check a Merkle proof.
     #[command(subcommand)]
@@ -144,6 +176,14 @@ impl Identity {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
+    // Progress of long jobs goes to stderr as log lines, so stdout stays machine-readable.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
     let identity = Identity {
         user_id: cli.user.clone(),
         department: cli.department.clone(),
@@ -174,6 +214,22 @@ async fn main() {
             }
         }
         Command::Keygen { name } => proofs::keygen(&name),
+        Command::Backup => backups::backup(&cli.archive, &identity, cli.json).await,
+        Command::BackupKeygen => backups::keygen(),
+        Command::VerifyBackup {
+            from,
+            key_file,
+            verifier_key,
+        } => backups::verify_backup(&from, &key_file, verifier_key.as_deref(), cli.json).await,
+        Command::Restore {
+            from,
+            key_file,
+            database_url,
+            verifier_key,
+        } => {
+            let key = verifier_key.as_deref();
+            backups::restore(&from, &key_file, &database_url, key, cli.json).await
+        }
         Command::Checkpoint { create } => {
             proofs::checkpoint(&cli.archive, &identity, create, cli.json).await
         }

@@ -1,0 +1,446 @@
+//! Writing backups to, and verifying and restoring them from, an `object_store` location:
+//! a local folder (`file:///...`) here, or any store `object_store` supports by URL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use tlog_tiles::tlog::{self, Hash};
+
+use crate::backup::{self, BackupError, BackupKey, BackupRow, Manifest, SEGMENT_ENTRIES};
+use crate::checkpoint::CheckpointSigner;
+use crate::entity::{chain_head, ledger_entry};
+use crate::ledger::{GENESIS_HASH, entry_hash};
+use crate::merkle;
+
+/// Format version written into manifests.
+const FORMAT: u32 = 1;
+
+/// A backup location.
+#[derive(Debug, Clone)]
+pub struct BackupLocation {
+    store: Arc<dyn ObjectStore>,
+    pub url: String,
+    pub medium: &'static str,
+}
+
+impl BackupLocation {
+    /// Opens `file:///folder` (created when missing) or `memory:///`.
+    pub fn open(url: &str) -> Result<Self, BackupError> {
+        if let Some(folder) = url.strip_prefix("file://") {
+            if !folder.starts_with('/') {
+                return Err(BackupError::Other(format!(
+                    "backup URL {url:?} needs an absolute path"
+                )));
+            }
+            std::fs::create_dir_all(folder)
+                .map_err(|error| BackupError::Other(error.to_string()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(folder)?;
+            return Ok(Self {
+                store: Arc::new(store),
+                url: url.to_owned(),
+                medium: "local folder",
+            });
+        }
+        if url.starts_with("memory://") {
+            let store = object_store::memory::InMemory::new();
+            return Ok(Self {
+                store: Arc::new(store),
+                url: url.to_owned(),
+                medium: "memory",
+            });
+        }
+        Err(BackupError::Other(format!(
+            "unsupported backup URL {url:?}; use file:///folder (object store URLs need the matching object_store feature)"
+        )))
+    }
+
+    /// Every manifest in the location, ordered by first sequence.
+    pub async fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
+        let prefix = ObjectPath::from("segments");
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut manifests = Vec::new();
+        for object in objects {
+            if !object.location.as_ref().ends_with(".manifest.json") {
+                continue;
+            }
+            let bytes = self.store.get(&object.location).await?.bytes().await?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|_| BackupError::Tampered {
+                    name: object.location.to_string(),
+                    reason: "the manifest is not valid JSON".to_owned(),
+                })?;
+            manifests.push(manifest);
+        }
+        manifests.sort_by_key(|manifest| manifest.from_sequence);
+        Ok(manifests)
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+        self.store
+            .put(&ObjectPath::from(name), PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Vec<u8>, BackupError> {
+        match self.store.get(&ObjectPath::from(name)).await {
+            Ok(object) => Ok(object.bytes().await?.to_vec()),
+            Err(object_store::Error::NotFound { .. }) => Err(BackupError::MissingSegment {
+                name: name.to_owned(),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Segments one run wrote.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRun {
+    pub manifests: Vec<Manifest>,
+}
+
+/// Backs up every entry after the last one in `location`, in segments of at most
+/// [`SEGMENT_ENTRIES`]. A segment is written before its manifest, so a manifest always
+/// has its segment.
+pub async fn run_backup(
+    db: &DatabaseConnection,
+    location: &BackupLocation,
+    key: &BackupKey,
+    signer: Option<&CheckpointSigner>,
+    now_micros: i64,
+) -> Result<BackupRun, BackupError> {
+    let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
+    let existing = location.manifests().await?;
+    let mut next = existing
+        .last()
+        .map_or(1, |manifest| manifest.to_sequence + 1);
+    let mut previous_hash = existing
+        .last()
+        .map_or_else(|| GENESIS_HASH.to_owned(), |m| m.chain_head.clone());
+    let head = chain_head::Entity::find_by_id(1)
+        .one(db)
+        .await
+        .map_err(database)?
+        .map_or(0, |h| h.sequence);
+    let mut run = BackupRun::default();
+
+    while next <= head {
+        let to = (next + SEGMENT_ENTRIES as i64 - 1).min(head);
+        let entries = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Sequence.between(next, to))
+            .order_by_asc(ledger_entry::Column::Sequence)
+            .all(db)
+            .await
+            .map_err(database)?;
+        let rows: Vec<BackupRow> = entries.iter().map(BackupRow::from).collect();
+        let name = backup::segment_name(next, to);
+        let sealed = backup::seal(&rows, key, &name)?;
+        let root = merkle::root(db, to as u64)
+            .await
+            .map_err(|error| BackupError::Other(error.to_string()))?;
+        let checkpoint = signer
+            .map(|signer| signer.sign(to as u64, root))
+            .transpose()
+            .map_err(|error| BackupError::Other(error.to_string()))?;
+        let chain_head = rows
+            .last()
+            .map_or_else(|| previous_hash.clone(), |row| row.entry_hash.clone());
+        let manifest = Manifest {
+            format: FORMAT,
+            segment: name.clone(),
+            from_sequence: next,
+            to_sequence: to,
+            entries: rows.len() as u64,
+            previous_hash: previous_hash.clone(),
+            chain_head: chain_head.clone(),
+            sealed_sha256: trace_runtime::blob::sha256_hex(&sealed),
+            sealed_bytes: sealed.len() as u64,
+            key_id: key.key_id.clone(),
+            tree_root: hex::encode(root.0),
+            checkpoint,
+            created_at: now_micros,
+        };
+        location.put(&name, sealed).await?;
+        let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| BackupError::Other(error.to_string()))?;
+        location
+            .put(&backup::manifest_name(&name), manifest_bytes)
+            .await?;
+        tracing::info!(segment = %name, from = next, to, "wrote backup segment");
+        run.manifests.push(manifest);
+        previous_hash = chain_head;
+        next = to + 1;
+    }
+    Ok(run)
+}
+
+/// Verified content of a backup location.
+#[derive(Debug, Clone, Default)]
+pub struct BackupCheck {
+    pub segments: u64,
+    pub entries: u64,
+    pub chain_head: String,
+    pub tree_root: String,
+}
+
+/// Reads every segment in order, checking sealing, digests, sequence continuity, the hash
+/// chain, payload digests, the Merkle root at each segment's end and, given a verifier key,
+/// each manifest's signed checkpoint. `on_segment` receives each verified segment's rows.
+/// The first problem fails the whole read and names the segment.
+pub async fn read_backup<F, Fut>(
+    location: &BackupLocation,
+    key: &BackupKey,
+    verifier_key: Option<&str>,
+    mut on_segment: F,
+) -> Result<BackupCheck, BackupError>
+where
+    F: FnMut(Vec<ledger_entry::Model>) -> Fut,
+    Fut: Future<Output = Result<(), BackupError>>,
+{
+    let manifests = location.manifests().await?;
+    let mut check = BackupCheck {
+        chain_head: GENESIS_HASH.to_owned(),
+        ..BackupCheck::default()
+    };
+    let mut tree: HashMap<u64, Hash> = HashMap::new();
+    let mut expected_from = 1;
+    let started = std::time::Instant::now();
+
+    for manifest in manifests {
+        let name = manifest.segment.clone();
+        let tampered = |reason: String| BackupError::Tampered {
+            name: name.clone(),
+            reason,
+        };
+        if manifest.from_sequence != expected_from {
+            return Err(BackupError::MissingSegment {
+                name: format!("segment starting at sequence {expected_from} (next found: {name})"),
+            });
+        }
+        if manifest.key_id != key.key_id {
+            return Err(tampered(format!(
+                "sealed with key {}, not with key {}",
+                manifest.key_id, key.key_id
+            )));
+        }
+        let sealed = location.get(&name).await?;
+        if trace_runtime::blob::sha256_hex(&sealed) != manifest.sealed_sha256 {
+            return Err(tampered(
+                "its bytes do not match the manifest digest".to_owned(),
+            ));
+        }
+        let rows = backup::open(&sealed, key, &name)?;
+        let entries = check_rows(&rows, &manifest, &check.chain_head).map_err(tampered)?;
+        for entry in &entries {
+            extend_tree(&mut tree, entry).map_err(tampered)?;
+        }
+        let root = tree_root(&tree, manifest.to_sequence as u64).map_err(tampered)?;
+        if hex::encode(root.0) != manifest.tree_root {
+            return Err(tampered(
+                "the Merkle root differs from the manifest".to_owned(),
+            ));
+        }
+        if let (Some(verifier_key), Some(note)) = (verifier_key, &manifest.checkpoint) {
+            let (size, signed_root) = crate::checkpoint::verify_note(note, verifier_key)
+                .map_err(|error| tampered(error.to_string()))?;
+            if size != manifest.to_sequence as u64 || signed_root != root {
+                return Err(tampered(
+                    "the signed checkpoint does not match the segment".to_owned(),
+                ));
+            }
+        }
+
+        check.segments += 1;
+        check.entries += entries.len() as u64;
+        check.chain_head = manifest.chain_head.clone();
+        check.tree_root = manifest.tree_root.clone();
+        expected_from = manifest.to_sequence + 1;
+        on_segment(entries).await?;
+        report_progress(&check, started);
+    }
+    Ok(check)
+}
+
+fn report_progress(check: &BackupCheck, started: std::time::Instant) {
+    let seconds = started.elapsed().as_secs_f64().max(0.001);
+    tracing::info!(
+        segments = check.segments,
+        entries = check.entries,
+        rate_per_second = (check.entries as f64 / seconds) as u64,
+        "verified backup segment"
+    );
+}
+
+/// Checks one segment's rows against its manifest and the chain so far.
+fn check_rows(
+    rows: &[BackupRow],
+    manifest: &Manifest,
+    previous: &str,
+) -> Result<Vec<ledger_entry::Model>, String> {
+    if manifest.previous_hash != previous {
+        return Err("it does not continue the chain of the segment before it".to_owned());
+    }
+    if rows.len() as u64 != manifest.entries {
+        return Err(format!(
+            "it holds {} entries, its manifest says {}",
+            rows.len(),
+            manifest.entries
+        ));
+    }
+    let mut expected_previous = previous.to_owned();
+    let mut entries = Vec::with_capacity(rows.len());
+    for (offset, row) in rows.iter().enumerate() {
+        let entry = row.to_model()?;
+        let sequence = manifest.from_sequence + offset as i64;
+        if entry.sequence != sequence {
+            return Err(format!("entry {sequence} is missing"));
+        }
+        if entry.previous_hash != expected_previous || entry_hash(&entry) != entry.entry_hash {
+            return Err(format!("entry {sequence} does not verify"));
+        }
+        if let Some(payload) = &entry.payload
+            && trace_runtime::blob::sha256_hex(payload) != entry.payload_sha256
+        {
+            return Err(format!(
+                "entry {sequence} payload does not match its digest"
+            ));
+        }
+        expected_previous = entry.entry_hash.clone();
+        entries.push(entry);
+    }
+    if expected_previous != manifest.chain_head {
+        return Err("its last entry hash differs from the manifest's chain head".to_owned());
+    }
+    Ok(entries)
+}
+
+fn extend_tree(tree: &mut HashMap<u64, Hash>, entry: &ledger_entry::Model) -> Result<(), String> {
+    let index = entry.sequence as u64 - 1;
+    let reader = merkle::MemoryReader::new(tree);
+    let hashes =
+        tlog::stored_hashes_for_record_hash(index, merkle::leaf_hash(&entry.entry_hash), &reader)
+            .map_err(|error| error.to_string())?;
+    let first = tlog::stored_hash_index(0, index);
+    for (offset, hash) in hashes.into_iter().enumerate() {
+        tree.insert(first + offset as u64, hash);
+    }
+    Ok(())
+}
+
+fn tree_root(tree: &HashMap<u64, Hash>, size: u64) -> Result<Hash, String> {
+    tlog::tree_hash(size, &merkle::MemoryReader::new(tree)).map_err(|error| error.to_string())
+}
+
+/// Rebuilds an empty archive database from a backup location, verifying as it goes. Refuses
+/// a database that already holds entries, so a restore never overwrites a ledger.
+pub async fn restore(
+    db: &DatabaseConnection,
+    location: &BackupLocation,
+    key: &BackupKey,
+    verifier_key: Option<&str>,
+) -> Result<BackupCheck, BackupError> {
+    let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
+    let head = chain_head::Entity::find_by_id(1)
+        .one(db)
+        .await
+        .map_err(database)?;
+    if let Some(head) = head
+        && head.sequence > 0
+    {
+        return Err(BackupError::Other(format!(
+            "the target database already holds {} entries; restore needs an empty database",
+            head.sequence
+        )));
+    }
+    read_backup(location, key, verifier_key, |entries| async move {
+        crate::ledger::insert_restored(db, entries)
+            .await
+            .map_err(|error| BackupError::Other(format!("database error: {error}")))
+    })
+    .await
+}
+
+/// Stores the trace event that records a backup run.
+pub fn backup_event_payload(
+    run: &BackupRun,
+    location: &BackupLocation,
+    key: &BackupKey,
+) -> Option<trace_proto::archive::v1::BackupCompleted> {
+    let first = run.manifests.first()?;
+    let last = run.manifests.last()?;
+    Some(trace_proto::archive::v1::BackupCompleted {
+        segments: run
+            .manifests
+            .iter()
+            .map(|manifest| manifest.segment.clone())
+            .collect(),
+        from_sequence: first.from_sequence as u64,
+        to_sequence: last.to_sequence as u64,
+        medium: location.medium.to_owned(),
+        location: location.url.clone(),
+        chain_head: last.chain_head.clone(),
+        key_id: key.key_id.clone(),
+    })
+}
+
+/// Backups of one archive: its location and key, one run at a time, each recorded as a trace
+/// event through the archive's own outbox.
+#[derive(Debug)]
+pub struct Backups {
+    pub db: DatabaseConnection,
+    pub location: BackupLocation,
+    pub key: BackupKey,
+    pub signer: Option<Arc<CheckpointSigner>>,
+    pub outbox: trace_runtime::outbox::Outbox,
+    pub clock: trace_runtime::clock::SharedClock,
+    pub running: tokio::sync::Mutex<()>,
+}
+
+impl Backups {
+    /// Runs a backup and records it; returns the run and the recording event's id.
+    pub async fn run(
+        &self,
+        context: &trace_runtime::context::CallContext,
+    ) -> Result<(BackupRun, Option<String>), BackupError> {
+        let _only_one = self.running.lock().await;
+        let now = self.clock.now().timestamp_micros();
+        let run = run_backup(
+            &self.db,
+            &self.location,
+            &self.key,
+            self.signer.as_deref(),
+            now,
+        )
+        .await?;
+        let Some(payload) = backup_event_payload(&run, &self.location, &self.key) else {
+            return Ok((run, None));
+        };
+        let spec = trace_runtime::event::EventSpec {
+            entity_type: "backup",
+            entity_id: uuid::Uuid::now_v7().to_string(),
+            entity_version: 1,
+            action: "completed",
+            confidentiality: trace_proto::common::v1::Confidentiality::Internal,
+            payload: trace_runtime::event::pack(&payload),
+        };
+        let envelope =
+            trace_runtime::event::envelope("archive", context, self.clock.as_ref(), spec);
+        let record = async {
+            let txn = trace_runtime::db::begin_write(&self.db).await?;
+            self.outbox
+                .stage(&txn, &envelope)
+                .await
+                .map_err(|error| sea_orm::DbErr::Custom(error.to_string()))?;
+            txn.commit().await
+        };
+        record.await.map_err(|error| {
+            BackupError::Other(format!("failed to record the backup event: {error}"))
+        })?;
+        self.outbox.notify();
+        Ok((run, Some(envelope.event_id)))
+    }
+}

@@ -1,0 +1,119 @@
+//! Backup commands: `backup` asks the archive to run one; `verify-backup` and `restore` read
+//! a backup location offline, with no server running.
+
+use trace_archive::backup::BackupKey;
+use trace_archive::backup_job::{self, BackupLocation};
+use trace_archive::migration::Migrator;
+use trace_proto::archive::v1::RunBackupRequest;
+
+use crate::Identity;
+use crate::archive::connect;
+
+/// Asks the archive to back up every entry not yet in its backup location.
+pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::Result<bool> {
+    let mut client = connect(address).await?;
+    let response = client
+        .run_backup(identity.request(RunBackupRequest {}))
+        .await?
+        .into_inner();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "segments": response.segments,
+                "from_sequence": response.from_sequence,
+                "to_sequence": response.to_sequence,
+                "location": response.location,
+                "event_id": response.event_id,
+            })
+        );
+    } else if response.segments.is_empty() {
+        println!("backup at {} is already current", response.location);
+    } else {
+        println!(
+            "backed up entries {}..={} to {} in {} segment(s); recorded as event {}",
+            response.from_sequence,
+            response.to_sequence,
+            response.location,
+            response.segments.len(),
+            response.event_id
+        );
+    }
+    Ok(true)
+}
+
+/// Prints a new random backup key as 64 hex digits.
+pub fn keygen() -> anyhow::Result<bool> {
+    println!("{}", BackupKey::generate_hex());
+    Ok(true)
+}
+
+fn print_check(check: &backup_job::BackupCheck, verb: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "segments": check.segments,
+                "entries": check.entries,
+                "chain_head": check.chain_head,
+                "tree_root": check.tree_root,
+            })
+        );
+    } else {
+        println!(
+            "{verb} {} entries in {} segment(s): chain head {}, tree root {}",
+            check.entries, check.segments, check.chain_head, check.tree_root
+        );
+    }
+}
+
+fn report_failure(error: &dyn std::fmt::Display, json: bool) -> bool {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "ok": false, "error": error.to_string() })
+        );
+    } else {
+        println!("backup check FAILED: {error}");
+    }
+    false
+}
+
+/// Verifies a backup location without a server.
+pub async fn verify_backup(
+    from: &str,
+    key_file: &str,
+    verifier_key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let location = BackupLocation::open(from)?;
+    let key = BackupKey::from_file(key_file)?;
+    match backup_job::read_backup(&location, &key, verifier_key, |_| async { Ok(()) }).await {
+        Ok(check) => {
+            print_check(&check, "verified", json);
+            Ok(true)
+        }
+        Err(error) => Ok(report_failure(&error, json)),
+    }
+}
+
+/// Rebuilds an empty archive database from a backup location.
+pub async fn restore(
+    from: &str,
+    key_file: &str,
+    database_url: &str,
+    verifier_key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let location = BackupLocation::open(from)?;
+    let key = BackupKey::from_file(key_file)?;
+    let db = trace_runtime::db::connect_and_migrate::<Migrator>(database_url).await?;
+    match backup_job::restore(&db, &location, &key, verifier_key).await {
+        Ok(check) => {
+            print_check(&check, "restored", json);
+            Ok(true)
+        }
+        Err(error) => Ok(report_failure(&error, json)),
+    }
+}
