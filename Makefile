@@ -35,7 +35,7 @@ NPM_STAMP := $(TOOLS_DIR)/npm.stamp
 
 # Check targets that `make test` runs after `cargo test`. The Helm chart checks
 # add `chart-test` here.
-EXTRA_TEST_TARGETS :=
+EXTRA_TEST_TARGETS := chart-test
 
 CLIPPY := cargo clippy --workspace --all-targets -- -D warnings
 
@@ -98,3 +98,9 @@ lint:
 
 clean-var:
 	rm -rf var
+
+# Lints, renders and validates the Helm chart offline with the pinned tools; see
+# charts/test.sh for the steps.
+.PHONY: chart-test
+chart-test: tools
+	TOOLS_DIR=$(TOOLS_DIR) bash charts/test.sh
