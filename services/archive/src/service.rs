@@ -99,6 +99,7 @@ impl Archive {
             entry_hash: row.entry_hash,
             stream_sequence: row.stream_sequence as u64,
             skew_seconds: (row.received_at - row.occurred_at) / 1_000_000,
+            envelope: Vec::new(),
         }
     }
 }
@@ -228,6 +229,10 @@ impl Archive {
         if !request.entity_type.is_empty() {
             query = query.filter(ledger_entry::Column::EntityType.eq(request.entity_type.clone()));
         }
+        if !request.entity_id.is_empty() {
+            let entity_id = validate::line("entity_id", &request.entity_id, 1, 128)?;
+            query = query.filter(ledger_entry::Column::EntityId.eq(entity_id));
+        }
         if !request.subject.is_empty() {
             query = subject_filter(query, &request.subject)?;
         }
@@ -250,8 +255,17 @@ impl Archive {
             (true, Some(last)) => last.sequence.to_string(),
             _ => String::new(),
         };
+        let include_envelope = request.include_envelope;
         Ok(QueryEntriesResponse {
-            entries: rows.into_iter().map(|row| self.to_entry(row)).collect(),
+            entries: rows
+                .into_iter()
+                .map(|row| {
+                    let envelope = if include_envelope { row.payload.clone() } else { None };
+                    let mut entry = self.to_entry(row);
+                    entry.envelope = envelope.unwrap_or_default();
+                    entry
+                })
+                .collect(),
             next_page_token,
         })
     }

@@ -4,6 +4,7 @@
 mod archive;
 mod backups;
 mod demo;
+mod export;
 mod output;
 mod proofs;
 
@@ -103,6 +104,35 @@ enum Command {
         /// Verifier key of the checkpoint signer, to check each manifest's checkpoint.
         #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
         verifier_key: Option<String>,
+    },
+    /// Write an evidence package (records, CSV, proofs, checkpoint) for a query.
+    Export {
+        /// Entity type, for example `document`.
+        #[arg(long, default_value = "")]
+        entity_type: String,
+        /// Entity id (with --entity-type).
+        #[arg(long, default_value = "")]
+        entity_id: String,
+        /// Department of the actor.
+        #[arg(long, default_value = "")]
+        department: String,
+        /// RFC 3339 start of the period (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 end of the period (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output folder; created, and must be empty.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Check an evidence package offline; exits 1 when it does not verify.
+    VerifyExport {
+        /// Package folder.
+        folder: std::path::PathBuf,
+        /// Verifier key of the checkpoint signer (`name+id+base64`).
+        #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
+        verifier_key: String,
     },
     /// Print and check a Merkle proof.
     #[command(subcommand)]
@@ -216,6 +246,27 @@ async fn main() {
         Command::Keygen { name } => proofs::keygen(&name),
         Command::Backup => backups::backup(&cli.archive, &identity, cli.json).await,
         Command::BackupKeygen => backups::keygen(),
+        Command::Export {
+            entity_type,
+            entity_id,
+            department,
+            from,
+            to,
+            out,
+        } => {
+            let query = export::ExportQuery {
+                entity_type,
+                entity_id,
+                department,
+                from,
+                to,
+            };
+            export::export(&cli.archive, &identity, query, &out).await
+        }
+        Command::VerifyExport {
+            folder,
+            verifier_key,
+        } => export::verify_export(&folder, &verifier_key, cli.json),
         Command::VerifyBackup {
             from,
             key_file,

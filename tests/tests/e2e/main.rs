@@ -1,0 +1,8 @@
+//! End-to-end tests: real `nats-server`, real SQLite files (and PostgreSQL when
+//! `TRACE_TEST_DATABASE_URL` is set), services in-process or as processes.
+
+mod backups;
+mod checkpoints;
+mod faults;
+mod policy_document;
+mod stack;

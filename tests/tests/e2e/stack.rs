@@ -1,0 +1,309 @@
+//! Starting services for a test and talking to them: in-process services on free ports,
+//! service binaries as child processes, identity-carrying clients and polling helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
+use trace_proto::archive::v1::{GetEntryRequest, get_entry_request};
+use trace_proto::document::v1::document_service_client::DocumentServiceClient;
+use trace_runtime::clock::SystemClock;
+
+/// A service running inside the test process.
+pub struct InProcess {
+    pub address: String,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// Stops the service and waits for it to finish draining.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let result = task.await.expect("service task panicked");
+            result.expect("service stopped with an error");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn free_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    (listener, address)
+}
+
+fn sqlite_url(dir: &Path, name: &str) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        dir.join(format!("{name}.db")).display()
+    )
+}
+
+/// Settings shared by every service under test: the test's broker and files in `dir`.
+fn settings(
+    mut service: trace_runtime::config::ServiceSettings,
+    nats_url: &str,
+    dir: &Path,
+    name: &str,
+) -> trace_runtime::config::ServiceSettings {
+    service.database_url = sqlite_url(dir, name);
+    service.blob_store_url = format!("file://{}", dir.join("blobs").join(name).display());
+    service.nats.url = nats_url.to_owned();
+    // Short receipt timeouts let the fault tests see republication within seconds.
+    service.outbox.receipt_timeout_secs = 2;
+    service.outbox.max_receipt_timeout_secs = 4;
+    service.outbox.poll_interval_ms = 50;
+    service.shutdown_grace_secs = 5;
+    service
+}
+
+/// Starts the document service in-process.
+pub async fn start_document(nats_url: &str, dir: &Path) -> InProcess {
+    let mut config = trace_document::config::DocumentConfig::defaults();
+    config.service = settings(config.service, nats_url, dir, "document");
+    let (listener, address) = free_listener().await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(trace_document::run(
+        config,
+        listener,
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    wait_for_port(&address).await;
+    InProcess {
+        address,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// Starts the archive in-process.
+pub async fn start_archive(nats_url: &str, dir: &Path) -> InProcess {
+    start_archive_with(nats_url, dir, |_| {}).await
+}
+
+/// Starts the archive in-process after `adjust` changed its configuration.
+pub async fn start_archive_with(
+    nats_url: &str,
+    dir: &Path,
+    adjust: impl FnOnce(&mut trace_archive::config::ArchiveConfig),
+) -> InProcess {
+    let mut config = trace_archive::config::ArchiveConfig::default();
+    config.service = settings(config.service, nats_url, dir, "archive");
+    adjust(&mut config);
+    let (listener, address) = free_listener().await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(trace_archive::run(
+        config,
+        listener,
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    wait_for_port(&address).await;
+    InProcess {
+        address,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// Waits until a gRPC server accepts TCP connections.
+async fn wait_for_port(address: &str) {
+    let socket = address.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&socket).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "service at {address} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Path of a workspace binary, built once per test run.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "trace-archive",
+                "-p",
+                "tracectl",
+                "--bins",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of the service binaries failed"
+        );
+    });
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("debug").join(name)
+}
+
+/// The archive running as a child process, so that a test can kill it with SIGKILL.
+pub struct ArchiveProcess {
+    pub address: String,
+    child: Child,
+    port: u16,
+    environment: Vec<(String, String)>,
+}
+
+impl ArchiveProcess {
+    /// Starts `trace-archive` on a free port with its database in `dir`.
+    pub fn start(nats_url: &str, dir: &Path, batch_size: usize) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let environment = vec![
+            ("TRACE_GRPC_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+            ("TRACE_DATABASE_URL".to_owned(), sqlite_url(dir, "archive")),
+            (
+                "TRACE_BLOB_STORE_URL".to_owned(),
+                format!("file://{}", dir.join("blobs/archive").display()),
+            ),
+            ("TRACE_NATS__URL".to_owned(), nats_url.to_owned()),
+            (
+                "TRACE_ARCHIVE__BATCH_SIZE".to_owned(),
+                batch_size.to_string(),
+            ),
+            ("TRACE_ARCHIVE__ACK_WAIT_SECS".to_owned(), "5".to_owned()),
+            ("TRACE_LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ];
+        let child = spawn_archive(&environment);
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            child,
+            port,
+            environment,
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again with the same port, database and broker.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_archive(&self.environment);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for ArchiveProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_archive(environment: &[(String, String)]) -> Child {
+    Command::new(binary("trace-archive"))
+        .envs(environment.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start trace-archive")
+}
+
+/// An identity for test calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Person {
+    pub user_id: &'static str,
+    pub department: &'static str,
+    pub role: &'static str,
+}
+
+pub const DRAFTER: Person = Person {
+    user_id: "zhang.min",
+    department: "admin-office",
+    role: "employee",
+};
+pub const AUDITOR: Person = Person {
+    user_id: "audit.bot",
+    department: "audit",
+    role: "audit",
+};
+
+impl Person {
+    /// Wraps a message in a request carrying this identity.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        trace_runtime::context::attach_identity(
+            &mut request,
+            self.user_id,
+            self.department,
+            &[self.role],
+            None,
+        );
+        request
+    }
+}
+
+pub async fn document_client(address: &str) -> DocumentServiceClient<Channel> {
+    DocumentServiceClient::connect(address.to_owned())
+        .await
+        .expect("connect to the document service")
+}
+
+pub async fn archive_client(address: &str) -> ArchiveServiceClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ArchiveServiceClient::connect(address.to_owned()).await {
+            Ok(client) => return client,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("archive at {address} unreachable: {error}"),
+        }
+    }
+}
+
+/// Polls until every event id is in the archive, or panics after `timeout`.
+pub async fn wait_until_archived(address: &str, event_ids: &[String], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut client = archive_client(address).await;
+    for event_id in event_ids {
+        loop {
+            let request = AUDITOR.request(GetEntryRequest {
+                key: Some(get_entry_request::Key::EventId(event_id.clone())),
+            });
+            match client.get_entry(request).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(status) => panic!("event {event_id} not archived within {timeout:?}: {status}"),
+            }
+        }
+    }
+}
