@@ -196,6 +196,22 @@ until port_in_use "$nats_port"; do
 done
 log "nats accepts connections on 127.0.0.1:$nats_port"
 
+# Development keys for checkpoints and backups, made once and kept under var/keys. The
+# verifier key is printed so that `tracectl verify --checkpoint` can be tried by hand.
+keys_dir="$var_dir/keys"
+checkpoint_key_file="$keys_dir/checkpoint-signing.key"
+backup_key_file="$keys_dir/backup.key"
+if [[ ! -f $checkpoint_key_file || ! -f $backup_key_file ]]; then
+  mkdir -p "$keys_dir"
+  chmod 700 "$keys_dir"
+  "$bin_dir/tracectl" keygen --name trace.local/archive >"$keys_dir/checkpoint.keypair"
+  head -n 1 "$keys_dir/checkpoint.keypair" >"$checkpoint_key_file"
+  tail -n 1 "$keys_dir/checkpoint.keypair" >"$keys_dir/checkpoint-verifier.key"
+  "$bin_dir/tracectl" backup-keygen >"$backup_key_file"
+  chmod 600 "$keys_dir"/*
+fi
+log "checkpoint verifier key: $(cat "$keys_dir/checkpoint-verifier.key")"
+
 for service in "${started_services[@]}"; do
   blob_dir="$var_dir/blobs/$service"
   mkdir -p "$blob_dir"
@@ -208,6 +224,13 @@ for service in "${started_services[@]}"; do
   )
   if [[ -f $directory_file ]]; then
     service_env+=("TRACE_DIRECTORY_FILE=$directory_file")
+  fi
+  if [[ $service == archive ]]; then
+    service_env+=(
+      "TRACE_ARCHIVE__CHECKPOINT_SIGNING_KEY_FILE=$checkpoint_key_file"
+      "TRACE_ARCHIVE__BACKUP_URL=file://$var_dir/backup"
+      "TRACE_ARCHIVE__BACKUP_KEY_FILE=$backup_key_file"
+    )
   fi
   start_process "$service" env "${service_env[@]}" "$bin_dir/trace-$service"
   service_pids+=("$started_pid")
