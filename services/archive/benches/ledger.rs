@@ -1,0 +1,140 @@
+//! Archive hot-path benchmark: appends N envelopes in batches (the consumer's transaction
+//! size) into a fresh ledger, then verifies the whole chain, and compares verification with
+//! SHA-256 alone over the same bytes. SQLite always; PostgreSQL too when
+//! `TRACE_BENCH_DATABASE_URL` names a server where it may create a database.
+//!
+//! ```text
+//! cargo bench -p trace-archive --bench ledger -- [entries] [batch]
+//! ```
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sha2::{Digest, Sha256};
+use trace_archive::ledger::{Incoming, append_batch};
+use trace_archive::migration::Migrator;
+use trace_proto::event::v1::{Actor, Envelope};
+
+fn envelope(index: u64) -> Envelope {
+    let payload = trace_proto::document::v1::DocumentRead {
+        revision: 1,
+        content: Some(trace_proto::common::v1::BlobRef {
+            sha256: format!("{index:064x}"),
+            size_bytes: 4096,
+            media_type: "text/plain; charset=utf-8".to_owned(),
+        }),
+    };
+    Envelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        subject: "trace.document.document.read".to_owned(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: 1_790_000_000 + index as i64,
+            nanos: 0,
+        }),
+        actor: Some(Actor {
+            user_id: "zhang.min".to_owned(),
+            display_name: "張敏".to_owned(),
+            department: "admin-office".to_owned(),
+            role: "employee".to_owned(),
+        }),
+        source_service: "document".to_owned(),
+        entity_type: "document".to_owned(),
+        entity_id: format!("{:032x}", index / 10),
+        entity_version: index % 10 + 1,
+        action: "read".to_owned(),
+        confidentiality: 2,
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        causation_id: String::new(),
+        trace_context: None,
+        payload: Some(trace_runtime::event::pack(&payload)),
+    }
+}
+
+async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
+    let messages: Vec<Incoming> = (0..entries)
+        .map(|index| {
+            let envelope = envelope(index);
+            Incoming {
+                stream_sequence: index + 1,
+                subject: envelope.subject.clone(),
+                raw: Bytes::from(envelope.encode_to_vec()),
+            }
+        })
+        .collect();
+    let bytes: usize = messages.iter().map(|message| message.raw.len()).sum();
+
+    let started = Instant::now();
+    for chunk in messages.chunks(batch as usize) {
+        append_batch(db, 1, chunk).await.expect("append");
+    }
+    let append = started.elapsed();
+
+    let started = Instant::now();
+    let verification = trace_archive::verify::verify_range(db, 1, 0)
+        .await
+        .expect("verify");
+    let verify = started.elapsed();
+    assert!(verification.ok(), "{verification:?}");
+
+    let started = Instant::now();
+    let mut digest = Sha256::new();
+    for message in &messages {
+        digest.update(Sha256::digest(&message.raw));
+    }
+    std::hint::black_box(digest.finalize());
+    let sha_only = started.elapsed();
+
+    println!(
+        "{label}: {entries} entries ({bytes} envelope bytes), batch {batch}: append {:.0} entries/s ({:.2} s); \
+         verify {:.0} entries/s ({:.2} s); SHA-256 alone {:.3} s; verify/SHA ratio {:.1}",
+        entries as f64 / append.as_secs_f64(),
+        append.as_secs_f64(),
+        entries as f64 / verify.as_secs_f64(),
+        verify.as_secs_f64(),
+        sha_only.as_secs_f64(),
+        verify.as_secs_f64() / sha_only.as_secs_f64().max(1e-9),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let arguments: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let entries = arguments.first().copied().unwrap_or(20_000);
+    let batch = arguments.get(1).copied().unwrap_or(500);
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let db = trace_runtime::db::connect_and_migrate::<Migrator>(&url)
+        .await
+        .expect("sqlite");
+    run("sqlite", &db, entries, batch).await;
+
+    if let Ok(base) = std::env::var("TRACE_BENCH_DATABASE_URL") {
+        let admin = trace_runtime::db::connect(&base).await.expect("postgres");
+        let name = format!("trace_bench_{}", uuid::Uuid::now_v7().simple());
+        let create = format!("CREATE DATABASE {name}");
+        admin
+            .execute_raw(Statement::from_string(admin.get_database_backend(), create))
+            .await
+            .expect("create");
+        let (server, _) = base.rsplit_once('/').expect("database URL with a path");
+        let db = trace_runtime::db::connect_and_migrate::<Migrator>(&format!("{server}/{name}"))
+            .await
+            .expect("pg");
+        run("postgres", &db, entries, batch).await;
+        db.close().await.ok();
+        let drop = format!("DROP DATABASE {name}");
+        admin
+            .execute_raw(Statement::from_string(admin.get_database_backend(), drop))
+            .await
+            .ok();
+    }
+}
