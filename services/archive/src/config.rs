@@ -38,6 +38,43 @@ pub struct ArchiveSettings {
     pub backup_key_file: Option<String>,
     /// Seconds between scheduled backups; 0 runs backups only on demand.
     pub backup_interval_secs: u64,
+    /// Shortest retention of any record in calendar months; at least 6. No schedule may be
+    /// shorter, and no record younger than this is disposed of.
+    pub retention_floor_months: u32,
+    /// Retention schedules; a record that no schedule matches is kept for ever.
+    #[serde(default)]
+    pub retention: Vec<RetentionSchedule>,
+}
+
+/// How long one class of records is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionSchedule {
+    /// Name recorded in disposition certificates.
+    pub name: String,
+    /// Entity type the schedule covers, or `*` for every type.
+    pub entity_type: String,
+    /// Confidentiality the schedule covers (`public`, `internal`, `confidential`, `secret`);
+    /// absent for every level.
+    #[serde(default)]
+    pub confidentiality: Option<String>,
+    /// Retention period in calendar months after the trigger.
+    pub period_months: u32,
+    /// What starts the period.
+    pub trigger: RetentionTrigger,
+    /// With the `event` trigger: actions of the entity that start the period (for example
+    /// `closed` or `contract_ended`); the first such event counts.
+    #[serde(default)]
+    pub trigger_actions: Vec<String>,
+}
+
+/// What starts a retention period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionTrigger {
+    /// The entity's first event.
+    Creation,
+    /// The entity's first event with one of the trigger actions.
+    Event,
 }
 
 impl Default for ArchiveConfig {
@@ -55,6 +92,8 @@ impl Default for ArchiveConfig {
                 backup_url: None,
                 backup_key_file: None,
                 backup_interval_secs: 3600,
+                retention_floor_months: 6,
+                retention: Vec::new(),
             },
         }
     }
@@ -76,11 +115,53 @@ impl ArchiveConfig {
                 "must be 1 to 5000",
             ));
         }
+        self.validate_retention()?;
         if self.archive.ack_wait_secs < 5 {
             return Err(ConfigError::invalid(
                 "archive.ack_wait_secs",
                 "must be at least 5",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        let floor = self.archive.retention_floor_months;
+        if floor < 6 {
+            return Err(ConfigError::invalid(
+                "archive.retention_floor_months",
+                format!("must be at least 6, got {floor}"),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for schedule in &self.archive.retention {
+            let key = format!("archive.retention.{}", schedule.name);
+            if !names.insert(schedule.name.as_str()) {
+                return Err(ConfigError::invalid(&key, "schedule names must be unique"));
+            }
+            if schedule.period_months < floor {
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!(
+                        "period of {} months undercuts the floor of {floor} months",
+                        schedule.period_months
+                    ),
+                ));
+            }
+            if schedule.trigger == RetentionTrigger::Event && schedule.trigger_actions.is_empty() {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "the event trigger needs trigger_actions",
+                ));
+            }
+            if let Some(level) = &schedule.confidentiality
+                && crate::retention::confidentiality_level(level).is_none()
+            {
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!("unknown confidentiality {level:?}"),
+                ));
+            }
         }
         Ok(())
     }

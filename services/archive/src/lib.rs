@@ -6,12 +6,14 @@ pub mod backup_job;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
+pub mod dispositions;
 pub mod entity;
 pub mod ledger;
 pub mod merkle;
 pub mod migration;
 pub mod proofs;
 pub mod render;
+pub mod retention;
 pub mod service;
 pub mod verify;
 
@@ -96,8 +98,20 @@ pub async fn run(
         ));
     }
 
-    let archive =
-        service::Archive::new(runtime.db.clone(), signer, runtime.clock.clone(), backups)?;
+    let dispositions = Arc::new(dispositions::Dispositions {
+        db: runtime.db.clone(),
+        settings: config.archive.clone(),
+        zone: config.service.time_zone()?,
+        clock: runtime.clock.clone(),
+        outbox: runtime.outbox.clone(),
+    });
+    let archive = service::Archive::new(
+        runtime.db.clone(),
+        signer,
+        runtime.clock.clone(),
+        backups,
+        dispositions,
+    )?;
     runtime
         .serve(listener, |router| {
             router.add_service(ArchiveServiceServer::with_interceptor(

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(trace_runtime::outbox::migration::CreateOutbox),
             Box::new(CreateLedger),
+            Box::new(CreateRetention),
         ]
     }
 }
@@ -76,6 +77,33 @@ impl MigrationTrait for CreateLedger {
             "chain_head",
             "ledger_entries",
         ] {
+            manager
+                .drop_table(Table::drop().table(Alias::new(table)).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the legal hold and disposition tables.
+#[derive(Debug)]
+struct CreateRetention;
+
+impl MigrationName for CreateRetention {
+    fn name(&self) -> &str {
+        "m20261204_000101_create_retention"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRetention {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create(manager, crate::entity::legal_hold::Entity).await?;
+        create(manager, crate::entity::disposition::Entity).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["dispositions", "legal_holds"] {
             manager
                 .drop_table(Table::drop().table(Alias::new(table)).to_owned())
                 .await?;

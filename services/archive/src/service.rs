@@ -21,6 +21,7 @@ use trace_runtime::clock::SharedClock;
 
 use crate::backup_job::Backups;
 use crate::checkpoint::CheckpointSigner;
+use crate::dispositions::Dispositions;
 use crate::entity::{chain_head, conflict, ledger_entry, rejected};
 use crate::proofs;
 use crate::render::PayloadRenderer;
@@ -37,6 +38,7 @@ pub struct Archive {
     signer: Option<Arc<CheckpointSigner>>,
     clock: SharedClock,
     backups: Option<Arc<Backups>>,
+    dispositions: Arc<Dispositions>,
 }
 
 impl Archive {
@@ -45,6 +47,7 @@ impl Archive {
         signer: Option<Arc<CheckpointSigner>>,
         clock: SharedClock,
         backups: Option<Arc<Backups>>,
+        dispositions: Arc<Dispositions>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
@@ -52,6 +55,7 @@ impl Archive {
             signer,
             clock,
             backups,
+            dispositions,
         })
     }
 
@@ -260,7 +264,11 @@ impl Archive {
             entries: rows
                 .into_iter()
                 .map(|row| {
-                    let envelope = if include_envelope { row.payload.clone() } else { None };
+                    let envelope = if include_envelope {
+                        row.payload.clone()
+                    } else {
+                        None
+                    };
                     let mut entry = self.to_entry(row);
                     entry.envelope = envelope.unwrap_or_default();
                     entry
@@ -580,6 +588,51 @@ impl ArchiveService for Archive {
             location: backups.location.url.clone(),
             event_id: event_id.unwrap_or_default(),
         }))
+    }
+
+    async fn place_hold(
+        &self,
+        request: Request<PlaceHoldRequest>,
+    ) -> Result<Response<PlaceHoldResponse>, Status> {
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let message = request.get_ref();
+        let hold = self
+            .dispositions
+            .place_hold(&context, message.scope.as_ref(), &message.reason)
+            .await?;
+        Ok(Response::new(PlaceHoldResponse { hold: Some(hold) }))
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<ReleaseHoldRequest>,
+    ) -> Result<Response<ReleaseHoldResponse>, Status> {
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let message = request.get_ref();
+        let hold = self
+            .dispositions
+            .release_hold(&context, &message.hold_id, &message.reason)
+            .await?;
+        Ok(Response::new(ReleaseHoldResponse { hold: Some(hold) }))
+    }
+
+    async fn plan_disposition(
+        &self,
+        request: Request<PlanDispositionRequest>,
+    ) -> Result<Response<PlanDispositionResponse>, Status> {
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        Ok(Response::new(self.dispositions.plan(&context).await?))
+    }
+
+    async fn approve_disposition(
+        &self,
+        request: Request<ApproveDispositionRequest>,
+    ) -> Result<Response<ApproveDispositionResponse>, Status> {
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let plan_id = request.get_ref().plan_id.clone();
+        Ok(Response::new(
+            self.dispositions.approve(&context, &plan_id).await?,
+        ))
     }
 }
 

@@ -7,6 +7,8 @@ mod demo;
 mod export;
 mod output;
 mod proofs;
+mod retention;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -25,15 +27,20 @@ struct Cli {
     /// Print JSON for machines instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// User id sent as the caller's identity.
-    #[arg(long, env = "TRACE_USER", default_value = "tracectl", global = true)]
-    user: String,
-    /// Department sent as the caller's department.
+    /// User id of the caller, sent in a development token [default: tracectl]. With
+    /// `token`, the user to mint a token for.
+    #[arg(long, env = "TRACE_USER", global = true)]
+    user: Option<String>,
+    /// Department of the caller, sent in a development token.
     #[arg(long, env = "TRACE_DEPARTMENT", default_value = "audit", global = true)]
     department: String,
-    /// Roles sent as the caller's roles, comma-separated.
+    /// Roles of the caller, comma-separated, sent in a development token.
     #[arg(long, env = "TRACE_ROLES", default_value = "audit", global = true)]
     roles: String,
+    /// Bearer token (JWT) to send instead of a development token minted from --user,
+    /// --department and --roles.
+    #[arg(long, env = "TRACE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,6 +141,37 @@ enum Command {
         #[arg(long, env = "TRACE_CHECKPOINT_VERIFIER_KEY")]
         verifier_key: String,
     },
+    /// Print a bearer token (JWT) for --user, with name, department and roles from the
+    /// company directory.
+    Token {
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// File holding the HS256 secret; without it the public development secret signs.
+        #[arg(long)]
+        secret_file: Option<String>,
+        /// Issuer (`iss` claim) the services expect.
+        #[arg(long, default_value = "trace-dev")]
+        issuer: String,
+        /// Audience (`aud` claim) the services expect.
+        #[arg(long, default_value = "trace")]
+        audience: String,
+        /// Company directory TOML file.
+        #[arg(long, default_value = "deploy/local/directory.toml")]
+        directory: std::path::PathBuf,
+    },
+    /// Plan a retention disposition (`--dry-run`, nothing removed) or approve a plan.
+    Disposition {
+        /// List what has expired and is not held, and store it as a plan.
+        #[arg(long, conflicts_with = "approve")]
+        dry_run: bool,
+        /// Approve and execute a plan made by someone else.
+        #[arg(long, value_name = "PLAN_ID")]
+        approve: Option<String>,
+    },
+    /// Place or release a legal hold.
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Print and check a Merkle proof.
     #[command(subcommand)]
     Proof(ProofCommand),
@@ -144,7 +182,8 @@ enum Command {
     },
     /// Print ledger size, chain head, rejected and conflicting messages.
     Status,
-    /// Drive a document lifecycle through the running stack and verify its trace.
+    /// Drive a document, a meeting and a project through the running stack and verify
+    /// their trace.
     Demo {
         /// Document service gRPC address.
         #[arg(
@@ -153,9 +192,44 @@ enum Command {
             default_value = "http://127.0.0.1:50051"
         )]
         document: String,
+        /// Meeting service gRPC address.
+        #[arg(
+            long,
+            env = "TRACE_MEETING_ADDR",
+            default_value = "http://127.0.0.1:50052"
+        )]
+        meeting: String,
+        /// Project service gRPC address.
+        #[arg(
+            long,
+            env = "TRACE_PROJECT_ADDR",
+            default_value = "http://127.0.0.1:50053"
+        )]
+        project: String,
         /// Seconds to wait for every event to reach the archive.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HoldCommand {
+    /// Hold one entity, or every entity of a type when --entity-id is omitted.
+    Place {
+        #[arg(long)]
+        entity_type: String,
+        #[arg(long, default_value = "")]
+        entity_id: String,
+        /// Why the records are held (for example a case number).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold.
+    Release {
+        hold_id: String,
+        /// Why the hold ends.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -179,18 +253,39 @@ enum ProofCommand {
     },
 }
 
-/// Identity sent with every call.
-#[derive(Debug, Clone)]
+/// Identity sent with every call: a given bearer token, or else a development token minted
+/// for the user, department and roles.
+#[derive(Clone)]
 pub struct Identity {
     pub user_id: String,
     pub department: String,
     pub roles: Vec<String>,
+    /// `Bearer <jwt>` from --token.
+    pub bearer: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+/// Leaves the token out of debug output.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Identity")
+            .field("user_id", &self.user_id)
+            .field("department", &self.department)
+            .field("roles", &self.roles)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Identity {
     /// Wraps a message in a request carrying this identity.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        if let Some(bearer) = &self.bearer {
+            let metadata = request.metadata_mut();
+            metadata.insert(trace_runtime::auth::AUTHORIZATION_HEADER, bearer.clone());
+            return request;
+        }
         let roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
         trace_runtime::context::attach_identity(
             &mut request,
@@ -214,14 +309,12 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    let identity = Identity {
-        user_id: cli.user.clone(),
-        department: cli.department.clone(),
-        roles: cli
-            .roles
-            .split(',')
-            .map(|role| role.trim().to_owned())
-            .collect(),
+    let identity = match identity(&cli) {
+        Ok(identity) => identity,
+        Err(error) => {
+            eprintln!("tracectl: {error:#}");
+            std::process::exit(2);
+        }
     };
     let result = match cli.command {
         Command::Timeline {
@@ -246,6 +339,31 @@ async fn main() {
         Command::Keygen { name } => proofs::keygen(&name),
         Command::Backup => backups::backup(&cli.archive, &identity, cli.json).await,
         Command::BackupKeygen => backups::keygen(),
+        Command::Disposition {
+            approve: Some(plan_id),
+            ..
+        } => retention::approve(&cli.archive, &identity, &plan_id, cli.json).await,
+        Command::Disposition { approve: None, .. } => {
+            retention::plan(&cli.archive, &identity, cli.json).await
+        }
+        Command::Hold(HoldCommand::Place {
+            entity_type,
+            entity_id,
+            reason,
+        }) => {
+            retention::place_hold(
+                &cli.archive,
+                &identity,
+                &entity_type,
+                &entity_id,
+                &reason,
+                cli.json,
+            )
+            .await
+        }
+        Command::Hold(HoldCommand::Release { hold_id, reason }) => {
+            retention::release_hold(&cli.archive, &identity, &hold_id, &reason, cli.json).await
+        }
         Command::Export {
             entity_type,
             entity_id,
@@ -293,10 +411,37 @@ async fn main() {
         }
         Command::Entry { key } => archive::entry(&cli.archive, &identity, &key, cli.json).await,
         Command::Status => archive::status(&cli.archive, &identity, cli.json).await,
+        Command::Token {
+            ttl_secs,
+            secret_file,
+            issuer,
+            audience,
+            directory,
+        } => {
+            let options = token::TokenOptions {
+                user_id: cli.user.clone(),
+                ttl: std::time::Duration::from_secs(ttl_secs),
+                secret_file,
+                issuer,
+                audience,
+                directory,
+            };
+            token::print(&options, cli.json)
+        }
         Command::Demo {
             document,
+            meeting,
+            project,
             timeout_secs,
-        } => demo::run(&document, &cli.archive, timeout_secs).await,
+        } => {
+            let addresses = demo::Addresses {
+                document,
+                meeting,
+                project,
+                archive: cli.archive.clone(),
+            };
+            demo::run(&addresses, timeout_secs).await
+        }
     };
     match result {
         Ok(true) => {}
@@ -305,5 +450,71 @@ async fn main() {
             eprintln!("tracectl: {error:#}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Builds the caller identity from the global options.
+fn identity(cli: &Cli) -> anyhow::Result<Identity> {
+    let bearer = match &cli.token {
+        Some(token) => Some(format!("Bearer {}", token.trim()).parse().map_err(|_| {
+            anyhow::anyhow!("invalid --token: it contains characters a JWT cannot contain")
+        })?),
+        None => None,
+    };
+    Ok(Identity {
+        user_id: cli.user.clone().unwrap_or_else(|| "tracectl".to_owned()),
+        department: cli.department.clone(),
+        roles: cli
+            .roles
+            .split(',')
+            .map(|role| role.trim().to_owned())
+            .collect(),
+        bearer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorization(arguments: &[&str]) -> String {
+        let cli = Cli::try_parse_from(arguments).unwrap();
+        let request = identity(&cli).unwrap().request(());
+        let value = request
+            .metadata()
+            .get(trace_runtime::auth::AUTHORIZATION_HEADER)
+            .unwrap();
+        value.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn token_option_is_sent_as_bearer() {
+        let sent = authorization(&["tracectl", "--token", "header.payload.signature", "status"]);
+
+        assert_eq!(sent, "Bearer header.payload.signature");
+    }
+
+    #[test]
+    fn identity_options_send_development_token() {
+        let sent = authorization(&["tracectl", "--user", "li.na", "status"]);
+        let token = sent.strip_prefix("Bearer ").unwrap();
+
+        let claims = trace_runtime::auth::Authenticator::development()
+            .verify(token)
+            .unwrap();
+
+        assert_eq!(claims.sub, "li.na");
+        assert_eq!(claims.department, "audit");
+        assert_eq!(claims.roles, vec!["audit"]);
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let cli =
+            Cli::try_parse_from(["tracectl", "--token", "secret.jwt.value", "status"]).unwrap();
+
+        let debug_output = format!("{:?}", identity(&cli).unwrap());
+
+        assert!(!debug_output.contains("secret.jwt.value"), "{debug_output}");
     }
 }
