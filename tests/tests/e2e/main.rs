@@ -3,6 +3,7 @@
 
 mod backups;
 mod checkpoints;
+mod export;
 mod faults;
 mod policy_document;
 mod stack;
