@@ -109,7 +109,11 @@ pub async fn restore(
     let location = BackupLocation::open(from)?;
     let key = BackupKey::from_file(key_file)?;
     let db = trace_runtime::db::connect_and_migrate::<Migrator>(database_url).await?;
-    match backup_job::restore(&db, &location, &key, verifier_key).await {
+    let result = backup_job::restore(&db, &location, &key, verifier_key).await;
+    // Closing the pool checkpoints SQLite's write-ahead log into the database file, so the
+    // file is complete on its own when an operator moves or copies it afterwards.
+    db.close().await?;
+    match result {
         Ok(check) => {
             print_check(&check, "restored", json);
             Ok(true)
