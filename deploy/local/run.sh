@@ -225,6 +225,10 @@ for service in "${started_services[@]}"; do
   if [[ -f $directory_file ]]; then
     service_env+=("TRACE_DIRECTORY_FILE=$directory_file")
   fi
+  case $service in
+    worklog) service_env+=("TRACE_WORKLOG__CALENDAR_FILE=$repo_root/deploy/local/calendar-cn.toml") ;;
+    inspection) service_env+=("TRACE_INSPECTION__CALENDAR_FILE=$repo_root/deploy/local/calendar-cn.toml") ;;
+  esac
   if [[ $service == archive ]]; then
     service_env+=(
       "TRACE_ARCHIVE__CHECKPOINT_SIGNING_KEY_FILE=$checkpoint_key_file"

@@ -112,12 +112,10 @@ pub async fn run(
         backups,
         dispositions,
     )?;
+    let interceptor = runtime.authenticator().interceptor();
     runtime
         .serve(listener, |router| {
-            router.add_service(ArchiveServiceServer::with_interceptor(
-                archive,
-                trace_runtime::context::authenticate,
-            ))
+            router.add_service(ArchiveServiceServer::with_interceptor(archive, interceptor))
         })
         .await
 }

@@ -55,7 +55,8 @@ pub async fn run(
     let server = DocumentServiceServer::new(handler)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let service = InterceptedService::new(server, trace_runtime::context::authenticate);
+    let interceptor = runtime.authenticator().interceptor();
+    let service = InterceptedService::new(server, interceptor);
     runtime
         .serve(listener, |router| router.add_service(service))
         .await

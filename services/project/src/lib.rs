@@ -40,10 +40,8 @@ pub async fn run(
     .await?;
     let handler = ProjectHandler::new(&runtime, zone);
 
-    let service = InterceptedService::new(
-        ProjectServiceServer::new(handler),
-        trace_runtime::context::authenticate,
-    );
+    let interceptor = runtime.authenticator().interceptor();
+    let service = InterceptedService::new(ProjectServiceServer::new(handler), interceptor);
     runtime
         .serve(listener, |router| router.add_service(service))
         .await

@@ -31,4 +31,28 @@ pub mod archive {
     }
 }
 
+pub mod project {
+    pub mod v1 {
+        tonic::include_proto!("trace.project.v1");
+    }
+}
+
+pub mod meeting {
+    pub mod v1 {
+        tonic::include_proto!("trace.meeting.v1");
+    }
+}
+
+pub mod worklog {
+    pub mod v1 {
+        tonic::include_proto!("trace.worklog.v1");
+    }
+}
+
+pub mod inspection {
+    pub mod v1 {
+        tonic::include_proto!("trace.inspection.v1");
+    }
+}
+
 pub use prost_types::{Any, Timestamp};

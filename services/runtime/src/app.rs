@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
 
+use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::ServiceSettings;
 use crate::directory::Directory;
@@ -38,6 +39,7 @@ pub struct ServiceRuntime {
     pub directory: Arc<Directory>,
     /// Cancelled when the service should stop.
     pub shutdown: CancellationToken,
+    authenticator: Authenticator,
     tasks: TaskTracker,
 }
 
@@ -54,6 +56,8 @@ impl ServiceRuntime {
             Some(path) => Arc::new(Directory::load(std::path::Path::new(path))?),
             None => Arc::new(Directory::default()),
         };
+        // Key problems are configuration errors, so they stop the start before any connection.
+        let authenticator = Authenticator::new(&settings.auth, directory.clone())?;
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         tracing::info!(database = %crate::db::redact(&settings.database_url), "database ready");
         let nats = crate::nats::connect(&settings.nats, &format!("trace-{service}")).await?;
@@ -70,11 +74,18 @@ impl ServiceRuntime {
             outbox,
             directory,
             shutdown,
+            authenticator,
             tasks: TaskTracker::new(),
         };
         runtime.spawn_stream_provisioning();
         runtime.spawn_outbox_tasks();
         Ok(runtime)
+    }
+
+    /// Returns the authenticator built from `auth` settings and the directory. Its
+    /// [`Authenticator::interceptor`] authenticates every call of a service.
+    pub fn authenticator(&self) -> Authenticator {
+        self.authenticator.clone()
     }
 
     /// Runs `task` in the background; shutdown waits for it within the grace period.
@@ -166,7 +177,7 @@ impl ServiceRuntime {
             .build_v1alpha()?;
         let outbox_status = OutboxServiceServer::with_interceptor(
             OutboxStatus::new(self.db.clone()),
-            crate::context::authenticate,
+            self.authenticator.interceptor(),
         );
         let router = Server::builder()
             .add_service(health_service)

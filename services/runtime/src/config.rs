@@ -48,6 +48,9 @@ pub struct ServiceSettings {
     pub directory_file: Option<String>,
     pub nats: NatsSettings,
     pub outbox: OutboxSettings,
+    /// Bearer token authentication; absent in older files, which then get the defaults.
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
 /// Log output format.
@@ -96,6 +99,83 @@ pub struct OutboxSettings {
     pub max_event_bytes: usize,
 }
 
+/// HS256 secret used when no other is configured. It is public, so anyone can mint tokens
+/// that a service with this secret accepts: only for development and tests.
+pub const DEVELOPMENT_SECRET: &str = "trace-development-secret-public-do-not-use-in-production";
+
+/// Bearer token (JWT) authentication settings, key by key:
+///
+/// - `issuer`: required `iss` claim. Default `trace-dev`.
+/// - `audience`: required `aud` claim. Default `trace`.
+/// - `hs256_secret`: shared secret for HS256 tokens, at least 32 bytes. Default
+///   [`DEVELOPMENT_SECRET`]. An empty string disables HS256.
+/// - `hs256_secret_file`: file holding the HS256 secret (surrounding whitespace is trimmed);
+///   it overrides `hs256_secret`.
+/// - `jwks_file`: JSON Web Key Set file with the public keys of an external issuer. RSA keys
+///   verify RS256 tokens and P-256 keys verify ES256 tokens. Every key needs a `kid`, and a
+///   token's `kid` header selects its key.
+/// - `leeway_secs`: clock skew in seconds allowed on `exp` and `nbf`. Default 30.
+/// - `allow_development_secret`: whether the development secret may verify tokens. Default
+///   true, and start-up then logs a warning. With false the development secret is ignored,
+///   and start-up fails unless `hs256_secret`, `hs256_secret_file` or `jwks_file` supplies a
+///   key. Production configuration sets false.
+///
+/// Tokens must carry `sub`, `iss`, `aud` and `exp`; `nbf` is checked when present. HS256
+/// tokens verify only with the secret and RS256 or ES256 tokens only with a JWKS key, so
+/// `alg: none` and algorithm confusion are rejected. The metadata headers `x-trace-user-id`,
+/// `x-trace-department`, `x-trace-roles` and `x-trace-display-name-bin` are ignored.
+//
+// NOTE: keys are read once at start; fetching a JWKS by URL and key rotation without a
+// restart are not supported yet.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub hs256_secret: String,
+    pub hs256_secret_file: Option<String>,
+    pub jwks_file: Option<String>,
+    pub leeway_secs: u64,
+    pub allow_development_secret: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "trace-dev".to_owned(),
+            audience: "trace".to_owned(),
+            hs256_secret: DEVELOPMENT_SECRET.to_owned(),
+            hs256_secret_file: None,
+            jwks_file: None,
+            leeway_secs: 30,
+            allow_development_secret: true,
+        }
+    }
+}
+
+/// Shows every key but the secret, so that settings can be logged.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.hs256_secret.is_empty() {
+            "<empty>"
+        } else if self.hs256_secret == DEVELOPMENT_SECRET {
+            "<development secret>"
+        } else {
+            "<redacted>"
+        };
+        formatter
+            .debug_struct("AuthSettings")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("hs256_secret", &secret)
+            .field("hs256_secret_file", &self.hs256_secret_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("allow_development_secret", &self.allow_development_secret)
+            .finish()
+    }
+}
+
 impl ServiceSettings {
     /// Defaults for a service, with data under `var/` relative to the working directory.
     pub fn defaults(service: &str, port: u16) -> Self {
@@ -126,6 +206,7 @@ impl ServiceSettings {
                 retention_days: 7,
                 max_event_bytes: 512 * 1024,
             },
+            auth: AuthSettings::default(),
         }
     }
 
@@ -173,6 +254,12 @@ impl ServiceSettings {
         }
         crate::blob::parse_url(&self.blob_store_url)
             .map_err(|reason| ConfigError::invalid("blob_store_url", reason))?;
+        if self.auth.issuer.is_empty() {
+            return Err(ConfigError::invalid("auth.issuer", "must not be empty"));
+        }
+        if self.auth.audience.is_empty() {
+            return Err(ConfigError::invalid("auth.audience", "must not be empty"));
+        }
         Ok(())
     }
 
@@ -247,6 +334,57 @@ mod tests {
         settings.business_time_zone = "Mars/Olympus".to_owned();
         let error = settings.validate().unwrap_err().to_string();
         assert!(error.contains("business_time_zone"), "{error}");
+    }
+
+    #[test]
+    fn auth_defaults_apply_to_files_without_auth() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("document.toml");
+        std::fs::write(
+            &path,
+            "[auth]\nallow_development_secret = false\njwks_file = \"/etc/trace/jwks.json\"\n",
+        )
+        .unwrap();
+        let defaults = ServiceSettings::defaults("document", 50051);
+
+        let loaded = load(&defaults, Some(&path)).unwrap();
+
+        assert_eq!(defaults.auth.issuer, "trace-dev");
+        assert_eq!(defaults.auth.audience, "trace");
+        assert_eq!(defaults.auth.leeway_secs, 30);
+        assert!(defaults.auth.allow_development_secret);
+        assert!(!loaded.auth.allow_development_secret);
+        assert_eq!(
+            loaded.auth.jwks_file.as_deref(),
+            Some("/etc/trace/jwks.json")
+        );
+        assert_eq!(loaded.auth.issuer, "trace-dev");
+        assert_eq!(loaded.auth.hs256_secret, DEVELOPMENT_SECRET);
+    }
+
+    #[test]
+    fn auth_section_may_be_missing() {
+        let text = toml::to_string(&ServiceSettings::defaults("document", 50051)).unwrap();
+        let without_auth = text.split("[auth]").next().unwrap();
+
+        let parsed: ServiceSettings = toml::from_str(without_auth).unwrap();
+
+        assert_eq!(parsed.auth.issuer, "trace-dev");
+    }
+
+    #[test]
+    fn auth_debug_redacts_the_secret() {
+        let mut settings = AuthSettings {
+            hs256_secret: "a-production-secret-nobody-may-see".to_owned(),
+            ..AuthSettings::default()
+        };
+        let debug_output = format!("{settings:?}");
+        assert!(!debug_output.contains("nobody-may-see"), "{debug_output}");
+        assert!(debug_output.contains("<redacted>"), "{debug_output}");
+
+        settings.hs256_secret = DEVELOPMENT_SECRET.to_owned();
+        let debug_output = format!("{settings:?}");
+        assert!(!debug_output.contains(DEVELOPMENT_SECRET), "{debug_output}");
     }
 
     #[test]

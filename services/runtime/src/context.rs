@@ -1,18 +1,25 @@
-//! The caller's identity and request context. One interceptor builds it from request metadata;
-//! handlers read it from the request extensions and never from message fields.
+//! The caller's identity and request context. The interceptor of [`crate::auth`] builds it
+//! from the bearer token; handlers read it from the request extensions and never from message
+//! fields.
 
-use tonic::metadata::MetadataMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
 
+use crate::auth::{Authenticator, Claims};
+use crate::config::AuthSettings;
 use crate::error::ServiceError;
 
-/// Metadata key of the caller's user id.
+/// Metadata key that once carried the caller's user id. Ignored: identity comes only from
+/// the bearer token.
 pub const USER_ID_HEADER: &str = "x-trace-user-id";
-/// Metadata key of the caller's department.
+/// Metadata key that once carried the caller's department. Ignored, like [`USER_ID_HEADER`].
 pub const DEPARTMENT_HEADER: &str = "x-trace-department";
-/// Metadata key of the caller's roles, comma-separated.
+/// Metadata key that once carried the caller's roles. Ignored, like [`USER_ID_HEADER`].
 pub const ROLES_HEADER: &str = "x-trace-roles";
-/// Binary metadata key of the caller's display name in UTF-8.
+/// Metadata key that once carried the caller's display name. Ignored, like
+/// [`USER_ID_HEADER`].
 pub const DISPLAY_NAME_HEADER: &str = "x-trace-display-name-bin";
 /// Metadata key of an optional correlation id chosen by the caller (a UUID).
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -70,10 +77,22 @@ impl Principal {
     }
 }
 
+/// Classification levels a caller may read, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clearance {
+    Public,
+    Internal,
+    Confidential,
+    Secret,
+}
+
 /// Everything a handler needs to know about the call besides its message.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     pub principal: Principal,
+    /// The token's `clearance` claim; `None` when the token has none and for system work.
+    pub clearance: Option<Clearance>,
     /// Correlation id shared by every event this call causes.
     pub correlation_id: String,
     /// Incoming W3C `traceparent`, if any.
@@ -103,6 +122,7 @@ impl CallContext {
                 department: "system".to_owned(),
                 roles: vec![role::SYSTEM.to_owned()],
             },
+            clearance: None,
             correlation_id: uuid::Uuid::now_v7().to_string(),
             traceparent: String::new(),
             tracestate: String::new(),
@@ -110,94 +130,23 @@ impl CallContext {
     }
 }
 
-/// Interceptor that authenticates the caller from metadata and stores a [`CallContext`].
-/// Calls without a valid identity fail with `UNAUTHENTICATED`.
-pub fn authenticate(mut request: Request<()>) -> Result<Request<()>, Status> {
-    let context = context_from_metadata(request.metadata()).map_err(Status::from)?;
-    request.extensions_mut().insert(context);
-    Ok(request)
+/// Interceptor that verifies the caller's bearer token against the default settings
+/// ([`Authenticator::development`]: development secret, issuer `trace-dev`, audience `trace`,
+/// no directory) and stores a [`CallContext`]. Calls without a valid token fail with
+/// `UNAUTHENTICATED`. Services that run on a [`crate::app::ServiceRuntime`] should use
+/// [`crate::app::ServiceRuntime::authenticator`], which applies their configuration.
+pub fn authenticate(request: Request<()>) -> Result<Request<()>, Status> {
+    Authenticator::development().authenticate(request)
 }
 
-fn context_from_metadata(metadata: &MetadataMap) -> Result<CallContext, ServiceError> {
-    let unauthenticated = |reason: String| ServiceError::Unauthenticated { reason };
-    let ascii = |key: &str| -> Result<Option<String>, ServiceError> {
-        match metadata.get(key) {
-            None => Ok(None),
-            Some(value) => value
-                .to_str()
-                .map(|text| Some(text.trim().to_owned()))
-                .map_err(|_| unauthenticated(format!("metadata {key} is not ASCII"))),
-        }
-    };
+/// Lifetime of the tokens that [`attach_identity`] mints.
+const DEVELOPMENT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
-    let user_id = ascii(USER_ID_HEADER)?
-        .ok_or_else(|| unauthenticated(format!("metadata {USER_ID_HEADER} is missing")))?;
-    let user_id = crate::validate::user_id(USER_ID_HEADER, &user_id)
-        .map_err(|error| unauthenticated(error.to_string()))?;
-    let department = ascii(DEPARTMENT_HEADER)?
-        .ok_or_else(|| unauthenticated(format!("metadata {DEPARTMENT_HEADER} is missing")))?;
-    let department = crate::validate::department(DEPARTMENT_HEADER, &department)
-        .map_err(|error| unauthenticated(error.to_string()))?;
-    let roles = parse_roles(&ascii(ROLES_HEADER)?.unwrap_or_default())?;
-    let display_name = display_name(metadata)?.unwrap_or_else(|| user_id.clone());
-    let correlation_id = match ascii(CORRELATION_HEADER)? {
-        Some(id) => crate::validate::record_id(CORRELATION_HEADER, &id)?.to_string(),
-        None => uuid::Uuid::now_v7().to_string(),
-    };
-
-    Ok(CallContext {
-        principal: Principal {
-            user_id,
-            display_name,
-            department,
-            roles,
-        },
-        correlation_id,
-        traceparent: ascii("traceparent")?.unwrap_or_default(),
-        tracestate: ascii("tracestate")?.unwrap_or_default(),
-    })
-}
-
-fn parse_roles(header: &str) -> Result<Vec<String>, ServiceError> {
-    let mut roles = Vec::new();
-    for role in header
-        .split(',')
-        .map(str::trim)
-        .filter(|role| !role.is_empty())
-    {
-        if !role::ALL.contains(&role) {
-            return Err(ServiceError::Unauthenticated {
-                reason: format!("unknown role {role:?} in {ROLES_HEADER}"),
-            });
-        }
-        roles.push(role.to_owned());
-    }
-    if roles.is_empty() {
-        roles.push(role::EMPLOYEE.to_owned());
-    }
-    Ok(roles)
-}
-
-fn display_name(metadata: &MetadataMap) -> Result<Option<String>, ServiceError> {
-    let Some(value) = metadata.get_bin(DISPLAY_NAME_HEADER) else {
-        return Ok(None);
-    };
-    let bytes = value
-        .to_bytes()
-        .map_err(|_| ServiceError::Unauthenticated {
-            reason: format!("metadata {DISPLAY_NAME_HEADER} is not valid base64"),
-        })?;
-    let name = String::from_utf8(bytes.to_vec()).map_err(|_| ServiceError::Unauthenticated {
-        reason: format!("metadata {DISPLAY_NAME_HEADER} is not UTF-8"),
-    })?;
-    crate::validate::line(DISPLAY_NAME_HEADER, &name, 1, 100)
-        .map(Some)
-        .map_err(|error| ServiceError::Unauthenticated {
-            reason: error.to_string(),
-        })
-}
-
-/// Adds identity metadata to an outgoing request; for clients, tools and tests.
+/// Mints a development token for the identity and attaches it as `authorization: Bearer`;
+/// for clients, tools and tests. The token is signed with the development secret for the
+/// default issuer and audience and is valid for one hour. Services accept it only while they
+/// allow the development secret. When minting fails the request goes out without identity,
+/// and the failure is logged.
 pub fn attach_identity<T>(
     request: &mut Request<T>,
     user_id: &str,
@@ -205,21 +154,23 @@ pub fn attach_identity<T>(
     roles: &[&str],
     display_name: Option<&str>,
 ) {
-    let metadata = request.metadata_mut();
-    if let Ok(value) = user_id.parse() {
-        metadata.insert(USER_ID_HEADER, value);
-    }
-    if let Ok(value) = department.parse() {
-        metadata.insert(DEPARTMENT_HEADER, value);
-    }
-    if let Ok(value) = roles.join(",").parse() {
-        metadata.insert(ROLES_HEADER, value);
-    }
-    if let Some(name) = display_name {
-        metadata.insert_bin(
-            DISPLAY_NAME_HEADER,
-            tonic::metadata::MetadataValue::from_bytes(name.as_bytes()),
-        );
+    let claims = Claims {
+        sub: user_id.to_owned(),
+        name: display_name.unwrap_or_default().to_owned(),
+        department: department.to_owned(),
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        clearance: None,
+    };
+    let token =
+        match crate::auth::mint_token(&AuthSettings::default(), &claims, DEVELOPMENT_TOKEN_TTL) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, user_id, "failed to mint a development token");
+                return;
+            }
+        };
+    if let Err(error) = crate::auth::attach_token(request, &token) {
+        tracing::warn!(%error, user_id, "failed to attach a development token");
     }
 }
 
@@ -228,10 +179,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_user_is_unauthenticated() {
+    fn missing_token_is_unauthenticated() {
         let status = authenticate(Request::new(())).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
-        assert!(status.message().contains(USER_ID_HEADER));
+        assert!(status.message().contains("authorization"));
+    }
+
+    #[test]
+    fn identity_headers_are_ignored() {
+        let mut request = Request::new(());
+        let metadata = request.metadata_mut();
+        metadata.insert(USER_ID_HEADER, "li.wei".parse().unwrap());
+        metadata.insert(DEPARTMENT_HEADER, "admin-office".parse().unwrap());
+        metadata.insert(ROLES_HEADER, "administration".parse().unwrap());
+        let status = authenticate(request).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! event envelopes, the transactional outbox and the gRPC server lifecycle.
 
 pub mod app;
+pub mod auth;
 pub mod blob;
 pub mod clock;
 pub mod config;

@@ -54,7 +54,7 @@ impl Trace {
     }
 }
 
-/// A caller with the given directory user id, department and roles.
+/// Builds the identity of a directory user with the given department and roles.
 fn person(user_id: &str, department: &str, roles: &[&str]) -> Identity {
     Identity {
         user_id: user_id.to_owned(),

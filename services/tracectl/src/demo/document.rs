@@ -10,7 +10,7 @@ use trace_runtime::clock::proto_date as date;
 
 use super::{days_after, person, today};
 
-/// Drives one document through its lifecycle; returns its id and the event ids.
+/// Drives one document through its lifecycle and returns its id and the event ids.
 pub(super) async fn lifecycle(
     client: &mut DocumentServiceClient<Channel>,
 ) -> anyhow::Result<(String, Vec<String>)> {

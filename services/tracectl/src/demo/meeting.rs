@@ -15,15 +15,15 @@ use crate::Identity;
 
 type Client = MeetingServiceClient<Channel>;
 
-/// Days after today until the manual resolution is due; the overdue check runs one day
-/// after that.
+/// Days after today until the manual resolution is due. The overdue check runs one day
+/// later.
 const MANUAL_DUE_DAYS: u64 = 7;
 
 /// Days after today to which the regression-test resolution is delayed, so that it is not
 /// overdue when the manual resolution is.
 const DELAYED_DUE_DAYS: u64 = 30;
 
-/// What the meeting part leaves for the rest of the demo.
+/// Ids and expected events that the meeting part passes to the rest of the demo.
 pub(super) struct MeetingOutcome {
     pub meeting_id: String,
     /// The resolution with the update and the approved delay.
@@ -64,7 +64,7 @@ impl People {
         .collect()
     }
 
-    /// Every attendee but the department head, who was away.
+    /// Returns every attendee but the department head, who was away.
     fn present_ids(&self) -> Vec<String> {
         let mut present: Vec<String> = self
             .confirmers()
@@ -83,9 +83,9 @@ impl People {
 
 /// The two resolutions opened by the minutes.
 struct Resolutions {
-    /// Due today; its owner asks for a delay.
+    /// Due today, and its owner requests a delay.
     regression_test: String,
-    /// Due in [`MANUAL_DUE_DAYS`]; left alone until it is overdue.
+    /// Due in [`MANUAL_DUE_DAYS`] days and left alone until it is overdue.
     manual: String,
 }
 
@@ -168,7 +168,10 @@ async fn plan(client: &mut Client, people: &People) -> anyhow::Result<(String, S
         .await
         .context("plan meeting")?
         .into_inner();
-    let meeting_id = planned.meeting.context("plan has no meeting")?.meeting_id;
+    let meeting_id = planned
+        .meeting
+        .context("plan meeting returned no meeting")?
+        .meeting_id;
     Ok((meeting_id, planned.event_id))
 }
 
@@ -325,7 +328,7 @@ async fn request_delay(
             resolution_id: resolution_id.to_owned(),
             reason: "歷史數據遷移預計下月初完成，遷移前無法完成借閱模塊的回歸測試。".to_owned(),
             proposed_due_date: Some(proto_date(proposed)),
-            // Empty: only the organiser decides.
+            // Empty, so only the organiser may decide.
             approver_id: String::new(),
         }))
         .await
@@ -333,7 +336,7 @@ async fn request_delay(
         .into_inner();
     let delay_id = requested
         .delay
-        .context("delay request has no delay")?
+        .context("request delay returned no delay")?
         .delay_id;
     Ok((delay_id, requested.event_id))
 }

@@ -55,8 +55,8 @@ struct Links<'a> {
     meeting_id: &'a str,
 }
 
-/// Drives one project from its application to its closing; returns its id and the event
-/// ids. The demo document serves as the test report, and the demo meeting as the meeting
+/// Drives one project from its application to its closing and returns its id and the
+/// event ids. The demo document serves as the test report, and the demo meeting as the meeting
 /// of the progress report.
 pub(super) async fn lifecycle(
     client: &mut Client,
@@ -142,7 +142,7 @@ async fn submit_application(
         .into_inner();
     let project_id = submitted
         .project
-        .context("application has no project")?
+        .context("submit application returned no project")?
         .project_id;
     Ok((project_id, submitted.event_id))
 }
@@ -289,7 +289,7 @@ async fn record_decision(
         .into_inner();
     let decision_id = recorded
         .decision
-        .context("recorded decision is missing")?
+        .context("record decision returned no decision")?
         .decision_id;
     Ok((decision_id, recorded.event_id))
 }
@@ -337,7 +337,7 @@ async fn set_acceptance_group(
     people: &People,
     project_id: &str,
 ) -> anyhow::Result<String> {
-    // The first member leads the group; neither the manager nor a team member may sit in it.
+    // The first member leads the group, and neither the manager nor a team member may sit in it.
     let members = vec![
         proto::GroupMemberEntry {
             user_id: people.auditor.user_id.clone(),

@@ -1,0 +1,50 @@
+//! Staging of this service's trace events in the caller's transaction.
+
+use sea_orm::ConnectionTrait;
+use trace_proto::common::v1::Confidentiality;
+use trace_runtime::ServiceResult;
+use trace_runtime::clock::Clock;
+use trace_runtime::context::CallContext;
+use trace_runtime::event::{self, EventSpec};
+use trace_runtime::outbox::Outbox;
+
+/// Service name in event subjects and envelopes.
+pub const SERVICE: &str = "inspection";
+
+/// Entity type of plans, inspections, spot checks and reports.
+pub const INSPECTION: &str = "inspection";
+
+/// Entity type of findings and their rectification.
+pub const FINDING: &str = "finding";
+
+/// One event to stage.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    pub entity_type: &'static str,
+    pub entity_id: &'a str,
+    /// Version of the entity after this event.
+    pub entity_version: i64,
+    pub action: &'static str,
+    pub payload: prost_types::Any,
+}
+
+/// Writes one event into the outbox inside `connection`'s transaction. Call
+/// [`Outbox::notify`] after the commit.
+pub async fn stage<C: ConnectionTrait>(
+    outbox: &Outbox,
+    connection: &C,
+    context: &CallContext,
+    clock: &dyn Clock,
+    staged: Staged<'_>,
+) -> ServiceResult<()> {
+    let spec = EventSpec {
+        entity_type: staged.entity_type,
+        entity_id: staged.entity_id.to_owned(),
+        entity_version: u64::try_from(staged.entity_version).unwrap_or_default(),
+        action: staged.action,
+        confidentiality: Confidentiality::Internal,
+        payload: staged.payload,
+    };
+    let envelope = event::envelope(SERVICE, context, clock, spec);
+    outbox.stage(connection, &envelope).await
+}

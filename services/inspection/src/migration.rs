@@ -1,0 +1,82 @@
+//! Database migrations: the shared outbox tables first, then the inspection tables created
+//! from the entities.
+
+use sea_orm::{EntityTrait, Schema};
+use sea_orm_migration::prelude::*;
+use trace_runtime::outbox::migration::CreateOutbox;
+
+use crate::entity::{
+    cursor, distribution, finding, fulfilment, inspection, obligation, overdue_report, plan,
+    processed_event,
+};
+
+/// Migrations of the inspection database, in the order they apply.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateOutbox), Box::new(CreateInspectionTables)]
+    }
+}
+
+/// Creates every inspection table and its indexes.
+#[derive(Debug)]
+pub struct CreateInspectionTables;
+
+// The name is written by hand because DeriveMigrationName takes it from the file name, and
+// the outbox migration's file is also called `migration`.
+impl MigrationName for CreateInspectionTables {
+    fn name(&self) -> &str {
+        "m20261204_000500_create_inspection"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateInspectionTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_table(manager, plan::Entity).await?;
+        create_table(manager, inspection::Entity).await?;
+        create_table(manager, finding::Entity).await?;
+        create_table(manager, distribution::Entity).await?;
+        create_table(manager, overdue_report::Entity).await?;
+        create_table(manager, processed_event::Entity).await?;
+        create_table(manager, obligation::Entity).await?;
+        create_table(manager, fulfilment::Entity).await?;
+        create_table(manager, cursor::Entity).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_table(manager, cursor::Entity).await?;
+        drop_table(manager, fulfilment::Entity).await?;
+        drop_table(manager, obligation::Entity).await?;
+        drop_table(manager, processed_event::Entity).await?;
+        drop_table(manager, overdue_report::Entity).await?;
+        drop_table(manager, distribution::Entity).await?;
+        drop_table(manager, finding::Entity).await?;
+        drop_table(manager, inspection::Entity).await?;
+        drop_table(manager, plan::Entity).await
+    }
+}
+
+async fn create_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    let schema = Schema::new(manager.get_database_backend());
+    let table = schema
+        .create_table_from_entity(entity)
+        .if_not_exists()
+        .to_owned();
+    manager.create_table(table).await?;
+
+    for mut index in schema.create_index_from_entity(entity) {
+        manager
+            .create_index(index.if_not_exists().to_owned())
+            .await?;
+    }
+    Ok(())
+}
+
+async fn drop_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    manager
+        .drop_table(Table::drop().table(entity).to_owned())
+        .await
+}

@@ -1,0 +1,82 @@
+//! Database migrations: the shared outbox tables first, then the worklog tables created from
+//! the entities.
+
+use sea_orm::{EntityTrait, Schema};
+use sea_orm_migration::prelude::*;
+use trace_runtime::outbox::migration::CreateOutbox;
+
+use crate::entity::{
+    communication, communication_attachment, communication_document, communication_participant,
+    report, report_comment, report_decision, report_figure, report_round,
+};
+
+/// Migrations of the worklog database, in the order they apply.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateOutbox), Box::new(CreateWorklogTables)]
+    }
+}
+
+/// Creates every worklog table and its indexes.
+#[derive(Debug)]
+pub struct CreateWorklogTables;
+
+// The name is written by hand because DeriveMigrationName takes it from the file name, which
+// other crates' migration files share. Names must be unique per database.
+impl MigrationName for CreateWorklogTables {
+    fn name(&self) -> &str {
+        "m20261204_000400_create_worklog"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateWorklogTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_table(manager, report::Entity).await?;
+        create_table(manager, report_round::Entity).await?;
+        create_table(manager, report_figure::Entity).await?;
+        create_table(manager, report_comment::Entity).await?;
+        create_table(manager, report_decision::Entity).await?;
+        create_table(manager, communication::Entity).await?;
+        create_table(manager, communication_participant::Entity).await?;
+        create_table(manager, communication_attachment::Entity).await?;
+        create_table(manager, communication_document::Entity).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_table(manager, communication_document::Entity).await?;
+        drop_table(manager, communication_attachment::Entity).await?;
+        drop_table(manager, communication_participant::Entity).await?;
+        drop_table(manager, communication::Entity).await?;
+        drop_table(manager, report_decision::Entity).await?;
+        drop_table(manager, report_comment::Entity).await?;
+        drop_table(manager, report_figure::Entity).await?;
+        drop_table(manager, report_round::Entity).await?;
+        drop_table(manager, report::Entity).await
+    }
+}
+
+async fn create_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    let schema = Schema::new(manager.get_database_backend());
+    let table = schema
+        .create_table_from_entity(entity)
+        .if_not_exists()
+        .to_owned();
+    manager.create_table(table).await?;
+
+    for mut index in schema.create_index_from_entity(entity) {
+        manager
+            .create_index(index.if_not_exists().to_owned())
+            .await?;
+    }
+    Ok(())
+}
+
+async fn drop_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    manager
+        .drop_table(Table::drop().table(entity).to_owned())
+        .await
+}
