@@ -29,6 +29,13 @@ pub async fn timeline(
 ) -> anyhow::Result<bool> {
     let mut client = connect(address).await?;
     let entries = fetch_timeline(&mut client, identity, entity_type, entity_id).await?;
+    if entries.is_empty() {
+        eprintln!(
+            "no archived entries for {entity_type} {entity_id}; check the entity type \
+             (document, meeting, resolution, project, ...) and the id"
+        );
+        return Ok(false);
+    }
     if json {
         let values: Vec<_> = entries.iter().map(entry_json).collect();
         println!("{}", serde_json::to_string_pretty(&values)?);

@@ -126,7 +126,7 @@ pub async fn export(
     let checkpoint = client
         .create_checkpoint(identity.request(CreateCheckpointRequest {}))
         .await
-        .context("the archive could not sign a checkpoint; configure its signing key")?
+        .context("the archive could not sign a checkpoint for the package")?
         .into_inner()
         .checkpoint
         .context("no checkpoint returned")?;

@@ -122,7 +122,7 @@ enum Command {
         entity_id: String,
         /// Department of the actor.
         #[arg(long, default_value = "")]
-        department: String,
+        actor_department: String,
         /// RFC 3339 start of the period (inclusive).
         #[arg(long)]
         from: Option<String>,
@@ -327,13 +327,27 @@ async fn main() {
             checkpoint,
             verifier_key,
         } => {
-            let chain = archive::verify(&cli.archive, &identity, from, to, cli.json).await;
-            match (chain, checkpoint) {
-                (Ok(true), Some(path)) => {
-                    let key = verifier_key.as_deref();
-                    proofs::verify_checkpoint(&cli.archive, &identity, &path, key, cli.json).await
+            let inputs = checkpoint
+                .map(|path| proofs::checkpoint_inputs(&path, verifier_key))
+                .transpose();
+            match inputs {
+                Err(error) => Err(error),
+                Ok(inputs) => {
+                    let chain = archive::verify(&cli.archive, &identity, from, to, cli.json).await;
+                    match (chain, inputs) {
+                        (Ok(true), Some((note, key))) => {
+                            proofs::verify_checkpoint(
+                                &cli.archive,
+                                &identity,
+                                &note,
+                                &key,
+                                cli.json,
+                            )
+                            .await
+                        }
+                        (result, _) => result,
+                    }
                 }
-                (result, _) => result,
             }
         }
         Command::Keygen { name } => proofs::keygen(&name),
@@ -367,7 +381,7 @@ async fn main() {
         Command::Export {
             entity_type,
             entity_id,
-            department,
+            actor_department,
             from,
             to,
             out,
@@ -375,7 +389,7 @@ async fn main() {
             let query = export::ExportQuery {
                 entity_type,
                 entity_id,
-                department,
+                department: actor_department,
                 from,
                 to,
             };

@@ -172,28 +172,31 @@ pub async fn consistency(
 
 /// Checks that the live ledger extends a checkpoint saved earlier: the note's signature, then
 /// a consistency proof from its size to the current size checked against the note's root.
+/// A bad signature or a rewritten history prints the reason and returns false.
 pub async fn verify_checkpoint(
     address: &str,
     identity: &Identity,
-    path: &Path,
-    verifier_key: Option<&str>,
+    note: &str,
+    verifier_key: &str,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let note = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read checkpoint file {}", path.display()))?;
-    let verifier_key = verifier_key.context(
-        "--verifier-key (or TRACE_CHECKPOINT_VERIFIER_KEY) is required to check a checkpoint",
-    )?;
-    let (size, root) = trace_archive::checkpoint::verify_note(&note, verifier_key)?;
+    let (size, root) = match trace_archive::checkpoint::verify_note(note, verifier_key) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            report_checkpoint(false, 0, &error.to_string(), json);
+            return Ok(false);
+        }
+    };
 
     let mut client = connect(address).await?;
-    let response = client
-        .get_consistency_proof(identity.request(GetConsistencyProofRequest {
-            from_size: size,
-            to_size: 0,
-        }))
-        .await;
-    let (ok, reason) = match response {
+    let request = GetConsistencyProofRequest {
+        from_size: size,
+        to_size: 0,
+    };
+    let (ok, reason) = match client
+        .get_consistency_proof(identity.request(request))
+        .await
+    {
         Err(status) => (
             false,
             format!("the archive cannot prove size {size}: {}", status.message()),
@@ -201,13 +204,8 @@ pub async fn verify_checkpoint(
         Ok(response) => {
             let response = response.into_inner();
             let proof = to_hashes(&response.proof)?;
-            match tlog::check_tree(
-                &proof,
-                response.to_size,
-                to_hash(&response.to_root_hash)?,
-                size,
-                root,
-            ) {
+            let to_root = to_hash(&response.to_root_hash)?;
+            match tlog::check_tree(&proof, response.to_size, to_root, size, root) {
                 Ok(()) => (
                     true,
                     format!(
@@ -223,15 +221,33 @@ pub async fn verify_checkpoint(
             }
         }
     };
+    report_checkpoint(ok, size, &reason, json);
+    Ok(ok)
+}
+
+/// Reads the checkpoint file and requires a verifier key, before any network work, so that
+/// a usage error shows at once.
+pub fn checkpoint_inputs(
+    path: &Path,
+    verifier_key: Option<String>,
+) -> anyhow::Result<(String, String)> {
+    let note = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read checkpoint file {}", path.display()))?;
+    let verifier_key = verifier_key.context(
+        "--verifier-key (or TRACE_CHECKPOINT_VERIFIER_KEY) is required to check a checkpoint; \
+         pass the key text, for example \"$(cat var/keys/checkpoint-verifier.key)\"",
+    )?;
+    Ok((note, verifier_key))
+}
+
+fn report_checkpoint(ok: bool, size: u64, reason: &str, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "checkpoint_ok": ok, "checkpoint_size": size, "reason": reason })
-        );
+        let value =
+            serde_json::json!({ "checkpoint_ok": ok, "checkpoint_size": size, "reason": reason });
+        println!("{value}");
     } else if ok {
         println!("checkpoint of size {size} verified: {reason}");
     } else {
         println!("checkpoint verification FAILED: {reason}");
     }
-    Ok(ok)
 }
