@@ -227,7 +227,14 @@ for service in "${started_services[@]}"; do
   fi
   case $service in
     worklog) service_env+=("TRACE_WORKLOG__CALENDAR_FILE=$repo_root/deploy/local/calendar-cn.toml") ;;
-    inspection) service_env+=("TRACE_INSPECTION__CALENDAR_FILE=$repo_root/deploy/local/calendar-cn.toml") ;;
+    inspection)
+      # The demo's week of daily reports is the previous week, so the daily report rule
+      # starts 14 days back. The date counts only until the first sweep stores its cursor.
+      service_env+=(
+        "TRACE_INSPECTION__CALENDAR_FILE=$repo_root/deploy/local/calendar-cn.toml"
+        "TRACE_INSPECTION__DAILY_REPORTS_FROM=$(TZ=Asia/Shanghai date -d '14 days ago' +%F)"
+      )
+      ;;
   esac
   if [[ $service == archive ]]; then
     service_env+=(

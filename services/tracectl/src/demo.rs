@@ -1,10 +1,13 @@
-//! `tracectl demo`: drives a document lifecycle, a meeting whose resolutions are followed up
-//! and a project from application to closing through the running stack, waits until every
-//! event is archived, prints the timelines and verifies the chain.
+//! `tracectl demo`: drives a document lifecycle, a meeting whose resolutions are followed up,
+//! a project from application to closing, a week of work reports and an inspection through
+//! the running stack. It then waits until every event is archived, prints the timelines and
+//! verifies the chain.
 
 mod document;
+mod inspection;
 mod meeting;
 mod project;
+mod worklog;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ use trace_proto::archive::v1::{GetEntryRequest, get_entry_request};
 use trace_proto::document::v1::document_service_client::DocumentServiceClient;
 use trace_proto::meeting::v1::meeting_service_client::MeetingServiceClient;
 use trace_proto::project::v1::project_service_client::ProjectServiceClient;
+use trace_proto::worklog::v1::worklog_service_client::WorklogServiceClient;
 
 use crate::Identity;
 
@@ -26,6 +30,8 @@ pub struct Addresses {
     pub document: String,
     pub meeting: String,
     pub project: String,
+    pub worklog: String,
+    pub inspection: String,
     pub archive: String,
 }
 
@@ -118,6 +124,17 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
     println!("project {project_id}: {} calls succeeded", event_ids.len());
     trace.event_ids.extend(event_ids);
 
+    let (worklog, event_ids) = worklog_week(addresses).await?;
+    trace.event_ids.extend(event_ids);
+
+    let mut inspections = crate::completeness::connect(&addresses.inspection).await?;
+    let findings = inspection::lifecycle(&mut inspections, &worklog).await?;
+    let finding_ids: Vec<String> = findings
+        .iter()
+        .map(|finding| finding.entity_id.clone())
+        .collect();
+    trace.entities.extend(findings);
+
     let archive = &addresses.archive;
     let auditor = person("audit.demo", "audit", &["audit"]);
     wait_until_archived(archive, &auditor, &trace, timeout_secs).await?;
@@ -126,12 +143,36 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
         ("meeting", meeting.meeting_id.as_str()),
         ("resolution", meeting.delayed_resolution_id.as_str()),
         ("project", project_id.as_str()),
+        ("periodic_report", worklog.weekly_report_id.as_str()),
     ];
-    for (entity_type, entity_id) in timelines {
+    let finding_timelines = finding_ids.iter().map(|id| ("finding", id.as_str()));
+    for (entity_type, entity_id) in timelines.into_iter().chain(finding_timelines) {
         crate::archive::timeline(archive, &auditor, entity_type, entity_id, false).await?;
         println!();
     }
     crate::archive::verify(archive, &auditor, 1, 0, false).await
+}
+
+/// Runs the worklog part; returns its outcome and the event ids its calls returned.
+async fn worklog_week(
+    addresses: &Addresses,
+) -> anyhow::Result<(worklog::WorklogOutcome, Vec<String>)> {
+    let mut worklogs = WorklogServiceClient::connect(addresses.worklog.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "failed to connect to the worklog service at {}",
+                addresses.worklog
+            )
+        })?;
+    let mut outcome = worklog::week(&mut worklogs).await?;
+    let event_ids = std::mem::take(&mut outcome.event_ids);
+    println!(
+        "worklog week of {}: {} calls succeeded",
+        outcome.week_start,
+        event_ids.len()
+    );
+    Ok((outcome, event_ids))
 }
 
 /// Polls the archive until every expected event is stored, or fails after the timeout.

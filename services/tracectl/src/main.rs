@@ -3,6 +3,7 @@
 
 mod archive;
 mod backups;
+mod completeness;
 mod demo;
 mod export;
 mod output;
@@ -182,8 +183,27 @@ enum Command {
     },
     /// Print ledger size, chain head, rejected and conflicting messages.
     Status,
-    /// Drive a document, a meeting and a project through the running stack and verify
-    /// their trace.
+    /// Print the completeness score of a department over a period, with each rule's counts.
+    Completeness {
+        /// Department id, for example `engineering`.
+        #[arg(long)]
+        department: String,
+        /// First day of the period (`YYYY-MM-DD`), inclusive.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the period (`YYYY-MM-DD`), inclusive.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Inspection service gRPC address.
+        #[arg(
+            long,
+            env = "TRACE_INSPECTION_ADDR",
+            default_value = "http://127.0.0.1:50055"
+        )]
+        inspection: String,
+    },
+    /// Drive a document, a meeting, a project, a week of work reports and an inspection
+    /// through the running stack and verify their trace.
     Demo {
         /// Document service gRPC address.
         #[arg(
@@ -206,6 +226,20 @@ enum Command {
             default_value = "http://127.0.0.1:50053"
         )]
         project: String,
+        /// Worklog service gRPC address.
+        #[arg(
+            long,
+            env = "TRACE_WORKLOG_ADDR",
+            default_value = "http://127.0.0.1:50054"
+        )]
+        worklog: String,
+        /// Inspection service gRPC address.
+        #[arg(
+            long,
+            env = "TRACE_INSPECTION_ADDR",
+            default_value = "http://127.0.0.1:50055"
+        )]
+        inspection: String,
         /// Seconds to wait for every event to reach the archive.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
@@ -424,6 +458,12 @@ async fn main() {
             proofs::consistency(&cli.archive, &identity, from_size, to_size, cli.json).await
         }
         Command::Entry { key } => archive::entry(&cli.archive, &identity, &key, cli.json).await,
+        Command::Completeness {
+            department,
+            from,
+            to,
+            inspection,
+        } => completeness::print(&inspection, &identity, &department, from, to, cli.json).await,
         Command::Status => archive::status(&cli.archive, &identity, cli.json).await,
         Command::Token {
             ttl_secs,
@@ -446,12 +486,16 @@ async fn main() {
             document,
             meeting,
             project,
+            worklog,
+            inspection,
             timeout_secs,
         } => {
             let addresses = demo::Addresses {
                 document,
                 meeting,
                 project,
+                worklog,
+                inspection,
                 archive: cli.archive.clone(),
             };
             demo::run(&addresses, timeout_secs).await
