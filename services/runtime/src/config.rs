@@ -68,6 +68,10 @@ pub struct NatsSettings {
     pub url: String,
     /// Optional NATS credentials file (JWT and NKey seed).
     pub credentials_file: Option<String>,
+    /// Optional file holding the service's NKey user seed (`SU...`), for servers that list
+    /// users by NKey public key; exclusive with `credentials_file`.
+    #[serde(default)]
+    pub nkey_seed_file: Option<String>,
     /// Name of the JetStream stream over `trace.>`.
     pub stream_name: String,
     /// Stream replicas: 1 for a single server, 3 in a production cluster.
@@ -191,6 +195,7 @@ impl ServiceSettings {
             nats: NatsSettings {
                 url: "nats://127.0.0.1:4222".to_owned(),
                 credentials_file: None,
+                nkey_seed_file: None,
                 stream_name: "TRACE".to_owned(),
                 stream_replicas: 1,
                 duplicate_window_secs: 120,
@@ -218,6 +223,12 @@ impl ServiceSettings {
             return Err(ConfigError::invalid(
                 "database_url",
                 "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.nats.credentials_file.is_some() && self.nats.nkey_seed_file.is_some() {
+            return Err(ConfigError::invalid(
+                "nats.nkey_seed_file",
+                "set either nats.credentials_file or nats.nkey_seed_file, not both",
             ));
         }
         if !(1..=5).contains(&self.nats.stream_replicas) {

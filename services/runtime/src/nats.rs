@@ -27,6 +27,12 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
                 other => tracing::debug!(event = %other, "nats event"),
             }
         });
+    if let Some(path) = &settings.nkey_seed_file {
+        let seed = std::fs::read_to_string(path).map_err(|error| {
+            anyhow::anyhow!("failed to read NATS NKey seed file {path}: {error}")
+        })?;
+        options = options.nkey(seed.trim().to_owned());
+    }
     if let Some(path) = &settings.credentials_file {
         options = options.credentials_file(path).await.map_err(|error| {
             anyhow::anyhow!("failed to read NATS credentials file {path}: {error}")

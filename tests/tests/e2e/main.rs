@@ -5,5 +5,6 @@ mod backups;
 mod checkpoints;
 mod export;
 mod faults;
+mod nkey_login;
 mod policy_document;
 mod stack;

@@ -74,8 +74,18 @@ fn settings(
 
 /// Starts the document service in-process.
 pub async fn start_document(nats_url: &str, dir: &Path) -> InProcess {
+    start_document_with(nats_url, dir, |_| {}).await
+}
+
+/// Starts the document service in-process after `adjust` changed its configuration.
+pub async fn start_document_with(
+    nats_url: &str,
+    dir: &Path,
+    adjust: impl FnOnce(&mut trace_document::config::DocumentConfig),
+) -> InProcess {
     let mut config = trace_document::config::DocumentConfig::defaults();
     config.service = settings(config.service, nats_url, dir, "document");
+    adjust(&mut config);
     let (listener, address) = free_listener().await;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(trace_document::run(
