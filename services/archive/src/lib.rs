@@ -1,6 +1,7 @@
 //! The archive service: a durable consumer over every trace subject that appends each event
 //! once to an append-only, hash-chained ledger, and the gRPC API that auditors query.
 
+pub mod access;
 pub mod backup;
 pub mod backup_job;
 pub mod checkpoint;

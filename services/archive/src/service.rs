@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use trace_runtime::clock::SharedClock;
 
+use crate::access::{self, Visibility, restrict, visibility};
 use crate::backup_job::Backups;
 use crate::checkpoint::CheckpointSigner;
 use crate::dispositions::Dispositions;
@@ -162,7 +163,11 @@ fn optional_micros(
 }
 
 impl Archive {
-    async fn timeline(&self, request: &GetTimelineRequest) -> ServiceResult<GetTimelineResponse> {
+    async fn timeline(
+        &self,
+        request: &GetTimelineRequest,
+        visibility: &Visibility,
+    ) -> ServiceResult<GetTimelineResponse> {
         let entity_type = validate::token(
             "entity_type",
             &request.entity_type,
@@ -174,7 +179,7 @@ impl Archive {
         let limit = page_size(request.page.as_ref())?;
         let after = parse_token(page_token(request.page.as_ref()), 2)?;
 
-        let mut query = ledger_entry::Entity::find()
+        let mut query = restrict(ledger_entry::Entity::find(), visibility)
             .filter(ledger_entry::Column::EntityType.eq(entity_type))
             .filter(ledger_entry::Column::EntityId.eq(entity_id));
         if let Some(after) = after {
@@ -206,7 +211,11 @@ impl Archive {
         })
     }
 
-    async fn query(&self, request: &QueryEntriesRequest) -> ServiceResult<QueryEntriesResponse> {
+    async fn query(
+        &self,
+        request: &QueryEntriesRequest,
+        visibility: &Visibility,
+    ) -> ServiceResult<QueryEntriesResponse> {
         let limit = page_size(request.page.as_ref())?;
         let after = parse_token(page_token(request.page.as_ref()), 1)?;
         let from = optional_micros("occurred_from", request.occurred_from.as_ref())?;
@@ -221,7 +230,7 @@ impl Archive {
             ));
         }
 
-        let mut query = ledger_entry::Entity::find();
+        let mut query = restrict(ledger_entry::Entity::find(), visibility);
         if !request.actor_id.is_empty() {
             let actor = validate::user_id("actor_id", &request.actor_id)?;
             query = query.filter(ledger_entry::Column::ActorId.eq(actor));
@@ -323,23 +332,29 @@ impl ArchiveService for Archive {
         &self,
         request: Request<GetTimelineRequest>,
     ) -> Result<Response<GetTimelineResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
-        Ok(Response::new(self.timeline(request.get_ref()).await?))
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let visibility = visibility(&context);
+        Ok(Response::new(
+            self.timeline(request.get_ref(), &visibility).await?,
+        ))
     }
 
     async fn query_entries(
         &self,
         request: Request<QueryEntriesRequest>,
     ) -> Result<Response<QueryEntriesResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
-        Ok(Response::new(self.query(request.get_ref()).await?))
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        let visibility = visibility(&context);
+        Ok(Response::new(
+            self.query(request.get_ref(), &visibility).await?,
+        ))
     }
 
     async fn get_entry(
         &self,
         request: Request<GetEntryRequest>,
     ) -> Result<Response<GetEntryResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
         let query = match &request.get_ref().key {
             Some(get_entry_request::Key::Sequence(sequence)) => {
                 ledger_entry::Entity::find_by_id(*sequence as i64)
@@ -351,7 +366,7 @@ impl ArchiveService for Archive {
             }
             None => return Err(ServiceError::invalid("key", "", "is required").into()),
         };
-        let row = query
+        let row = restrict(query, &visibility(&context))
             .one(&self.db)
             .await
             .map_err(ServiceError::from)?
@@ -367,7 +382,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<VerifyChainRequest>,
     ) -> Result<Response<VerifyChainResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "verify chain")?;
         let VerifyChainRequest {
             from_sequence,
             to_sequence,
@@ -402,7 +418,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<GetLedgerStatusRequest>,
     ) -> Result<Response<GetLedgerStatusResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "get ledger status")?;
         let head = chain_head::Entity::find_by_id(1)
             .one(&self.db)
             .await
@@ -433,7 +450,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<ListRejectedRequest>,
     ) -> Result<Response<ListRejectedResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "list rejected")?;
         let page = request.get_ref().page.as_ref();
         let limit = page_size(page)?;
         let after = parse_token(page_token(page), 1)?.map_or(0, |after| after[0]);
@@ -471,7 +489,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<ListConflictsRequest>,
     ) -> Result<Response<ListConflictsResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "list conflicts")?;
         let page = request.get_ref().page.as_ref();
         let limit = page_size(page)?;
         let after = parse_token(page_token(page), 1)?.map_or(0, |after| after[0]);
@@ -519,7 +538,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<GetInclusionProofRequest>,
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "get inclusion proof")?;
         Ok(Response::new(
             proofs::inclusion_proof(&self.db, request.get_ref()).await?,
         ))
@@ -529,7 +549,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "get consistency proof")?;
         Ok(Response::new(
             proofs::consistency_proof(&self.db, request.get_ref()).await?,
         ))
@@ -539,7 +560,8 @@ impl ArchiveService for Archive {
         &self,
         request: Request<CreateCheckpointRequest>,
     ) -> Result<Response<CreateCheckpointResponse>, Status> {
-        trace_runtime::context::CallContext::of(&request)?;
+        let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "create checkpoint")?;
         let now = self.clock.now().timestamp_micros();
         let checkpoint = proofs::create_checkpoint(&self.db, self.signer()?, now).await?;
         Ok(Response::new(CreateCheckpointResponse {
@@ -569,6 +591,7 @@ impl ArchiveService for Archive {
         request: Request<RunBackupRequest>,
     ) -> Result<Response<RunBackupResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "run backup")?;
         let backups = self.backups.as_ref().ok_or_else(|| {
             ServiceError::wrong_state(
                 "archive",
@@ -595,6 +618,7 @@ impl ArchiveService for Archive {
         request: Request<PlaceHoldRequest>,
     ) -> Result<Response<PlaceHoldResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "place hold")?;
         let message = request.get_ref();
         let hold = self
             .dispositions
@@ -608,6 +632,7 @@ impl ArchiveService for Archive {
         request: Request<ReleaseHoldRequest>,
     ) -> Result<Response<ReleaseHoldResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "release hold")?;
         let message = request.get_ref();
         let hold = self
             .dispositions
@@ -621,6 +646,7 @@ impl ArchiveService for Archive {
         request: Request<PlanDispositionRequest>,
     ) -> Result<Response<PlanDispositionResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "plan disposition")?;
         Ok(Response::new(self.dispositions.plan(&context).await?))
     }
 
@@ -629,6 +655,7 @@ impl ArchiveService for Archive {
         request: Request<ApproveDispositionRequest>,
     ) -> Result<Response<ApproveDispositionResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
+        access::require_whole(&context, "approve disposition")?;
         let plan_id = request.get_ref().plan_id.clone();
         Ok(Response::new(
             self.dispositions.approve(&context, &plan_id).await?,

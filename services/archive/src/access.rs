@@ -1,0 +1,100 @@
+//! Who may read what in the archive. Audit, administration and system callers see the whole
+//! ledger; a department head sees the entries whose actor belongs to their department; any
+//! other caller sees the entries they caused. Entries outside the caller's view behave as if
+//! they did not exist, so a denial never reveals that a record is there.
+
+use sea_orm::{ColumnTrait, QueryFilter, Select};
+use trace_runtime::context::{CallContext, role};
+use trace_runtime::{ServiceError, ServiceResult};
+
+use crate::entity::ledger_entry;
+
+/// The part of the ledger a caller may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    Whole,
+    Department(String),
+    Own(String),
+}
+
+/// Works out the caller's view from their roles.
+pub fn visibility(context: &CallContext) -> Visibility {
+    let principal = &context.principal;
+    if [role::AUDIT, role::ADMINISTRATION, role::SYSTEM]
+        .iter()
+        .any(|held| principal.has_role(held))
+    {
+        Visibility::Whole
+    } else if principal.has_role(role::DEPARTMENT_HEAD) {
+        Visibility::Department(principal.department.clone())
+    } else {
+        Visibility::Own(principal.user_id.clone())
+    }
+}
+
+/// Restricts a ledger query to the caller's view.
+pub fn restrict(
+    query: Select<ledger_entry::Entity>,
+    visibility: &Visibility,
+) -> Select<ledger_entry::Entity> {
+    match visibility {
+        Visibility::Whole => query,
+        Visibility::Department(department) => {
+            query.filter(ledger_entry::Column::ActorDepartment.eq(department.clone()))
+        }
+        Visibility::Own(user_id) => query.filter(ledger_entry::Column::ActorId.eq(user_id.clone())),
+    }
+}
+
+/// Requires a caller who may see the whole ledger, for operations over all of it:
+/// verification, status, proofs, checkpoints, backups, holds and disposition.
+pub fn require_whole(context: &CallContext, action: &str) -> ServiceResult<()> {
+    if visibility(context) == Visibility::Whole {
+        return Ok(());
+    }
+    tracing::info!(user_id = %context.principal.user_id, action, "archive request denied");
+    Err(ServiceError::denied(format!(
+        "{action} needs the audit, administration or system role"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trace_runtime::context::Principal;
+
+    fn caller(roles: &[&str]) -> CallContext {
+        let mut context = CallContext::system("archive");
+        context.principal = Principal {
+            user_id: "xu.fang".to_owned(),
+            display_name: "徐芳".to_owned(),
+            department: "engineering".to_owned(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        };
+        context
+    }
+
+    #[test]
+    fn roles_map_to_views() {
+        assert_eq!(visibility(&caller(&["audit"])), Visibility::Whole);
+        assert_eq!(
+            visibility(&caller(&["employee", "administration"])),
+            Visibility::Whole
+        );
+        assert_eq!(
+            visibility(&caller(&["department_head"])),
+            Visibility::Department("engineering".to_owned())
+        );
+        assert_eq!(
+            visibility(&caller(&["employee"])),
+            Visibility::Own("xu.fang".to_owned())
+        );
+    }
+
+    #[test]
+    fn whole_ledger_operations_need_a_whole_view() {
+        assert!(require_whole(&caller(&["audit"]), "verify").is_ok());
+        let denied = require_whole(&caller(&["employee"]), "verify").unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    }
+}
