@@ -42,7 +42,7 @@ async fn employees_see_only_their_own_records() {
     let document_id = drafted.document.unwrap().document_id;
     wait_until_archived(
         &archive.address,
-        &[drafted.event_id.clone()],
+        std::slice::from_ref(&drafted.event_id),
         Duration::from_secs(30),
     )
     .await;
