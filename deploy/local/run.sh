@@ -12,6 +12,10 @@
 #   TRACE_BIN_DIR      directory of the service binaries (default target/debug)
 set -euo pipefail
 
+# Writing to a closed pipe fails with an error instead of killing the script, so shutdown
+# still runs when the terminal's pipeline is gone.
+trap '' PIPE
+
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 cd "$repo_root"
 
@@ -45,7 +49,9 @@ service_names=()
 declare -A process_names=()
 
 log() {
-  printf '%-12s| %s\n' run.sh "$*" >&2
+  # A closed stderr (a pipe into `tee` that Ctrl-C ended first) must not stop the script
+  # before it has stopped the services and NATS.
+  printf '%-12s| %s\n' run.sh "$*" >&2 || true
 }
 
 die() {

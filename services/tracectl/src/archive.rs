@@ -38,14 +38,14 @@ pub async fn timeline(
     }
     if json {
         let values: Vec<_> = entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        out!("{}", serde_json::to_string_pretty(&values)?);
     } else {
-        println!(
+        out!(
             "timeline of {entity_type} {entity_id}: {} entries",
             entries.len()
         );
         for entry in &entries {
-            println!("{}", entry_line(entry));
+            out!("{}", entry_line(entry));
         }
     }
     Ok(true)
@@ -95,7 +95,7 @@ pub async fn verify(
         .await?
         .into_inner();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "ok": result.ok,
@@ -108,14 +108,19 @@ pub async fn verify(
             })
         );
     } else if result.ok {
-        println!(
+        out!(
             "verified: {} entries ({}..={}) ok, head hash {}",
-            result.checked, result.from_sequence, result.to_sequence, result.head_hash
+            result.checked,
+            result.from_sequence,
+            result.to_sequence,
+            result.head_hash
         );
     } else {
-        println!(
+        out!(
             "verification FAILED at sequence {}: {} ({} entries verified before it)",
-            result.first_broken_sequence, result.reason, result.checked
+            result.first_broken_sequence,
+            result.reason,
+            result.checked
         );
     }
     Ok(result.ok)
@@ -140,11 +145,11 @@ pub async fn entry(
         .entry
         .context("the archive returned no entry")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entry_json(&entry))?);
+        out!("{}", serde_json::to_string_pretty(&entry_json(&entry))?);
     } else {
         let value = entry_json(&entry);
         for (name, field) in value.as_object().into_iter().flatten() {
-            println!("{name:>16}: {field}");
+            out!("{name:>16}: {field}");
         }
     }
     Ok(true)
@@ -158,7 +163,7 @@ pub async fn status(address: &str, identity: &Identity, json: bool) -> anyhow::R
         .await?
         .into_inner();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "size": status.size,
@@ -169,11 +174,11 @@ pub async fn status(address: &str, identity: &Identity, json: bool) -> anyhow::R
             })
         );
     } else {
-        println!("entries:        {}", status.size);
-        println!("head hash:      {}", status.head_hash);
-        println!("rejected:       {}", status.rejected);
-        println!("conflicts:      {}", status.conflicts);
-        println!("last appended:  {}", time(status.last_appended_at.as_ref()));
+        out!("entries:        {}", status.size);
+        out!("head hash:      {}", status.head_hash);
+        out!("rejected:       {}", status.rejected);
+        out!("conflicts:      {}", status.conflicts);
+        out!("last appended:  {}", time(status.last_appended_at.as_ref()));
     }
     Ok(true)
 }

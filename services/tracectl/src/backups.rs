@@ -17,7 +17,7 @@ pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::R
         .await?
         .into_inner();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "segments": response.segments,
@@ -28,9 +28,9 @@ pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::R
             })
         );
     } else if response.segments.is_empty() {
-        println!("backup at {} is already current", response.location);
+        out!("backup at {} is already current", response.location);
     } else {
-        println!(
+        out!(
             "backed up entries {}..={} to {} in {} segment(s); recorded as event {}",
             response.from_sequence,
             response.to_sequence,
@@ -44,13 +44,13 @@ pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::R
 
 /// Prints a new random backup key as 64 hex digits.
 pub fn keygen() -> anyhow::Result<bool> {
-    println!("{}", BackupKey::generate_hex());
+    out!("{}", BackupKey::generate_hex());
     Ok(true)
 }
 
 fn print_check(check: &backup_job::BackupCheck, verb: &str, json: bool) {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "ok": true,
@@ -61,21 +61,24 @@ fn print_check(check: &backup_job::BackupCheck, verb: &str, json: bool) {
             })
         );
     } else {
-        println!(
+        out!(
             "{verb} {} entries in {} segment(s): chain head {}, tree root {}",
-            check.entries, check.segments, check.chain_head, check.tree_root
+            check.entries,
+            check.segments,
+            check.chain_head,
+            check.tree_root
         );
     }
 }
 
 fn report_failure(error: &dyn std::fmt::Display, json: bool) -> bool {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "ok": false, "error": error.to_string() })
         );
     } else {
-        println!("backup check FAILED: {error}");
+        out!("backup check FAILED: {error}");
     }
     false
 }

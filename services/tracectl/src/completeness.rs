@@ -52,7 +52,7 @@ pub async fn print(
     let mut client = connect(address).await?;
     let score = fetch(&mut client, identity, department, from, to).await?;
     if json {
-        println!("{}", score_json(&score, from, to));
+        out!("{}", score_json(&score, from, to));
     } else {
         print_text(&score, from, to);
     }
@@ -61,12 +61,16 @@ pub async fn print(
 
 /// Prints the score and one line per rule as text.
 pub fn print_text(score: &GetCompletenessScoreResponse, from: NaiveDate, to: NaiveDate) {
-    println!(
+    out!(
         "completeness of {} from {from} to {to}: {:.3} ({} of {} expected records on time, {} present)",
-        score.department, score.score, score.on_time, score.expected, score.present
+        score.department,
+        score.score,
+        score.on_time,
+        score.expected,
+        score.present
     );
     for counts in &score.rules {
-        println!(
+        out!(
             "  {:<28} {:.3}  expected {:>4}  present {:>4}  on time {:>4}",
             rule_name(counts.rule),
             counts.score,

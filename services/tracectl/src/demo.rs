@@ -94,7 +94,7 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
             )
         })?;
     let (document_id, event_ids) = document::lifecycle(&mut documents).await?;
-    println!(
+    out!(
         "document {document_id}: {} calls succeeded",
         event_ids.len()
     );
@@ -121,7 +121,7 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
         })?;
     let (project_id, event_ids) =
         project::lifecycle(&mut projects, &document_id, &meeting.meeting_id).await?;
-    println!("project {project_id}: {} calls succeeded", event_ids.len());
+    out!("project {project_id}: {} calls succeeded", event_ids.len());
     trace.event_ids.extend(event_ids);
 
     let (worklog, event_ids) = worklog_week(addresses).await?;
@@ -148,7 +148,7 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
     let finding_timelines = finding_ids.iter().map(|id| ("finding", id.as_str()));
     for (entity_type, entity_id) in timelines.into_iter().chain(finding_timelines) {
         crate::archive::timeline(archive, &auditor, entity_type, entity_id, false).await?;
-        println!();
+        out!();
     }
     crate::archive::verify(archive, &auditor, 1, 0, false).await
 }
@@ -167,7 +167,7 @@ async fn worklog_week(
         })?;
     let mut outcome = worklog::week(&mut worklogs).await?;
     let event_ids = std::mem::take(&mut outcome.event_ids);
-    println!(
+    out!(
         "worklog week of {}: {} calls succeeded",
         outcome.week_start,
         event_ids.len()
@@ -190,7 +190,7 @@ async fn wait_until_archived(
     for entity in &trace.entities {
         wait_for_version(&mut client, identity, entity, deadline).await?;
     }
-    println!(
+    out!(
         "all {} events and {} entity histories archived",
         trace.event_ids.len(),
         trace.entities.len()

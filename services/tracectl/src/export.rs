@@ -222,7 +222,7 @@ pub async fn export(
         out.join("manifest.json"),
         serde_json::to_vec_pretty(&manifest)?,
     )?;
-    println!(
+    out!(
         "exported {} records at tree size {tree_size} to {}",
         entries.len(),
         out.display()
@@ -270,13 +270,13 @@ async fn fetch(
 pub fn verify_export(folder: &Path, verifier_key: &str, json: bool) -> anyhow::Result<bool> {
     let result = check_package(folder, verifier_key);
     match &result {
-        Ok(count) if json => println!("{}", serde_json::json!({ "ok": true, "records": count })),
-        Ok(count) => println!("evidence package verified: {count} records"),
-        Err(error) if json => println!(
+        Ok(count) if json => out!("{}", serde_json::json!({ "ok": true, "records": count })),
+        Ok(count) => out!("evidence package verified: {count} records"),
+        Err(error) if json => out!(
             "{}",
             serde_json::json!({ "ok": false, "error": format!("{error:#}") })
         ),
-        Err(error) => println!("evidence package verification FAILED: {error:#}"),
+        Err(error) => out!("evidence package verification FAILED: {error:#}"),
     }
     Ok(result.is_ok())
 }

@@ -1,6 +1,17 @@
 //! `tracectl`: the operator and auditor command line. It talks gRPC to the services, prints
 //! readable text by default and JSON with `--json`, and exits non-zero when a check fails.
 
+/// Prints a line to stdout, and exits quietly with the status a shell gives to SIGPIPE when
+/// stdout is closed (for example `tracectl timeline ... | head`) instead of panicking.
+macro_rules! out {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($argument)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 mod archive;
 mod backups;
 mod completeness;

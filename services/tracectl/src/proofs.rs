@@ -27,8 +27,8 @@ fn to_hashes(list: &[Vec<u8>]) -> anyhow::Result<Vec<Hash>> {
 /// Prints a new key pair.
 pub fn keygen(name: &str) -> anyhow::Result<bool> {
     let (signing, verifying) = trace_archive::checkpoint::generate_key(name)?;
-    println!("{signing}");
-    println!("{verifying}");
+    out!("{signing}");
+    out!("{verifying}");
     Ok(true)
 }
 
@@ -55,7 +55,7 @@ pub async fn checkpoint(
     }
     .context("the archive returned no checkpoint")?;
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "tree_size": checkpoint.tree_size,
@@ -65,7 +65,7 @@ pub async fn checkpoint(
             })
         );
     } else {
-        print!("{}", checkpoint.note);
+        out!("{}", checkpoint.note.trim_end());
     }
     Ok(true)
 }
@@ -99,7 +99,7 @@ pub async fn inclusion(
     );
     let ok = leaf_ok && checked.is_ok();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "ok": ok,
@@ -111,16 +111,16 @@ pub async fn inclusion(
             })
         );
     } else {
-        println!(
+        out!(
             "entry {} in tree of size {}: root {}",
             response.sequence,
             response.tree_size,
             hex::encode(root.0)
         );
         for hash in &proof {
-            println!("  {}", hex::encode(hash.0));
+            out!("  {}", hex::encode(hash.0));
         }
-        println!("inclusion proof {}", if ok { "verified" } else { "FAILED" });
+        out!("inclusion proof {}", if ok { "verified" } else { "FAILED" });
     }
     Ok(ok)
 }
@@ -148,7 +148,7 @@ pub async fn consistency(
     )
     .is_ok();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "ok": ok,
@@ -160,7 +160,7 @@ pub async fn consistency(
             })
         );
     } else {
-        println!(
+        out!(
             "tree {} -> {}: consistency proof {}",
             response.from_size,
             response.to_size,
@@ -244,10 +244,10 @@ fn report_checkpoint(ok: bool, size: u64, reason: &str, json: bool) {
     if json {
         let value =
             serde_json::json!({ "checkpoint_ok": ok, "checkpoint_size": size, "reason": reason });
-        println!("{value}");
+        out!("{value}");
     } else if ok {
-        println!("checkpoint of size {size} verified: {reason}");
+        out!("checkpoint of size {size} verified: {reason}");
     } else {
-        println!("checkpoint verification FAILED: {reason}");
+        out!("checkpoint verification FAILED: {reason}");
     }
 }

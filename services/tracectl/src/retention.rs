@@ -32,12 +32,12 @@ pub async fn place_hold(
         .hold
         .unwrap_or_default();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "hold_id": hold.hold_id, "placed_by": hold.placed_by })
         );
     } else {
-        println!("hold {} placed on {entity_type} {entity_id}", hold.hold_id);
+        out!("hold {} placed on {entity_type} {entity_id}", hold.hold_id);
     }
     Ok(true)
 }
@@ -62,12 +62,12 @@ pub async fn release_hold(
         .hold
         .unwrap_or_default();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "hold_id": hold.hold_id, "released_by": hold.released_by })
         );
     } else {
-        println!("hold {} released", hold.hold_id);
+        out!("hold {} released", hold.hold_id);
     }
     Ok(true)
 }
@@ -93,23 +93,26 @@ pub async fn plan(address: &str, identity: &Identity, json: bool) -> anyhow::Res
                 })
             })
             .collect();
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "plan_id": plan.plan_id, "items": items })
         );
     } else {
-        println!(
+        out!(
             "disposition plan {}: {} entries due (dry run, nothing removed)",
             plan.plan_id,
             plan.items.len()
         );
         for item in &plan.items {
-            println!(
+            out!(
                 "  #{} {} {} under {}",
-                item.sequence, item.entity_type, item.entity_id, item.schedule
+                item.sequence,
+                item.entity_type,
+                item.entity_id,
+                item.schedule
             );
         }
-        println!(
+        out!(
             "a second person approves it with: tracectl disposition --approve {}",
             plan.plan_id
         );
@@ -133,7 +136,7 @@ pub async fn approve(
         .await?
         .into_inner();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "plan_id": result.plan_id,
@@ -145,7 +148,7 @@ pub async fn approve(
             })
         );
     } else {
-        println!(
+        out!(
             "disposition {}: {} payloads removed, {} skipped; certificate {} recorded as event {}",
             result.plan_id,
             result.disposed,

@@ -30,9 +30,9 @@ pub fn print(options: &TokenOptions, json: bool) -> anyhow::Result<bool> {
             "user_id": options.user_id,
             "expires_in_secs": options.ttl.as_secs(),
         });
-        println!("{output}");
+        out!("{output}");
     } else {
-        println!("{token}");
+        out!("{token}");
     }
     Ok(true)
 }

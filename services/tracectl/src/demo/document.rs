@@ -38,7 +38,7 @@ pub(super) async fn lifecycle(
         .document
         .context("draft has no document")?
         .document_id;
-    println!("drafted document {document_id}");
+    out!("drafted document {document_id}");
 
     for (round, summary) in ["補充付款條款", "修訂違約責任"].iter().enumerate() {
         let revised = client
@@ -89,7 +89,7 @@ pub(super) async fn lifecycle(
         .document
         .map(|d| d.file_number)
         .unwrap_or_default();
-    println!("registered as {file_number}");
+    out!("registered as {file_number}");
 
     let backup = client
         .record_backup(registrar.request(RecordBackupRequest {
@@ -160,7 +160,7 @@ pub(super) async fn lifecycle(
         overdue.borrowing_ids.contains(&borrowing_id),
         "the overdue check did not mark borrowing {borrowing_id}"
     );
-    println!("borrowing {borrowing_id} is overdue");
+    out!("borrowing {borrowing_id} is overdue");
 
     let returned = client
         .return_document(registrar.request(ReturnDocumentRequest {

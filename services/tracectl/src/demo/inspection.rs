@@ -57,7 +57,7 @@ pub(super) async fn lifecycle(
     let people = People::new();
 
     let missed = daily_finding(client, &people.system, worklog).await?;
-    println!("rule finding for the missed daily report:");
+    out!("rule finding for the missed daily report:");
     print_finding(&missed);
 
     let spot_check_id = order_spot_check(client, &people.department_head, worklog).await?;
@@ -73,7 +73,7 @@ pub(super) async fn lifecycle(
     .await?;
     submit_result(client, &people.developer, &finding_id).await?;
     let verified = verify(client, &people.administration, &finding_id).await?;
-    println!("spot check finding at the end:");
+    out!("spot check finding at the end:");
     print_finding(&verified);
 
     let score = crate::completeness::fetch(
@@ -102,16 +102,16 @@ fn print_finding(finding: &proto::Finding) {
         proto::FindingState::try_from(finding.state).map_or("unknown", |state| state.as_str_name());
     let severity =
         proto::Severity::try_from(finding.severity).map_or("unknown", |value| value.as_str_name());
-    println!("  finding {} [{state}, {severity}]", finding.finding_id);
-    println!(
+    out!("  finding {} [{state}, {severity}]", finding.finding_id);
+    out!(
         "  rule {}, department {}, recorded by {}",
         crate::completeness::rule_name(finding.rule),
         finding.department,
         finding.recorded_by
     );
-    println!("  {}", finding.description);
+    out!("  {}", finding.description);
     if let Some(rectification) = &finding.rectification {
-        println!(
+        out!(
             "  rectification by {} (deadline {}), verified by {}: {}",
             rectification.responsible_id,
             rectification
@@ -140,9 +140,10 @@ async fn daily_finding(
         .await
         .context("run the completeness rules")?
         .into_inner();
-    println!(
+    out!(
         "rules run: {} findings raised, {} daily report obligations generated",
-        swept.raised, swept.obligations_generated
+        swept.raised,
+        swept.obligations_generated
     );
 
     let found = find_daily_finding(client, system, worklog).await?;
@@ -210,9 +211,10 @@ async fn order_spot_check(
         .inspection
         .context("order spot check returned no inspection")?
         .inspection_id;
-    println!(
+    out!(
         "{} ordered spot check {inspection_id} of {} daily records",
-        department_head.user_id, worklog.department
+        department_head.user_id,
+        worklog.department
     );
     Ok(inspection_id)
 }
@@ -242,7 +244,7 @@ async fn record_finding(
         .finding
         .context("record finding returned no finding")?
         .finding_id;
-    println!("finding {finding_id} recorded on spot check {inspection_id}");
+    out!("finding {finding_id} recorded on spot check {inspection_id}");
     Ok(finding_id)
 }
 
@@ -266,7 +268,7 @@ async fn assign(
         )
         .await
         .context("assign the rectification")?;
-    println!(
+    out!(
         "rectification of finding {finding_id} assigned to {}, due {deadline}",
         responsible.user_id
     );
@@ -289,7 +291,7 @@ async fn submit_result(
         )
         .await
         .context("submit the rectification result")?;
-    println!(
+    out!(
         "{} submitted the result of finding {finding_id}",
         responsible.user_id
     );
@@ -310,7 +312,7 @@ async fn verify(
         .await
         .context("verify the rectification")?
         .into_inner();
-    println!(
+    out!(
         "{} accepted the rectification of finding {finding_id}",
         administration.user_id
     );

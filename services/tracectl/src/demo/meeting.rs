@@ -101,7 +101,7 @@ pub(super) async fn lifecycle(client: &mut Client) -> anyhow::Result<MeetingOutc
 
     let (meeting_id, event_id) = plan(client, &people).await?;
     events.push(event_id);
-    println!("planned meeting {meeting_id}");
+    out!("planned meeting {meeting_id}");
 
     events.push(record_notices(client, &people, &meeting_id).await?);
 
@@ -123,14 +123,14 @@ pub(super) async fn lifecycle(client: &mut Client) -> anyhow::Result<MeetingOutc
     events.push(event_id);
 
     events.push(approve_delay(client, &people.organiser, resolution_id, &delay_id).await?);
-    println!("resolution {resolution_id} delayed to {delayed_to}");
+    out!("resolution {resolution_id} delayed to {delayed_to}");
 
     let as_of = days_after(today, MANUAL_DUE_DAYS + 1)?;
     check_overdue(client, &resolutions, as_of).await?;
-    println!("resolution {} is overdue on {as_of}", resolutions.manual);
+    out!("resolution {} is overdue on {as_of}", resolutions.manual);
 
     let entities = entity_versions(client, &people.organiser, &meeting_id).await?;
-    println!("meeting {meeting_id}: {} calls succeeded", events.len());
+    out!("meeting {meeting_id}: {} calls succeeded", events.len());
     Ok(MeetingOutcome {
         meeting_id,
         delayed_resolution_id: resolutions.regression_test,

@@ -73,7 +73,7 @@ pub(super) async fn lifecycle(
 
     let (project_id, event_id) = submit_application(client, &people, today).await?;
     events.push(event_id);
-    println!("applied for project {project_id}");
+    out!("applied for project {project_id}");
 
     for approver in [&people.department_head, &people.general_manager] {
         events.push(approve_application(client, approver, &project_id).await?);
@@ -102,12 +102,12 @@ pub(super) async fn lifecycle(
     }
 
     events.push(record_passed(client, &people.auditor, &project_id).await?);
-    println!("project {project_id} passed acceptance");
+    out!("project {project_id} passed acceptance");
 
     events.push(submit_summary(client, &people.manager, &project_id).await?);
 
     events.push(close(client, &people.manager, &project_id).await?);
-    println!("closed project {project_id}");
+    out!("closed project {project_id}");
 
     Ok((project_id, events))
 }

@@ -101,7 +101,7 @@ pub(super) async fn week(client: &mut Client) -> anyhow::Result<WorklogOutcome> 
     // The service keeps one report per author and period, so a second demo run on the same
     // stack reuses the week that the first run reported.
     if let Some(report_id) = find_weekly_report(client, &people.employee, week_start).await? {
-        println!("week of {week_start} already reported in weekly report {report_id}; reusing it");
+        out!("week of {week_start} already reported in weekly report {report_id}; reusing it");
         outcome.weekly_report_id = report_id;
         return Ok(outcome);
     }
@@ -114,7 +114,7 @@ pub(super) async fn week(client: &mut Client) -> anyhow::Result<WorklogOutcome> 
     for (offset, texts) in (0..).zip(DAILY_WORK) {
         let work_date = days_after(week_start, offset)?;
         if work_date == missed_day {
-            println!("daily report of {work_date} left out");
+            out!("daily report of {work_date} left out");
             continue;
         }
         let (report_id, event_id) =
@@ -122,7 +122,7 @@ pub(super) async fn week(client: &mut Client) -> anyhow::Result<WorklogOutcome> 
         first_report_id.get_or_insert(report_id);
         events.push(event_id);
     }
-    println!(
+    out!(
         "{} submitted {} daily reports for the week of {week_start}",
         people.employee.user_id,
         events.len()
@@ -188,7 +188,7 @@ async fn submit_daily(
         .report
         .context("submit daily report returned no report")?;
     let late = report.daily_status.is_some_and(|status| status.late);
-    println!(
+    out!(
         "daily report {} of {work_date}{}",
         report.report_id,
         if late { " (late)" } else { "" }
@@ -210,7 +210,7 @@ async fn comment(
         .await
         .context("comment on the daily report")?
         .into_inner();
-    println!(
+    out!(
         "{} commented on daily report {report_id}",
         supervisor.user_id
     );
@@ -247,7 +247,7 @@ async fn weekly_report(
         opinion,
     )
     .await?;
-    println!("weekly report {report_id}: returned, revised and approved");
+    out!("weekly report {report_id}: returned, revised and approved");
 
     Ok((report_id, vec![submitted, returned, revised, approved]))
 }
@@ -281,7 +281,7 @@ async fn submit_weekly(
         .report
         .context("submit weekly report returned no report")?
         .report_id;
-    println!("weekly report {report_id} for the week of {week_start} submitted");
+    out!("weekly report {report_id} for the week of {week_start} submitted");
     Ok((report_id, submitted.event_id))
 }
 
