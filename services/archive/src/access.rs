@@ -1,6 +1,6 @@
-//! Who may read what in the archive. Audit, administration and system callers see the whole
-//! ledger; a department head sees the entries whose actor belongs to their department; any
-//! other caller sees the entries they caused. Entries outside the caller's view behave as if
+//! Read access to the archive. Audit, administration and system callers read the whole
+//! ledger. A department head reads the entries whose actor belongs to their department, and
+//! any other caller reads the entries they caused. Entries outside the caller's view behave as if
 //! they did not exist, so a denial never reveals that a record is there.
 
 use sea_orm::{ColumnTrait, QueryFilter, Select};

@@ -1,7 +1,7 @@
 //! Offsite backup of the ledger as sealed, incremental segments through `object_store`, and
 //! the offline reader that verifies and restores them.
 //!
-//! A segment holds a contiguous range of ledger entries as JSON Lines, gzip-compressed, then
+//! A segment contains a contiguous range of ledger entries as JSON Lines, gzip-compressed, then
 //! sealed with AES-256-GCM under the configured backup key (a random 96-bit nonce per
 //! segment, the object name as associated data). Beside each segment a manifest records its
 //! sequence range, the chain hash before and after it, the SHA-256 of the sealed bytes and a
@@ -183,7 +183,7 @@ impl BackupRow {
     }
 }
 
-/// What a manifest says about its segment.
+/// Manifest of one segment: its range, hashes, seal and checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Format version of the segment and manifest.

@@ -58,7 +58,7 @@ impl BackupLocation {
         )))
     }
 
-    /// Every manifest in the location, ordered by first sequence.
+    /// Reads every manifest in the location, ordered by first sequence.
     pub async fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
         let prefix = ObjectPath::from("segments");
         let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
@@ -335,8 +335,8 @@ fn tree_root(tree: &HashMap<u64, Hash>, size: u64) -> Result<Hash, String> {
     tlog::tree_hash(size, &merkle::MemoryReader::new(tree)).map_err(|error| error.to_string())
 }
 
-/// Rebuilds an empty archive database from a backup location, verifying as it goes. Refuses
-/// a database that already holds entries, so a restore never overwrites a ledger.
+/// Rebuilds an empty archive database from a backup location, verifying as it goes. Rejects
+/// a database that already contains entries, so a restore never overwrites a ledger.
 pub async fn restore(
     db: &DatabaseConnection,
     location: &BackupLocation,

@@ -58,12 +58,12 @@ impl CheckpointSigner {
         })
     }
 
-    /// The checkpoint origin line, which is also the key name.
+    /// Returns the checkpoint origin line, which is also the key name.
     pub fn origin(&self) -> &str {
         &self.origin
     }
 
-    /// The verifier key that checks this signer's notes.
+    /// Returns the verifier key that checks this signer's notes.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
     }

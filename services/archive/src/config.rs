@@ -59,7 +59,7 @@ pub struct RetentionSchedule {
     pub confidentiality: Option<String>,
     /// Retention period in calendar months after the trigger.
     pub period_months: u32,
-    /// What starts the period.
+    /// Event that starts the period.
     pub trigger: RetentionTrigger,
     /// With the `event` trigger: actions of the entity that start the period (for example
     /// `closed` or `contract_ended`); the first such event counts.
@@ -67,7 +67,7 @@ pub struct RetentionSchedule {
     pub trigger_actions: Vec<String>,
 }
 
-/// What starts a retention period.
+/// Event that starts a retention period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetentionTrigger {

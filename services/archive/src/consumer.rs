@@ -1,6 +1,6 @@
 //! The archive's durable pull consumer over every trace subject. Messages are appended in
-//! batches, acknowledged only after the batch commits, and answered with receipts to the
-//! producing services.
+//! batches and acknowledged only after the batch commits. Each producing service then gets a
+//! receipt for its events.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::config::ArchiveSettings;
 use crate::ledger::{self, Incoming, Outcome};
 use trace_runtime::clock::SharedClock;
 
-/// Longest pause before re-creating the consumer after a failure.
+/// Maximum pause before re-creating the consumer after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Consumes the trace stream into the ledger until cancelled.

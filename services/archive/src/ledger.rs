@@ -38,7 +38,7 @@ pub struct Incoming {
     pub raw: Bytes,
 }
 
-/// What became of one incoming message.
+/// Outcome of appending one incoming message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Appended {

@@ -66,7 +66,7 @@ impl HashReader for MapReader<'_> {
     }
 }
 
-/// Runs `compute` over stored hashes, loading from `db` into `cache` whatever it asks for,
+/// Runs `compute` over stored hashes, loading from `db` into `cache` the hashes it requests,
 /// until it succeeds or fails for another reason.
 pub async fn with_hashes<C, T>(
     db: &C,
@@ -295,7 +295,7 @@ mod tests {
         }
     }
 
-    /// A tree of `size` leaves whose data is the leaf index.
+    /// Builds a tree of `size` leaves whose data is the leaf index.
     fn numbered_tree(size: u64) -> (Vec<Vec<u8>>, HashMap<u64, Hash>) {
         let leaves: Vec<Vec<u8>> = (0..size).map(|i| i.to_be_bytes().to_vec()).collect();
         let stored = memory_tree(&leaves);
@@ -313,7 +313,7 @@ mod tests {
             byte in 0usize..32,
             shift in 1u64..50,
         ) {
-            // The tree holds more leaves than `size`, so that the root of a larger size is
+            // The tree contains more leaves than `size`, so that the root of a larger size is
             // known: a proof checked against another size's real root must fail.
             let (leaves, stored) = numbered_tree(size + 50);
             let index = index_seed % size;

@@ -1,6 +1,6 @@
 //! Retention and disposition. A schedule keeps a class of records for a number of calendar
-//! months after a trigger; a plan lists what has expired and is not held (a dry run); a
-//! second person approves it; then the payloads are removed while every entry hash, the
+//! months after a trigger. A plan lists what has expired and is not held, as a dry run. A
+//! second person approves it, and then the payloads are removed while every entry hash, the
 //! chain and the Merkle tree stay as they were, so verification stays green. The certificate
 //! of what was removed is kept and recorded as a trace event.
 //!
@@ -32,7 +32,7 @@ pub fn confidentiality_level(name: &str) -> Option<i32> {
     }
 }
 
-/// The instant a record triggered at `trigger_micros` expires after `months`.
+/// Computes the instant at which a record triggered at `trigger_micros` expires after `months`.
 pub fn expires_at(trigger_micros: i64, months: u32, zone: Tz) -> Option<i64> {
     let date = local_date(from_micros(trigger_micros), zone);
     let end = date.checked_add_months(Months::new(months))?;
@@ -134,7 +134,7 @@ fn schedule_expiry(
     expires_at(trigger, schedule.period_months, zone)
 }
 
-/// Active holds as (entity type, entity id or empty for the whole type).
+/// Loads the unreleased holds as (entity type, entity id, or empty for the whole type).
 async fn active_holds(db: &DatabaseConnection) -> Result<Vec<(String, String)>, sea_orm::DbErr> {
     let holds = legal_hold::Entity::find()
         .filter(legal_hold::Column::ReleasedAt.is_null())
@@ -249,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn leap_day_plus_a_year_expires_on_first_of_march() {
+    fn leap_day_expiry_is_first_of_march() {
         let shanghai = chrono_tz::Asia::Shanghai;
         // 2028-02-29 10:00 in Shanghai is 02:00 UTC.
         let expiry = expires_at(micros(2028, 2, 29, 2), 12, shanghai).unwrap();

@@ -25,7 +25,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to; for tests.
+/// Clock that moves only when a test advances it.
 #[derive(Debug)]
 pub struct ManualClock {
     micros: AtomicI64,

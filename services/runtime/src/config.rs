@@ -225,6 +225,21 @@ impl ServiceSettings {
                 "must start with sqlite: or postgres://",
             ));
         }
+        self.validate_nats()?;
+        self.validate_outbox()?;
+        crate::blob::parse_url(&self.blob_store_url)
+            .map_err(|reason| ConfigError::invalid("blob_store_url", reason))?;
+
+        if self.auth.issuer.is_empty() {
+            return Err(ConfigError::invalid("auth.issuer", "must not be empty"));
+        }
+        if self.auth.audience.is_empty() {
+            return Err(ConfigError::invalid("auth.audience", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_nats(&self) -> Result<(), ConfigError> {
         if self.nats.credentials_file.is_some() && self.nats.nkey_seed_file.is_some() {
             return Err(ConfigError::invalid(
                 "nats.nkey_seed_file",
@@ -243,6 +258,10 @@ impl ServiceSettings {
                 "must be positive",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_outbox(&self) -> Result<(), ConfigError> {
         if self.outbox.batch_size == 0 || self.outbox.batch_size > 10_000 {
             return Err(ConfigError::invalid(
                 "outbox.batch_size",
@@ -263,14 +282,6 @@ impl ServiceSettings {
                 "must be at most 1 MiB, the broker's default max_payload",
             ));
         }
-        crate::blob::parse_url(&self.blob_store_url)
-            .map_err(|reason| ConfigError::invalid("blob_store_url", reason))?;
-        if self.auth.issuer.is_empty() {
-            return Err(ConfigError::invalid("auth.issuer", "must not be empty"));
-        }
-        if self.auth.audience.is_empty() {
-            return Err(ConfigError::invalid("auth.audience", "must not be empty"));
-        }
         Ok(())
     }
 
@@ -287,7 +298,7 @@ impl ServiceSettings {
         })
     }
 
-    /// The shutdown grace period.
+    /// Returns the shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }

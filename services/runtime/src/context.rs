@@ -56,12 +56,12 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Returns true when the principal holds the role.
+    /// Returns true when the principal has the role.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|held| held == role)
     }
 
-    /// The role recorded as the actor's role on events.
+    /// Returns the role recorded as the actor's role on events.
     pub fn primary_role(&self) -> &str {
         self.roles.first().map_or(role::EMPLOYEE, String::as_str)
     }

@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// What can go wrong in a service call. Each variant maps to exactly one gRPC code.
+/// Failure of a service call. Each variant maps to exactly one gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// A request field failed validation.
@@ -42,7 +42,7 @@ pub enum ServiceError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Longest user value echoed back in an error message, in characters.
+/// Maximum length of a user value echoed back in an error message, in characters.
 const ECHO_LIMIT: usize = 80;
 
 impl ServiceError {
@@ -85,7 +85,7 @@ impl ServiceError {
         }
     }
 
-    /// The gRPC code this error maps to.
+    /// Returns the gRPC code this error maps to.
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument { .. } => Code::InvalidArgument,

@@ -1,4 +1,4 @@
-//! What every trace service does the same way, so that a service crate is mostly its domain:
+//! Shared building blocks that every trace service uses the same way, so that a service crate is mostly its domain:
 //! configuration, telemetry, the caller's context, validation, errors, database, blobs,
 //! event envelopes, the transactional outbox and the gRPC server lifecycle.
 

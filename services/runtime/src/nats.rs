@@ -54,7 +54,7 @@ pub fn jetstream(client: async_nats::Client, ack_timeout: Duration) -> jetstream
     context
 }
 
-/// The stream configuration for the trace subjects.
+/// Builds the stream configuration for the trace subjects.
 pub fn stream_config(settings: &NatsSettings) -> stream::Config {
     stream::Config {
         name: settings.stream_name.clone(),

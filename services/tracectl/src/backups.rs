@@ -1,4 +1,4 @@
-//! Backup commands: `backup` asks the archive to run one; `verify-backup` and `restore` read
+//! Backup commands: `backup` requests a run from the archive, and `verify-backup` and `restore` read
 //! a backup location offline, with no server running.
 
 use trace_archive::backup::BackupKey;

@@ -22,7 +22,7 @@ use trace_proto::common::v1::PageRequest;
 use crate::Identity;
 use crate::archive::connect;
 
-/// What to export.
+/// Query whose entries an evidence package holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExportQuery {
     pub entity_type: String,

@@ -11,8 +11,8 @@ use super::entity::event;
 use crate::clock::SharedClock;
 
 /// Applies receipts for `service` until cancelled. The core NATS subscription is re-created by
-/// the client after reconnects; a receipt lost meanwhile only causes a republish that the
-/// archive answers with a new receipt.
+/// the client after reconnects; a receipt lost meanwhile only causes a republish, and the
+/// archive confirms that with a new receipt.
 pub async fn run(
     client: async_nats::Client,
     service: &str,

@@ -27,7 +27,7 @@ use crate::config::{NatsSettings, OutboxSettings};
 /// How long a relay holds its lease without renewing it.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 
-/// Longest pause between rounds after publish failures.
+/// Maximum pause between rounds after publish failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Publishes outbox rows until cancelled.
