@@ -28,6 +28,14 @@ pub struct DocumentSettings {
     pub overdue_check_interval_secs: u64,
     /// Maximum content size of one revision in bytes, at most 16 MiB.
     pub max_content_bytes: usize,
+    /// Version of the confidentiality agreement that reading SECRET documents requires,
+    /// 1 to 32 characters of `A-Z`, `0-9` and `-`. A new version needs a new acceptance.
+    #[serde(default = "default_agreement_version")]
+    pub agreement_version: String,
+}
+
+fn default_agreement_version() -> String {
+    "2026-01".to_owned()
 }
 
 impl DocumentConfig {
@@ -38,6 +46,7 @@ impl DocumentConfig {
             document: DocumentSettings {
                 overdue_check_interval_secs: 3600,
                 max_content_bytes: MAX_CONTENT_BYTES_LIMIT,
+                agreement_version: default_agreement_version(),
             },
         }
     }
@@ -64,6 +73,17 @@ impl DocumentConfig {
                     "must be 1 to {MAX_CONTENT_BYTES_LIMIT}, the limit of the API, got {}",
                     self.document.max_content_bytes
                 ),
+            ));
+        }
+        if crate::rules::category(
+            "document.agreement_version",
+            &self.document.agreement_version,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "document.agreement_version",
+                "must be 1 to 32 characters of A-Z, 0-9 and '-'",
             ));
         }
         Ok(())

@@ -2,6 +2,8 @@
 //! UTC, and civil dates are `i32` `YYYYMMDD` keys, so comparisons are numeric on SQLite and
 //! PostgreSQL alike.
 
+pub mod access_request;
+pub mod agreement;
 pub mod backup;
 pub mod borrowing;
 pub mod document;

@@ -5,7 +5,10 @@ use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 use trace_runtime::outbox::migration::CreateOutbox;
 
-use crate::entity::{backup, borrowing, document, file_number_counter, read, review, revision};
+use crate::entity::{
+    access_request, agreement, backup, borrowing, document, file_number_counter, read, review,
+    revision,
+};
 
 /// Migrations of the document database, in the order they apply.
 #[derive(Debug)]
@@ -13,7 +16,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox), Box::new(CreateDocumentTables)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreateDocumentTables),
+            Box::new(CreateAccessTables),
+        ]
     }
 }
 
@@ -49,6 +56,29 @@ impl MigrationTrait for CreateDocumentTables {
         drop_table(manager, review::Entity).await?;
         drop_table(manager, revision::Entity).await?;
         drop_table(manager, document::Entity).await
+    }
+}
+
+/// Creates the access request and agreement tables.
+#[derive(Debug)]
+pub struct CreateAccessTables;
+
+impl MigrationName for CreateAccessTables {
+    fn name(&self) -> &str {
+        "m20261204_000200_create_access_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAccessTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_table(manager, access_request::Entity).await?;
+        create_table(manager, agreement::Entity).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_table(manager, agreement::Entity).await?;
+        drop_table(manager, access_request::Entity).await
     }
 }
 

@@ -5,6 +5,7 @@
 //! and exactly one trace event in the outbox. Events of borrowings also use the entity type
 //! `document` with the document id, so that the document's timeline shows them.
 
+mod access;
 mod borrowing;
 mod convert;
 mod drafting;
@@ -216,6 +217,42 @@ impl DocumentService for DocumentHandler {
     ) -> Result<Response<ListBorrowingsResponse>, Status> {
         let (_context, request) = split(request)?;
         Ok(Response::new(self.borrowing_history(request).await?))
+    }
+
+    async fn request_access(
+        &self,
+        request: Request<RequestAccessRequest>,
+    ) -> Result<Response<RequestAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.request_access(&context, request).await?))
+    }
+
+    async fn decide_access(
+        &self,
+        request: Request<DecideAccessRequest>,
+    ) -> Result<Response<DecideAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.decide_access(&context, request).await?))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<ListAccessRequestsRequest>,
+    ) -> Result<Response<ListAccessRequestsResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.access_requests(&context, request).await?,
+        ))
+    }
+
+    async fn accept_agreement(
+        &self,
+        request: Request<AcceptAgreementRequest>,
+    ) -> Result<Response<AcceptAgreementResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.accept_agreement(&context, request).await?,
+        ))
     }
 
     async fn check_overdue(

@@ -250,6 +250,40 @@ impl From<BorrowingState> for proto::BorrowingState {
     }
 }
 
+/// State of an access request. A request is decided once; an approval ends at its expiry
+/// without a further state change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum AccessRequestState {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "APPROVED")]
+    Approved,
+    #[sea_orm(string_value = "REJECTED")]
+    Rejected,
+}
+
+impl AccessRequestState {
+    /// Returns the state's name as errors show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Approved => "APPROVED",
+            Self::Rejected => "REJECTED",
+        }
+    }
+}
+
+impl From<AccessRequestState> for proto::AccessRequestState {
+    fn from(state: AccessRequestState) -> Self {
+        match state {
+            AccessRequestState::Pending => Self::Pending,
+            AccessRequestState::Approved => Self::Approved,
+            AccessRequestState::Rejected => Self::Rejected,
+        }
+    }
+}
+
 /// Condition of a returned document, stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]

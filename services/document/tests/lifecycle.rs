@@ -698,6 +698,7 @@ async fn run_lifecycle(database_url: Option<&str>) -> Result<()> {
     assert_eq!(backup.revision, 4);
     assert_eq!(backup.recorded_by, KEEPER);
     let read = ReadContentRequest {
+        access_request_id: String::new(),
         document_id: document_id.clone(),
         revision: 0,
     };
@@ -1002,6 +1003,7 @@ async fn invalid_requests_write_nothing() -> Result<()> {
     };
     let read = |document_id: &str| {
         let request = ReadContentRequest {
+            access_request_id: String::new(),
             document_id: document_id.to_owned(),
             revision: 0,
         };
@@ -1510,6 +1512,7 @@ async fn run_concurrent_reads(database_url: Option<&str>) -> Result<()> {
     let calls = (0..CALLS).map(|_| {
         let mut client = client.clone();
         let request = ReadContentRequest {
+            access_request_id: String::new(),
             document_id: document_id.clone(),
             revision: 0,
         };
@@ -1567,6 +1570,7 @@ async fn large_content_round_trips() -> Result<()> {
         .into_inner();
     let document = document_of(drafted.document);
     let read = ReadContentRequest {
+        access_request_id: String::new(),
         document_id: document.document_id.clone(),
         revision: 1,
     };
@@ -1581,6 +1585,7 @@ async fn large_content_round_trips() -> Result<()> {
     assert_eq!(reference.size_bytes, content.len() as u64);
     assert_eq!(reference.media_type, "application/pdf");
     let missing = ReadContentRequest {
+        access_request_id: String::new(),
         document_id: document.document_id.clone(),
         revision: 2,
     };
@@ -1724,6 +1729,7 @@ async fn restart_keeps_documents_and_file_numbers() -> Result<()> {
     let service = Service::start_with(&nats.url(), Some(&database_url), use_shared_blobs).await?;
     let mut client = service.client().await?;
     let read = ReadContentRequest {
+        access_request_id: String::new(),
         document_id: first.document_id.clone(),
         revision: 0,
     };
@@ -1760,4 +1766,341 @@ fn database_name_is_replaced_in_url() {
         with_database_name("postgres://127.0.0.1", "t1"),
         "postgres://127.0.0.1/t1"
     );
+}
+
+fn as_department_head<T>(user_id: &str, department: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_identity(
+        &mut request,
+        user_id,
+        department,
+        &[role::DEPARTMENT_HEAD],
+        None,
+    );
+    request
+}
+
+fn read_request(document_id: &str) -> ReadContentRequest {
+    ReadContentRequest {
+        access_request_id: String::new(),
+        document_id: document_id.to_owned(),
+        revision: 0,
+    }
+}
+
+fn approval(access_request_id: &str, expires_at: chrono::DateTime<Utc>) -> DecideAccessRequest {
+    DecideAccessRequest {
+        access_request_id: access_request_id.to_owned(),
+        approve: true,
+        opinion: "needed for the supplier audit".to_owned(),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires_at.timestamp(),
+            nanos: 0,
+        }),
+    }
+}
+
+/// Decodes the payload of the last outbox row, which must be a `read_denied` event.
+async fn last_denial(service: &Service) -> Result<DocumentReadDenied> {
+    let rows = service.outbox_rows().await?;
+    let envelope = Envelope::decode(rows.last().context("no outbox rows")?.envelope.as_slice())?;
+    anyhow::ensure!(
+        envelope.action == "read_denied",
+        "the last event is {}",
+        envelope.action
+    );
+    let payload = envelope.payload.context("no payload")?;
+    Ok(DocumentReadDenied::decode(payload.value.as_slice())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_reads_need_an_approved_request() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let mut draft = draft_request("Supplier contract", "CONTRACT");
+    draft.confidentiality = Confidentiality::Confidential as i32;
+    let created = client
+        .create_draft(as_user(DRAFTER, draft))
+        .await?
+        .into_inner();
+    let document_id = document_of(created.document).document_id;
+
+    // The drafter reads without a request; anyone else is denied, and the denial is traced.
+    let own = client
+        .read_content(as_user(DRAFTER, read_request(&document_id)))
+        .await?
+        .into_inner();
+    assert_eq!(own.access_request_id, "");
+    let status = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("no approved access request"),
+        "{}",
+        status.message()
+    );
+    let denial = last_denial(&service).await?;
+    assert_eq!(denial.access_request_id, "");
+    assert!(
+        status.message().contains("recorded as event"),
+        "{}",
+        status.message()
+    );
+
+    // A pending request does not open the content.
+    let requested = client
+        .request_access(as_user(
+            BORROWER,
+            RequestAccessRequest {
+                document_id: document_id.clone(),
+                purpose: "supplier audit".to_owned(),
+                revision: 0,
+            },
+        ))
+        .await?
+        .into_inner();
+    let request_id = document_of(requested.access_request).access_request_id;
+    let status = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("PENDING"), "{}", status.message());
+    assert_eq!(last_denial(&service).await?.access_request_id, request_id);
+
+    // Only a department head of the owner department decides, and not on their own request.
+    let expires = service.clock.now() + chrono::Duration::days(7);
+    let status = client
+        .decide_access(as_department_head(
+            APPROVER,
+            "finance",
+            approval(&request_id, expires),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = client
+        .decide_access(as_department_head(
+            APPROVER,
+            DEPARTMENT,
+            approval(&request_id, expires + chrono::Duration::days(90)),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violation_fields(&status), ["expires_at"]);
+    let decided = client
+        .decide_access(as_department_head(
+            APPROVER,
+            DEPARTMENT,
+            approval(&request_id, expires),
+        ))
+        .await?
+        .into_inner();
+    let decided = document_of(decided.access_request);
+    assert_eq!(decided.state, AccessRequestState::Approved as i32);
+    assert_eq!(decided.approver_id, APPROVER);
+    let status = client
+        .decide_access(as_department_head(
+            APPROVER,
+            DEPARTMENT,
+            approval(&request_id, expires),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("APPROVED"),
+        "{}",
+        status.message()
+    );
+
+    // Approved: the read succeeds and its event names the request.
+    let read = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await?
+        .into_inner();
+    assert_eq!(read.access_request_id, request_id);
+    let rows = service.outbox_rows().await?;
+    let envelope = Envelope::decode(rows.last().context("no rows")?.envelope.as_slice())?;
+    assert_eq!(envelope.action, "read");
+    let payload = DocumentRead::decode(envelope.payload.context("no payload")?.value.as_slice())?;
+    assert_eq!(payload.access_request_id, request_id);
+
+    // Another user cannot use the borrower's approval.
+    let mut borrowed = read_request(&document_id);
+    borrowed.access_request_id = request_id.clone();
+    let status = client
+        .read_content(as_user(KEEPER, borrowed))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("not the caller's request"),
+        "{}",
+        status.message()
+    );
+
+    // After the expiry the same request is denied, and the denial references it.
+    service.clock.advance(chrono::Duration::days(8));
+    let status = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("expired"), "{}", status.message());
+    assert_eq!(last_denial(&service).await?.access_request_id, request_id);
+
+    // Every step above is one event of the document, versions without gaps.
+    let rows = service.wait_until_published().await?;
+    let envelopes: Vec<Envelope> = rows
+        .iter()
+        .map(|row| Envelope::decode(row.envelope.as_slice()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        actions(&envelopes),
+        [
+            "drafted",
+            "read",
+            "read_denied",
+            "access_requested",
+            "read_denied",
+            "access_approved",
+            "read",
+            "read_denied",
+            "read_denied",
+        ]
+    );
+    assert_eq!(versions(&envelopes), (1..=9).collect::<Vec<u64>>());
+    service.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_reads_need_the_agreement() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let mut draft = draft_request("Merger plan", "PLAN");
+    draft.confidentiality = Confidentiality::Secret as i32;
+    let created = client
+        .create_draft(as_user(DRAFTER, draft))
+        .await?
+        .into_inner();
+    let document_id = document_of(created.document).document_id;
+    let requested = client
+        .request_access(as_user(
+            BORROWER,
+            RequestAccessRequest {
+                document_id: document_id.clone(),
+                purpose: "board preparation".to_owned(),
+                revision: 1,
+            },
+        ))
+        .await?
+        .into_inner();
+    let request_id = document_of(requested.access_request).access_request_id;
+    let expires = service.clock.now() + chrono::Duration::days(1);
+    client
+        .decide_access(as_department_head(
+            APPROVER,
+            DEPARTMENT,
+            approval(&request_id, expires),
+        ))
+        .await?;
+
+    let status = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("confidentiality agreement"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(last_denial(&service).await?.access_request_id, request_id);
+
+    // Only the configured version is accepted; accepting twice leaves one event.
+    let status = client
+        .accept_agreement(as_user(
+            BORROWER,
+            AcceptAgreementRequest {
+                agreement_version: "2019-01".to_owned(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let accept = AcceptAgreementRequest {
+        agreement_version: "2026-01".to_owned(),
+    };
+    let first = client
+        .accept_agreement(as_user(BORROWER, accept.clone()))
+        .await?
+        .into_inner();
+    assert!(!first.event_id.is_empty());
+    let again = client
+        .accept_agreement(as_user(BORROWER, accept))
+        .await?
+        .into_inner();
+    assert_eq!(again.event_id, "");
+    assert_eq!(again.accepted_at, first.accepted_at);
+
+    let read = client
+        .read_content(as_user(BORROWER, read_request(&document_id)))
+        .await?
+        .into_inner();
+    assert_eq!(read.access_request_id, request_id);
+    assert_eq!(read.content, "Merger plan\n第一稿".as_bytes());
+
+    // A clearance claim below SECRET denies even with approval and agreement.
+    let mut request = Request::new(read_request(&document_id));
+    let claims = trace_runtime::auth::Claims {
+        sub: BORROWER.to_owned(),
+        name: String::new(),
+        department: DEPARTMENT.to_owned(),
+        roles: vec![role::EMPLOYEE.to_owned()],
+        clearance: Some(trace_runtime::context::Clearance::Confidential),
+    };
+    let token = trace_runtime::auth::mint_token(
+        &trace_runtime::config::AuthSettings::default(),
+        &claims,
+        Duration::from_secs(600),
+    )?;
+    trace_runtime::auth::attach_token(&mut request, &token)?;
+    let status = client.read_content(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("clearance"),
+        "{}",
+        status.message()
+    );
+
+    // Access requests are listed for the owner department, and only their own for others.
+    let list = |user: &str| {
+        let mut request = Request::new(ListAccessRequestsRequest {
+            document_id: document_id.clone(),
+        });
+        attach_identity(&mut request, user, "finance", &[role::EMPLOYEE], None);
+        request
+    };
+    let foreign = client
+        .list_access_requests(list(KEEPER))
+        .await?
+        .into_inner();
+    assert!(foreign.access_requests.is_empty());
+    let own = client
+        .list_access_requests(as_user(
+            REVIEWER,
+            ListAccessRequestsRequest {
+                document_id: document_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(own.access_requests.len(), 1);
+    service.stop().await
 }

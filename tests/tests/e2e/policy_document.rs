@@ -64,6 +64,7 @@ async fn policy_document_reaches_archive_intact() {
 
     let read = client
         .read_content(DRAFTER.request(ReadContentRequest {
+            access_request_id: String::new(),
             document_id: document_id.clone(),
             revision: 0,
         }))

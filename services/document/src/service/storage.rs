@@ -159,9 +159,16 @@ impl DocumentHandler {
     ) -> ServiceResult<proto::ReadContentResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
 
-        // NOTE: content of CONFIDENTIAL and SECRET documents is not yet gated by an approved
-        // read request. Every authenticated caller may read it, and the read is recorded.
-        let revision = self.find_revision(&document_id, request.revision).await?;
+        let presented = match request.access_request_id.as_str() {
+            "" => None,
+            id => Some(validate::record_id("access_request_id", id)?.to_string()),
+        };
+
+        let document = find_document(&self.db, &document_id).await?;
+        let revision = self.find_revision(&document, request.revision).await?;
+        let access_request_id = self
+            .authorize_read(context, &document, &revision, presented.as_deref())
+            .await?;
         let content = self
             .blobs
             .get(&revision.content_sha256)
@@ -173,8 +180,10 @@ impl DocumentHandler {
                 )))
             })?;
 
-        let event_id =
-            with_retries("record read", || self.try_record_read(context, &revision)).await?;
+        let event_id = with_retries("record read", || {
+            self.try_record_read(context, &revision, access_request_id.as_deref())
+        })
+        .await?;
 
         Ok(proto::ReadContentResponse {
             document_id,
@@ -186,6 +195,7 @@ impl DocumentHandler {
             )),
             content: content.to_vec(),
             event_id,
+            access_request_id: access_request_id.unwrap_or_default(),
         })
     }
 
@@ -193,10 +203,10 @@ impl DocumentHandler {
     /// written, so reading one outside the write transaction is safe.
     async fn find_revision(
         &self,
-        document_id: &str,
+        document: &document::Model,
         number: u32,
     ) -> ServiceResult<revision::Model> {
-        let document = find_document(&self.db, document_id).await?;
+        let document_id = document.id.as_str();
         let number = match number {
             0 => document.revision,
             number => i32::try_from(number).unwrap_or(i32::MAX),
@@ -212,6 +222,7 @@ impl DocumentHandler {
         &self,
         context: &CallContext,
         revision: &revision::Model,
+        access_request_id: Option<&str>,
     ) -> AttemptResult<String> {
         let txn = self.begin().await?;
         let loaded = lock_document(&txn, &revision.document_id).await?;
@@ -230,6 +241,7 @@ impl DocumentHandler {
                 revision.content_size,
                 &revision.content_media_type,
             )),
+            access_request_id: access_request_id.unwrap_or_default().to_owned(),
         };
         let (_, event_id) = self
             .record_change(

@@ -105,6 +105,7 @@ pub(super) async fn lifecycle(
     for reader in [&reviewer, &borrower] {
         let read = client
             .read_content(reader.request(ReadContentRequest {
+                access_request_id: String::new(),
                 document_id: document_id.clone(),
                 revision: 0,
             }))

@@ -1,0 +1,592 @@
+//! Access to the content of CONFIDENTIAL and SECRET documents: requests, decisions by the
+//! owner department's head, the confidentiality agreement, and the check every content read
+//! passes. A denied read is recorded as a `read_denied` event before the caller gets
+//! `PERMISSION_DENIED`, and a permitted read names the request it used.
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use trace_proto::common::v1::Confidentiality;
+use trace_proto::document::v1 as proto;
+use trace_runtime::clock::{micros_from_timestamp, timestamp, timestamp_opt};
+use trace_runtime::context::{CallContext, Clearance, role};
+use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::validate;
+use trace_runtime::{ServiceError, ServiceResult};
+use uuid::Uuid;
+
+use super::write::{AttemptResult, find_document, lock_document, require, with_retries};
+use super::{DocumentHandler, SERVICE, convert};
+use crate::entity::{access_request, agreement, document, revision};
+use crate::state::AccessRequestState;
+
+/// Maximum approval period a department head may grant, in days.
+pub const MAX_APPROVAL_DAYS: i64 = 90;
+
+/// Microseconds in one day.
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
+/// Entity type of agreement acceptance events; the entity id is the user id.
+const AGREEMENT_ENTITY: &str = "agreement";
+
+/// The reason for denying a content read, and the access request it was judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Denial {
+    pub(super) reason: String,
+    pub(super) access_request_id: Option<String>,
+}
+
+impl Denial {
+    fn new(reason: impl Into<String>, request: Option<&access_request::Model>) -> Self {
+        Self {
+            reason: reason.into(),
+            access_request_id: request.map(|request| request.id.clone()),
+        }
+    }
+}
+
+/// Inputs of the read check: the caller and the stored records.
+pub(super) struct ReadCheck<'a> {
+    pub(super) caller: &'a str,
+    pub(super) clearance: Option<Clearance>,
+    pub(super) document: &'a document::Model,
+    pub(super) revision: i32,
+    pub(super) request: Option<&'a access_request::Model>,
+    pub(super) agreement_accepted: bool,
+    pub(super) now: i64,
+}
+
+/// Returns the confidentiality of a stored document; an unknown number counts as SECRET.
+pub(super) fn level(document: &document::Model) -> Confidentiality {
+    match Confidentiality::try_from(document.confidentiality) {
+        Ok(Confidentiality::Unspecified) | Err(_) => Confidentiality::Secret,
+        Ok(level) => level,
+    }
+}
+
+fn clearance_of(level: Confidentiality) -> Clearance {
+    match level {
+        Confidentiality::Public => Clearance::Public,
+        Confidentiality::Internal => Clearance::Internal,
+        Confidentiality::Confidential => Clearance::Confidential,
+        Confidentiality::Secret | Confidentiality::Unspecified => Clearance::Secret,
+    }
+}
+
+/// Decides whether a content read is allowed. `Ok(Some(id))` names the access request the
+/// read uses, `Ok(None)` means none was needed. Pure, so every rule has a unit test.
+pub(super) fn check_read(check: &ReadCheck<'_>) -> Result<Option<String>, Denial> {
+    let level = level(check.document);
+    if let Some(clearance) = check.clearance
+        && clearance < clearance_of(level)
+    {
+        return Err(Denial::new(
+            format!(
+                "the caller's clearance {clearance:?} is below the document's level {}",
+                level.as_str_name()
+            ),
+            None,
+        ));
+    }
+    if level < Confidentiality::Confidential || check.caller == check.document.drafter_id {
+        return Ok(None);
+    }
+
+    let Some(request) = check.request else {
+        return Err(Denial::new(
+            "no approved access request of the caller covers this document",
+            None,
+        ));
+    };
+    if request.requester_id != check.caller || request.document_id != check.document.id {
+        return Err(Denial::new(
+            format!(
+                "access request {} is not the caller's request for this document",
+                request.id
+            ),
+            None,
+        ));
+    }
+    if request.state != AccessRequestState::Approved {
+        return Err(Denial::new(
+            format!("access request {} is {}", request.id, request.state.name()),
+            Some(request),
+        ));
+    }
+    match request.expires_at {
+        Some(expires_at) if check.now < expires_at => {}
+        expires_at => {
+            let ended = expires_at.map_or_else(String::new, |micros| {
+                format!(
+                    " at {}",
+                    trace_runtime::clock::from_micros(micros).to_rfc3339()
+                )
+            });
+            return Err(Denial::new(
+                format!("access request {} expired{ended}", request.id),
+                Some(request),
+            ));
+        }
+    }
+    if request.revision != 0 && request.revision != check.revision {
+        return Err(Denial::new(
+            format!(
+                "access request {} covers revision {}, not {}",
+                request.id, request.revision, check.revision
+            ),
+            Some(request),
+        ));
+    }
+    if level == Confidentiality::Secret && !check.agreement_accepted {
+        return Err(Denial::new(
+            "reading a SECRET document needs the caller's acceptance of the current \
+             confidentiality agreement",
+            Some(request),
+        ));
+    }
+    Ok(Some(request.id.clone()))
+}
+
+/// Checks an approval's end: after `now` and at most [`MAX_APPROVAL_DAYS`] later.
+fn check_expiry(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+    now: i64,
+) -> ServiceResult<i64> {
+    let Some(value) = value else {
+        return Err(ServiceError::invalid(
+            field,
+            "",
+            "is missing; an approval needs an end",
+        ));
+    };
+    let shown = format!("{}.{:09}s", value.seconds, value.nanos);
+    let micros = micros_from_timestamp(value)
+        .ok_or_else(|| ServiceError::invalid(field, &shown, "is not a valid instant"))?;
+    if micros <= now {
+        return Err(ServiceError::invalid(
+            field,
+            &shown,
+            "must be in the future",
+        ));
+    }
+    if micros > now + MAX_APPROVAL_DAYS * DAY_MICROS {
+        return Err(ServiceError::invalid(
+            field,
+            &shown,
+            format!("must be at most {MAX_APPROVAL_DAYS} days ahead"),
+        ));
+    }
+    Ok(micros)
+}
+
+pub(super) fn access_request(model: &access_request::Model) -> proto::AccessRequest {
+    proto::AccessRequest {
+        access_request_id: model.id.clone(),
+        document_id: model.document_id.clone(),
+        requester_id: model.requester_id.clone(),
+        purpose: model.purpose.clone(),
+        revision: convert::count(model.revision),
+        state: proto::AccessRequestState::from(model.state) as i32,
+        requested_at: Some(timestamp(model.requested_at)),
+        approver_id: model.approver_id.clone().unwrap_or_default(),
+        opinion: model.opinion.clone().unwrap_or_default(),
+        decided_at: timestamp_opt(model.decided_at),
+        expires_at: timestamp_opt(model.expires_at),
+    }
+}
+
+impl DocumentHandler {
+    pub(super) async fn request_access(
+        &self,
+        context: &CallContext,
+        request: proto::RequestAccessRequest,
+    ) -> ServiceResult<proto::RequestAccessResponse> {
+        let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
+        let purpose = validate::text("purpose", &request.purpose, 1, 2000)?;
+        let revision = i32::try_from(request.revision).map_err(|_| {
+            ServiceError::invalid(
+                "revision",
+                &request.revision.to_string(),
+                "exceeds the largest revision number",
+            )
+        })?;
+
+        with_retries("request access", || async {
+            let txn = self.begin().await?;
+            let loaded = lock_document(&txn, &document_id).await?;
+            if level(&loaded) < Confidentiality::Confidential {
+                return Err(ServiceError::wrong_state(
+                    "document",
+                    &loaded.id,
+                    level(&loaded).as_str_name(),
+                    "request access to",
+                )
+                .into());
+            }
+            if revision > loaded.revision {
+                return Err(ServiceError::invalid(
+                    "revision",
+                    &revision.to_string(),
+                    format!("the document has {} revisions", loaded.revision),
+                )
+                .into());
+            }
+            let row = access_request::Model {
+                id: Uuid::now_v7().to_string(),
+                document_id: loaded.id.clone(),
+                requester_id: context.principal.user_id.clone(),
+                purpose: purpose.clone(),
+                revision,
+                state: AccessRequestState::Pending,
+                requested_at: self.now(),
+                approver_id: None,
+                opinion: None,
+                decided_at: None,
+                expires_at: None,
+            };
+            let payload = proto::AccessRequested {
+                access_request_id: row.id.clone(),
+                purpose: row.purpose.clone(),
+                revision: convert::count(revision),
+            };
+            let (_, event_id) = self
+                .record_change(
+                    &txn,
+                    context,
+                    &loaded,
+                    Default::default(),
+                    "access_requested",
+                    pack(&payload),
+                )
+                .await?;
+            access_request::Entity::insert(
+                access_request::ActiveModel::from(row.clone()).reset_all(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            self.commit(txn).await?;
+            Ok(proto::RequestAccessResponse {
+                access_request: Some(access_request(&row)),
+                event_id,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn decide_access(
+        &self,
+        context: &CallContext,
+        request: proto::DecideAccessRequest,
+    ) -> ServiceResult<proto::DecideAccessResponse> {
+        let request_id =
+            validate::record_id("access_request_id", &request.access_request_id)?.to_string();
+        let opinion = validate::text("opinion", &request.opinion, 1, 2000)?;
+        let approve = request.approve;
+        let expires_at = if approve {
+            Some(check_expiry(
+                "expires_at",
+                request.expires_at.as_ref(),
+                self.now(),
+            )?)
+        } else {
+            None
+        };
+
+        with_retries("decide access", || async {
+            let txn = self.begin().await?;
+            let pending = find_access_request(&txn, &request_id).await?;
+            let loaded = lock_document(&txn, &pending.document_id).await?;
+            let caller = &context.principal;
+            require(
+                caller.has_role(role::DEPARTMENT_HEAD) && caller.department == loaded.department,
+                || {
+                    format!(
+                        "only a department head of {} decides access to its documents",
+                        loaded.department
+                    )
+                },
+            )?;
+            require(caller.user_id != pending.requester_id, || {
+                format!(
+                    "the requester {} may not decide their own access request {}",
+                    caller.user_id, pending.id
+                )
+            })?;
+            if pending.state != AccessRequestState::Pending {
+                return Err(ServiceError::wrong_state(
+                    "access request",
+                    &pending.id,
+                    pending.state.name(),
+                    "decide",
+                )
+                .into());
+            }
+
+            let state = if approve {
+                AccessRequestState::Approved
+            } else {
+                AccessRequestState::Rejected
+            };
+            let decided = access_request::Model {
+                state,
+                approver_id: Some(caller.user_id.clone()),
+                opinion: Some(opinion.clone()),
+                decided_at: Some(self.now()),
+                expires_at,
+                ..pending.clone()
+            };
+            let payload = proto::AccessDecided {
+                access_request_id: pending.id.clone(),
+                requester_id: pending.requester_id.clone(),
+                approved: approve,
+                opinion: opinion.clone(),
+                expires_at: timestamp_opt(expires_at),
+            };
+            let action = if approve {
+                "access_approved"
+            } else {
+                "access_rejected"
+            };
+            let (_, event_id) = self
+                .record_change(
+                    &txn,
+                    context,
+                    &loaded,
+                    Default::default(),
+                    action,
+                    pack(&payload),
+                )
+                .await?;
+            access_request::Entity::update_many()
+                .set(access_request::ActiveModel {
+                    state: Set(state),
+                    approver_id: Set(decided.approver_id.clone()),
+                    opinion: Set(decided.opinion.clone()),
+                    decided_at: Set(decided.decided_at),
+                    expires_at: Set(expires_at),
+                    ..Default::default()
+                })
+                .filter(access_request::Column::Id.eq(pending.id.as_str()))
+                .filter(access_request::Column::State.eq(AccessRequestState::Pending))
+                .exec(&txn)
+                .await?;
+            self.commit(txn).await?;
+            Ok(proto::DecideAccessResponse {
+                access_request: Some(access_request(&decided)),
+                event_id,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn access_requests(
+        &self,
+        context: &CallContext,
+        request: proto::ListAccessRequestsRequest,
+    ) -> ServiceResult<proto::ListAccessRequestsResponse> {
+        let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
+        let document = find_document(&self.db, &document_id).await?;
+        let caller = &context.principal;
+        let sees_all = caller.department == document.department
+            || caller.has_role(role::AUDIT)
+            || caller.has_role(role::ADMINISTRATION);
+
+        let mut query = access_request::Entity::find()
+            .filter(access_request::Column::DocumentId.eq(document_id.as_str()));
+        if !sees_all {
+            query = query.filter(access_request::Column::RequesterId.eq(caller.user_id.as_str()));
+        }
+        let rows = query
+            .order_by_asc(access_request::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(proto::ListAccessRequestsResponse {
+            access_requests: rows.iter().map(access_request).collect(),
+        })
+    }
+
+    pub(super) async fn accept_agreement(
+        &self,
+        context: &CallContext,
+        request: proto::AcceptAgreementRequest,
+    ) -> ServiceResult<proto::AcceptAgreementResponse> {
+        let version = crate::rules::category("agreement_version", &request.agreement_version)?;
+        let current = &self.settings.agreement_version;
+        if &version != current {
+            return Err(ServiceError::invalid(
+                "agreement_version",
+                &version,
+                format!("the current confidentiality agreement is version {current}"),
+            ));
+        }
+
+        with_retries("accept agreement", || async {
+            let txn = self.begin().await?;
+            let user_id = context.principal.user_id.clone();
+            let existing = agreement::Entity::find_by_id((user_id.clone(), version.clone()))
+                .one(&txn)
+                .await?;
+            if let Some(existing) = existing {
+                // Accepting again changes nothing and leaves no second event.
+                return Ok(proto::AcceptAgreementResponse {
+                    agreement_version: existing.version,
+                    accepted_at: Some(timestamp(existing.accepted_at)),
+                    event_id: String::new(),
+                });
+            }
+            let accepted_at = self.now();
+            let accepted_versions = agreement::Entity::find()
+                .filter(agreement::Column::UserId.eq(user_id.as_str()))
+                .all(&txn)
+                .await?
+                .len();
+            let spec = EventSpec {
+                entity_type: AGREEMENT_ENTITY,
+                entity_id: user_id.clone(),
+                entity_version: u64::try_from(accepted_versions).unwrap_or_default() + 1,
+                action: "accepted",
+                confidentiality: Confidentiality::Internal,
+                payload: pack(&proto::AgreementAccepted {
+                    agreement_version: version.clone(),
+                }),
+            };
+            let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
+            self.outbox.stage(&txn, &envelope).await?;
+            agreement::Entity::insert(agreement::ActiveModel {
+                user_id: Set(user_id),
+                version: Set(version.clone()),
+                accepted_at: Set(accepted_at),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            self.commit(txn).await?;
+            Ok(proto::AcceptAgreementResponse {
+                agreement_version: version.clone(),
+                accepted_at: Some(timestamp(accepted_at)),
+                event_id: envelope.event_id,
+            })
+        })
+        .await
+    }
+
+    /// Runs the read check for `revision` of `document` and returns the access request the
+    /// read uses. A denial is recorded as a `read_denied` event and becomes
+    /// `PERMISSION_DENIED` naming that event.
+    pub(super) async fn authorize_read(
+        &self,
+        context: &CallContext,
+        document: &document::Model,
+        revision: &revision::Model,
+        presented: Option<&str>,
+    ) -> ServiceResult<Option<String>> {
+        let caller = context.principal.user_id.as_str();
+        let request = match presented {
+            Some(id) => find_access_request(&self.db, id).await.ok(),
+            None => self.latest_approval(&document.id, caller).await?,
+        };
+        let agreement_accepted = agreement::Entity::find_by_id((
+            caller.to_owned(),
+            self.settings.agreement_version.clone(),
+        ))
+        .one(&self.db)
+        .await?
+        .is_some();
+        let check = ReadCheck {
+            caller,
+            clearance: context.clearance,
+            document,
+            revision: revision.revision,
+            request: request.as_ref(),
+            agreement_accepted,
+            now: self.now(),
+        };
+        let denial = match check_read(&check) {
+            Ok(used) => return Ok(used),
+            Err(denial) => match (presented, &denial.access_request_id) {
+                // A presented id that does not exist is denied like another's request.
+                (Some(id), None) if request.is_none() => Denial {
+                    reason: format!(
+                        "access request {id} is not the caller's request for this document"
+                    ),
+                    access_request_id: None,
+                },
+                _ => denial,
+            },
+        };
+
+        let event_id = with_retries("record a denied read", || async {
+            let txn = self.begin().await?;
+            let loaded = lock_document(&txn, &document.id).await?;
+            let payload = proto::DocumentReadDenied {
+                revision: convert::count(revision.revision),
+                reason: denial.reason.clone(),
+                access_request_id: denial.access_request_id.clone().unwrap_or_default(),
+            };
+            let (_, event_id) = self
+                .record_change(
+                    &txn,
+                    context,
+                    &loaded,
+                    Default::default(),
+                    "read_denied",
+                    pack(&payload),
+                )
+                .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(event_id)
+        })
+        .await?;
+        tracing::info!(
+            document_id = %document.id,
+            user_id = caller,
+            %event_id,
+            reason = %denial.reason,
+            "content read denied"
+        );
+        Err(ServiceError::denied(format!(
+            "{}; the denial is recorded as event {event_id}",
+            denial.reason
+        )))
+    }
+
+    /// Finds the caller's approved, unexpired request for a document with the latest expiry.
+    async fn latest_approval(
+        &self,
+        document_id: &str,
+        requester_id: &str,
+    ) -> ServiceResult<Option<access_request::Model>> {
+        let now = self.now();
+        let newest = access_request::Entity::find()
+            .filter(access_request::Column::DocumentId.eq(document_id))
+            .filter(access_request::Column::RequesterId.eq(requester_id))
+            .filter(access_request::Column::State.eq(AccessRequestState::Approved))
+            .filter(access_request::Column::ExpiresAt.gt(now))
+            .order_by_desc(access_request::Column::ExpiresAt)
+            .one(&self.db)
+            .await?;
+        if newest.is_some() {
+            return Ok(newest);
+        }
+        // Without a current approval, judge by the newest request, so the denial can say
+        // that it is pending, rejected or expired.
+        Ok(access_request::Entity::find()
+            .filter(access_request::Column::DocumentId.eq(document_id))
+            .filter(access_request::Column::RequesterId.eq(requester_id))
+            .order_by_desc(access_request::Column::Id)
+            .one(&self.db)
+            .await?)
+    }
+}
+
+async fn find_access_request<C: sea_orm::ConnectionTrait>(
+    connection: &C,
+    id: &str,
+) -> ServiceResult<access_request::Model> {
+    access_request::Entity::find_by_id(id.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("access request", id))
+}
+
+#[cfg(test)]
+mod tests;
