@@ -203,10 +203,24 @@ max_event_bytes = {{ int64 $values.outbox.maxEventBytes }}
 {{- with $values.auth.jwt }}
 {{- if .existingSecret }}
 
-[auth.jwt]
+[auth]
 issuer = {{ .issuer | toJson }}
 audience = {{ .audience | toJson }}
-key_file = {{ printf "%s/jwt-key" (include "trace.secretsDir" $root) | toJson }}
+jwks_file = {{ printf "%s/jwt-key" (include "trace.secretsDir" $root) | toJson }}
+allow_development_secret = false
+{{- end }}
+{{- end }}
+{{- if eq $service.name "document" }}
+{{- with $values.encryption }}
+{{- if .existingSecret }}
+
+[encryption]
+active_key_id = {{ .activeKeyId | toJson }}
+allow_development_key = false
+
+[encryption.key_files]
+{{ .activeKeyId }} = {{ printf "%s/encryption-key" (include "trace.secretsDir" $root) | toJson }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- $table := dict }}

@@ -25,6 +25,7 @@ use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 
 use crate::config::DocumentSettings;
 
@@ -40,6 +41,8 @@ pub struct DocumentHandler {
     outbox: Outbox,
     clock: SharedClock,
     blobs: BlobStore,
+    /// Seals the content of CONFIDENTIAL and SECRET documents.
+    keyring: Keyring,
     zone: Tz,
     settings: DocumentSettings,
 }
@@ -49,6 +52,7 @@ impl DocumentHandler {
     pub fn new(
         runtime: &ServiceRuntime,
         blobs: BlobStore,
+        keyring: Keyring,
         zone: Tz,
         settings: DocumentSettings,
     ) -> Self {
@@ -57,6 +61,7 @@ impl DocumentHandler {
             outbox: runtime.outbox.clone(),
             clock: runtime.clock.clone(),
             blobs,
+            keyring,
             zone,
             settings,
         }

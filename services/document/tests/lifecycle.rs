@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use prost::Message;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,9 @@ use trace_proto::event::v1::Envelope;
 use trace_runtime::clock::{Clock, ManualClock, local_date, proto_date};
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
+
+/// Entity type of the denial events that the shared gRPC layer records.
+const DENIAL_ENTITY: &str = "access";
 
 const DRAFTER: &str = "zhang.san";
 const REVIEWER: &str = "li.si";
@@ -293,15 +298,48 @@ impl Service {
             .await?)
     }
 
-    /// Row counts of the outbox and every table a call may write.
+    /// Row counts of the outbox and every table a call may write. Denial events
+    /// (entity type `access`) are left out: the denial recorder writes them after the call.
     async fn row_counts(&self) -> Result<[u64; 5]> {
         Ok([
-            outbox_event::Entity::find().count(&self.db).await?,
+            outbox_event::Entity::find()
+                .filter(outbox_event::Column::EntityType.ne(DENIAL_ENTITY))
+                .count(&self.db)
+                .await?,
             document::Entity::find().count(&self.db).await?,
             revision::Entity::find().count(&self.db).await?,
             borrowing::Entity::find().count(&self.db).await?,
             read::Entity::find().count(&self.db).await?,
         ])
+    }
+
+    /// Waits until `expected` denial events are in the outbox and returns their envelopes.
+    async fn wait_for_denials(&self, expected: usize) -> Result<Vec<Envelope>> {
+        let started = Instant::now();
+        loop {
+            let rows = outbox_event::Entity::find()
+                .filter(outbox_event::Column::EntityType.eq(DENIAL_ENTITY))
+                .order_by_asc(outbox_event::Column::Seq)
+                .all(&self.db)
+                .await?;
+            if rows.len() >= expected || started.elapsed() > DEADLINE {
+                return rows
+                    .iter()
+                    .map(|row| Ok(Envelope::decode(row.envelope.as_slice())?))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Outbox rows of documents only, oldest first.
+    async fn document_rows(&self) -> Result<Vec<outbox_event::Model>> {
+        Ok(self
+            .outbox_rows()
+            .await?
+            .into_iter()
+            .filter(|row| row.entity_type == "document")
+            .collect())
     }
 
     /// Waits until every outbox row has been published to the broker.
@@ -1177,6 +1215,20 @@ async fn permission_rules_are_enforced() -> Result<()> {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(service.row_counts().await?, counts);
 
+    // Each of the four denials above is recorded, with the caller as the actor.
+    let denials = service.wait_for_denials(4).await?;
+    // Each denial is written by its own task, so the order may differ from the calls.
+    let mut actors: Vec<&str> = denials.iter().map(actor).collect();
+    actors.sort_unstable();
+    let mut expected = [KEEPER, KEEPER, KEEPER, DRAFTER];
+    expected.sort_unstable();
+    assert_eq!(actors, expected);
+    assert!(
+        denials
+            .iter()
+            .all(|envelope| envelope.subject == "trace.document.access.denied")
+    );
+
     // The borrower does not decide their own borrowing.
     let registered = registered_document(&mut client, "Lease", "CONTRACT").await?;
     let applied = client
@@ -1802,7 +1854,7 @@ fn approval(access_request_id: &str, expires_at: chrono::DateTime<Utc>) -> Decid
 
 /// Decodes the payload of the last outbox row, which must be a `read_denied` event.
 async fn last_denial(service: &Service) -> Result<DocumentReadDenied> {
-    let rows = service.outbox_rows().await?;
+    let rows = service.document_rows().await?;
     let envelope = Envelope::decode(rows.last().context("no outbox rows")?.envelope.as_slice())?;
     anyhow::ensure!(
         envelope.action == "read_denied",
@@ -1924,7 +1976,7 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
         .await?
         .into_inner();
     assert_eq!(read.access_request_id, request_id);
-    let rows = service.outbox_rows().await?;
+    let rows = service.document_rows().await?;
     let envelope = Envelope::decode(rows.last().context("no rows")?.envelope.as_slice())?;
     assert_eq!(envelope.action, "read");
     let payload = DocumentRead::decode(envelope.payload.context("no payload")?.value.as_slice())?;
@@ -1955,7 +2007,8 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
     assert_eq!(last_denial(&service).await?.access_request_id, request_id);
 
     // Every step above is one event of the document, versions without gaps.
-    let rows = service.wait_until_published().await?;
+    service.wait_until_published().await?;
+    let rows = service.document_rows().await?;
     let envelopes: Vec<Envelope> = rows
         .iter()
         .map(|row| Envelope::decode(row.envelope.as_slice()))
@@ -2102,5 +2155,93 @@ async fn secret_reads_need_the_agreement() -> Result<()> {
         .await?
         .into_inner();
     assert_eq!(own.access_requests.len(), 1);
+    service.stop().await
+}
+
+/// Returns the files under `root` whose bytes contain `needle`.
+fn files_containing(root: &std::path::Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if std::fs::read(&path)?
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_content_is_sealed_at_rest() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let marker = "marker-7f3a9c 收购价格 plaintext";
+
+    let mut documents = Vec::new();
+    for level in [Confidentiality::Confidential, Confidentiality::Secret] {
+        let mut draft = draft_request("Acquisition terms", "PLAN");
+        draft.confidentiality = level as i32;
+        draft.content = marker.as_bytes().to_vec();
+        let created = client
+            .create_draft(as_user(DRAFTER, draft))
+            .await?
+            .into_inner();
+        let document_id = document_of(created.document).document_id;
+        let revised = format!("{marker} revised");
+        client
+            .revise_draft(as_user(
+                DRAFTER,
+                revise_request(&document_id, &revised, "second draft"),
+            ))
+            .await?;
+        documents.push((document_id, revised));
+    }
+    let mut internal = draft_request("Canteen menu", "NOTICE");
+    internal.content = b"internal-marker-51d0".to_vec();
+    client.create_draft(as_user(DRAFTER, internal)).await?;
+
+    // The drafter reads the plaintext back through the API.
+    for (document_id, revised) in &documents {
+        let read = client
+            .read_content(as_user(DRAFTER, read_request(document_id)))
+            .await?
+            .into_inner();
+        assert_eq!(read.content, revised.as_bytes());
+        let first = ReadContentRequest {
+            revision: 1,
+            ..read_request(document_id)
+        };
+        let read = client
+            .read_content(as_user(DRAFTER, first))
+            .await?
+            .into_inner();
+        assert_eq!(read.content, marker.as_bytes());
+    }
+    service.wait_until_published().await?;
+
+    // No database file, blob or broker file holds the plaintext; internal content is stored
+    // as it is, which shows that the scan reads the blob folder.
+    let data = service._data.path().to_path_buf();
+    assert_eq!(
+        files_containing(&data, marker.as_bytes())?,
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        files_containing(nats.store.path(), marker.as_bytes())?,
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(files_containing(&data, b"internal-marker-51d0")?.len(), 1);
+    for (document_id, _) in &documents {
+        let sealed = std::fs::read_dir(data.join("blobs/sealed").join(document_id))?.count();
+        assert_eq!(sealed, 2, "two sealed revisions of {document_id}");
+    }
     service.stop().await
 }

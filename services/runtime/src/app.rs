@@ -15,15 +15,20 @@ use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_layer::{Identity, Stack};
 use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
 
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::ServiceSettings;
+use crate::denials::{DenialLayer, DenialRecorder};
 use crate::directory::Directory;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::outbox::service::OutboxStatus;
+
+/// The gRPC router every service adds its services to, with the shared layers.
+pub type ServiceRouter = Router<Stack<DenialLayer, Identity>>;
 
 /// Everything a running service shares between its handlers and background tasks.
 #[derive(Debug)]
@@ -166,7 +171,7 @@ impl ServiceRuntime {
     pub async fn serve(
         self,
         listener: TcpListener,
-        add_services: impl FnOnce(Router) -> Router,
+        add_services: impl FnOnce(ServiceRouter) -> ServiceRouter,
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -181,7 +186,17 @@ impl ServiceRuntime {
             OutboxStatus::new(self.db.clone()),
             self.authenticator.interceptor(),
         );
-        let router = Server::builder()
+        let denials = DenialRecorder::new(
+            self.service,
+            self.outbox.clone(),
+            self.authenticator.clone(),
+        );
+        let mut server = Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            server = server.tls_config(crate::tls::server_config(tls)?)?;
+        }
+        let router = server
+            .layer(denials.layer())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -76,6 +76,58 @@ impl BlobStore {
     }
 }
 
+impl BlobStore {
+    /// Stores the sealed content of `record_id` whose plaintext hashes to `sha256`, at
+    /// `sealed/<record id>/<sha256>`. Sealed values are per record, because each binds its
+    /// record id, so equal plaintexts of two records are two objects.
+    pub async fn put_sealed(
+        &self,
+        record_id: &str,
+        sha256: &str,
+        sealed: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let path = sealed_path(record_id, sha256)?;
+        self.store.put(&path, PutPayload::from(sealed)).await?;
+        Ok(())
+    }
+
+    /// Reads the sealed content of `record_id` stored by [`Self::put_sealed`].
+    pub async fn get_sealed(&self, record_id: &str, sha256: &str) -> anyhow::Result<Bytes> {
+        let path = sealed_path(record_id, sha256)?;
+        Ok(self.store.get(&path).await?.bytes().await?)
+    }
+
+    /// Lists every sealed object as (record id, sha256), for key rotation.
+    pub async fn list_sealed(&self) -> anyhow::Result<Vec<(String, String)>> {
+        use futures::TryStreamExt;
+        let prefix = Path::from(SEALED_PREFIX);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut found = Vec::with_capacity(objects.len());
+        for object in objects {
+            let parts: Vec<_> = object.location.parts().collect();
+            if let [_, record, sha] = parts.as_slice() {
+                found.push((record.as_ref().to_owned(), sha.as_ref().to_owned()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// Folder of sealed objects.
+const SEALED_PREFIX: &str = "sealed";
+
+fn sealed_path(record_id: &str, sha256: &str) -> anyhow::Result<Path> {
+    let safe = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    anyhow::ensure!(
+        safe(record_id) && safe(sha256),
+        "invalid sealed object name {record_id:?}/{sha256:?}"
+    );
+    Ok(Path::from(format!("{SEALED_PREFIX}/{record_id}/{sha256}")))
+}
+
 fn blob_path(sha256: &str) -> Path {
     Path::from(format!(
         "sha256/{}/{sha256}",

@@ -51,6 +51,25 @@ pub struct ServiceSettings {
     /// Bearer token authentication; absent in older files, which then get the defaults.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// Key-encryption keys that seal confidential content at rest.
+    #[serde(default)]
+    pub encryption: crate::seal::EncryptionSettings,
+    /// TLS of the gRPC server; absent serves plaintext, for a mesh or a local run.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS of the gRPC server, from PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TlsSettings {
+    /// Certificate chain of the server, leaf first.
+    pub cert_file: String,
+    /// Private key of the certificate (PKCS #8, PKCS #1 or SEC1).
+    pub key_file: String,
+    /// CA certificates that client certificates must chain to. When set, every caller needs
+    /// a client certificate (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
 }
 
 /// Log output format.
@@ -84,6 +103,18 @@ pub struct NatsSettings {
     pub stream_max_bytes: i64,
     /// Seconds to wait for each connection attempt at start before retrying.
     pub connect_timeout_secs: u64,
+    /// Requires TLS to the broker. A `tls://` URL or any TLS file below also turns it on.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// PEM CA certificates that the broker's certificate must chain to, in addition to the
+    /// system roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// PEM client certificate and key, for brokers that verify clients.
+    #[serde(default)]
+    pub tls_cert_file: Option<String>,
+    #[serde(default)]
+    pub tls_key_file: Option<String>,
 }
 
 /// Transactional outbox relay settings.
@@ -202,6 +233,10 @@ impl ServiceSettings {
                 stream_max_age_days: 0,
                 stream_max_bytes: -1,
                 connect_timeout_secs: 5,
+                require_tls: false,
+                tls_ca_file: None,
+                tls_cert_file: None,
+                tls_key_file: None,
             },
             outbox: OutboxSettings {
                 batch_size: 256,
@@ -212,6 +247,8 @@ impl ServiceSettings {
                 max_event_bytes: 512 * 1024,
             },
             auth: AuthSettings::default(),
+            encryption: crate::seal::EncryptionSettings::default(),
+            tls: None,
         }
     }
 

@@ -25,9 +25,13 @@ pub enum ServiceError {
         state: String,
         action: &'static str,
     },
-    /// The caller is known but may not do this.
+    /// The caller is known but may not do this. `recorded_event_id` names the domain event
+    /// that already records the denial, so the generic denial event is not written.
     #[error("permission denied: {reason}")]
-    PermissionDenied { reason: String },
+    PermissionDenied {
+        reason: String,
+        recorded_event_id: Option<String>,
+    },
     /// The caller could not be identified.
     #[error("unauthenticated: {reason}")]
     Unauthenticated { reason: String },
@@ -82,6 +86,15 @@ impl ServiceError {
     pub fn denied(reason: impl Into<String>) -> Self {
         Self::PermissionDenied {
             reason: reason.into(),
+            recorded_event_id: None,
+        }
+    }
+
+    /// Builds a `PermissionDenied` whose denial the event `event_id` already records.
+    pub fn denied_and_recorded(reason: impl Into<String>, event_id: impl Into<String>) -> Self {
+        Self::PermissionDenied {
+            reason: reason.into(),
+            recorded_event_id: Some(event_id.into()),
         }
     }
 
@@ -153,6 +166,18 @@ impl From<ServiceError> for Status {
                     format!("current state is {state}"),
                 );
                 Status::with_error_details(code, error.to_string(), details)
+            }
+            ServiceError::PermissionDenied {
+                recorded_event_id: Some(event_id),
+                ..
+            } => {
+                let mut status = Status::new(code, error.to_string());
+                if let Ok(value) = event_id.parse() {
+                    status
+                        .metadata_mut()
+                        .insert(crate::denials::RECORDED_HEADER, value);
+                }
+                status
             }
             _ => Status::new(code, error.to_string()),
         }

@@ -9,12 +9,15 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod denials;
 pub mod directory;
 pub mod error;
 pub mod event;
 pub mod nats;
 pub mod outbox;
+pub mod seal;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 
 pub use error::{ServiceError, ServiceResult};

@@ -33,6 +33,19 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
         })?;
         options = options.nkey(seed.trim().to_owned());
     }
+    if settings.require_tls || settings.tls_ca_file.is_some() || settings.tls_cert_file.is_some() {
+        options = options.require_tls(true);
+    }
+    if let Some(path) = &settings.tls_ca_file {
+        options = options.add_root_certificates(path.into());
+    }
+    match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            options = options.add_client_certificate(cert.into(), key.into());
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("nats.tls_cert_file and nats.tls_key_file must be set together"),
+    }
     if let Some(path) = &settings.credentials_file {
         options = options.credentials_file(path).await.map_err(|error| {
             anyhow::anyhow!("failed to read NATS credentials file {path}: {error}")

@@ -17,6 +17,7 @@ mod backups;
 mod completeness;
 mod demo;
 mod export;
+mod keys;
 mod output;
 mod proofs;
 mod retention;
@@ -59,6 +60,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Rewrap sealed confidential content to the active key-encryption key after a key
+    /// rotation. Reads the blob store directly; the content ciphertext stays unchanged.
+    Rewrap {
+        /// Blob store URL of the service, for example `file:///var/lib/trace/document/blobs`.
+        #[arg(long)]
+        blob_store: String,
+        /// A key-encryption key as ID=PATH; give the old keys and the new one.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// Key id to rewrap to.
+        #[arg(long)]
+        active: String,
+        /// Count what would change without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the archived history of one entity, oldest first.
     Timeline {
         /// Entity type, for example `document`.
@@ -398,6 +415,12 @@ async fn main() {
         Command::Keygen { name } => proofs::keygen(&name),
         Command::Backup => backups::backup(&cli.archive, &identity, cli.json).await,
         Command::BackupKeygen => backups::keygen(),
+        Command::Rewrap {
+            blob_store,
+            keys,
+            active,
+            dry_run,
+        } => keys::rewrap(&blob_store, &keys, &active, dry_run, cli.json).await,
         Command::Disposition {
             approve: Some(plan_id),
             ..

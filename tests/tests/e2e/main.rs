@@ -4,8 +4,11 @@
 mod access;
 mod backups;
 mod checkpoints;
+mod denials;
 mod export;
 mod faults;
+mod logs;
 mod nkey_login;
 mod policy_document;
 mod stack;
+mod tls;

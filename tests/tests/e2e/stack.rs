@@ -47,7 +47,7 @@ async fn free_listener() -> (TcpListener, String) {
     (listener, address)
 }
 
-fn sqlite_url(dir: &Path, name: &str) -> String {
+pub fn sqlite_url(dir: &Path, name: &str) -> String {
     format!(
         "sqlite://{}?mode=rwc",
         dir.join(format!("{name}.db")).display()
@@ -133,7 +133,7 @@ pub async fn start_archive_with(
 }
 
 /// Waits until a gRPC server accepts TCP connections.
-async fn wait_for_port(address: &str) {
+pub async fn wait_for_port(address: &str) {
     let socket = address.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(&socket).await.is_err() {
@@ -156,6 +156,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "--quiet",
                 "-p",
                 "trace-archive",
+                "-p",
+                "trace-document",
                 "-p",
                 "tracectl",
                 "--bins",

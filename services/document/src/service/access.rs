@@ -543,10 +543,13 @@ impl DocumentHandler {
             reason = %denial.reason,
             "content read denied"
         );
-        Err(ServiceError::denied(format!(
-            "{}; the denial is recorded as event {event_id}",
-            denial.reason
-        )))
+        Err(ServiceError::denied_and_recorded(
+            format!(
+                "{}; the denial is recorded as event {event_id}",
+                denial.reason
+            ),
+            event_id,
+        ))
     }
 
     /// Finds the caller's approved, unexpired request for a document with the latest expiry.

@@ -6,13 +6,14 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, EntityTrait};
 use trace_proto::common::v1::{BlobRef, Confidentiality};
 use trace_proto::document::v1 as proto;
+use trace_runtime::blob::sha256_hex;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
 
-use super::write::{AttemptResult, lock_document, require, with_retries};
+use super::write::{AttemptResult, find_document, lock_document, require, with_retries};
 use super::{DocumentHandler, convert};
 use crate::entity::{document, review, revision};
 use crate::state::{DocumentAction, DocumentState, ReviewDecision};
@@ -60,11 +61,38 @@ impl DocumentHandler {
 
     /// Stores content before the transaction. Blobs are content-addressed, so a blob left
     /// behind by a call that fails later is harmless and reused by the next identical upload.
-    async fn store_content(&self, content: Vec<u8>, media_type: &str) -> ServiceResult<BlobRef> {
+    /// Content of CONFIDENTIAL and SECRET documents is sealed for the document first, so no
+    /// plaintext of it reaches blob storage.
+    async fn store_content(
+        &self,
+        document_id: &str,
+        level: Confidentiality,
+        content: Vec<u8>,
+        media_type: &str,
+    ) -> ServiceResult<BlobRef> {
+        let failed = |error: anyhow::Error| {
+            ServiceError::Internal(
+                error.context(format!("failed to store content of document {document_id}")),
+            )
+        };
+        if level < Confidentiality::Confidential {
+            return self
+                .blobs
+                .put(Bytes::from(content), media_type)
+                .await
+                .map_err(failed);
+        }
+        let reference = BlobRef {
+            sha256: sha256_hex(&content),
+            size_bytes: content.len() as u64,
+            media_type: media_type.to_owned(),
+        };
+        let sealed = self.keyring.seal(document_id, &content);
         self.blobs
-            .put(Bytes::from(content), media_type)
+            .put_sealed(document_id, &reference.sha256, sealed)
             .await
-            .map_err(|error| ServiceError::Internal(error.context("failed to store content")))
+            .map_err(failed)?;
+        Ok(reference)
     }
 
     pub(super) async fn create(
@@ -81,10 +109,17 @@ impl DocumentHandler {
         };
         self.check_content_size(&request.content)?;
 
-        let content = std::mem::take(&mut request.content);
-        let content = self.store_content(content, &draft.media_type).await?;
-
         let document_id = Uuid::now_v7().to_string();
+        let content = std::mem::take(&mut request.content);
+        let content = self
+            .store_content(
+                &document_id,
+                draft.confidentiality,
+                content,
+                &draft.media_type,
+            )
+            .await?;
+
         with_retries("create draft", || {
             self.try_create(context, &document_id, &draft, &content)
         })
@@ -137,8 +172,12 @@ impl DocumentHandler {
         };
         self.check_content_size(&request.content)?;
 
+        // The level never changes after creation, so reading it before the write is safe.
+        let level = super::access::level(&find_document(&self.db, &input.document_id).await?);
         let content = std::mem::take(&mut request.content);
-        let content = self.store_content(content, &input.media_type).await?;
+        let content = self
+            .store_content(&input.document_id, level, content, &input.media_type)
+            .await?;
 
         with_retries("revise document", || {
             self.try_revise(context, &input, &content)

@@ -6,7 +6,9 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
 };
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::document::v1 as proto;
+use trace_runtime::blob::sha256_hex;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
 use trace_runtime::validate;
@@ -169,16 +171,7 @@ impl DocumentHandler {
         let access_request_id = self
             .authorize_read(context, &document, &revision, presented.as_deref())
             .await?;
-        let content = self
-            .blobs
-            .get(&revision.content_sha256)
-            .await
-            .map_err(|error| {
-                ServiceError::Internal(error.context(format!(
-                    "failed to read revision {} of document {document_id}",
-                    revision.revision
-                )))
-            })?;
+        let content = self.load_content(&document, &revision).await?;
 
         let event_id = with_retries("record read", || {
             self.try_record_read(context, &revision, access_request_id.as_deref())
@@ -193,10 +186,50 @@ impl DocumentHandler {
                 revision.content_size,
                 &revision.content_media_type,
             )),
-            content: content.to_vec(),
+            content,
             event_id,
             access_request_id: access_request_id.unwrap_or_default(),
         })
+    }
+
+    /// Reads a revision's content, opening it when the document's level seals it, and checks
+    /// it against the revision's digest.
+    async fn load_content(
+        &self,
+        document: &document::Model,
+        revision: &revision::Model,
+    ) -> ServiceResult<Vec<u8>> {
+        let failed = |error: anyhow::Error| {
+            ServiceError::Internal(error.context(format!(
+                "failed to read revision {} of document {}",
+                revision.revision, document.id
+            )))
+        };
+        if super::access::level(document) < Confidentiality::Confidential {
+            let content = self
+                .blobs
+                .get(&revision.content_sha256)
+                .await
+                .map_err(failed)?;
+            return Ok(content.to_vec());
+        }
+        let sealed = self
+            .blobs
+            .get_sealed(&document.id, &revision.content_sha256)
+            .await
+            .map_err(failed)?;
+        let content = self
+            .keyring
+            .open(&document.id, &sealed)
+            .map_err(|error| failed(error.into()))?;
+        let actual = sha256_hex(&content);
+        if actual != revision.content_sha256 {
+            return Err(failed(anyhow::anyhow!(
+                "the opened content hashes to {actual}, not {}",
+                revision.content_sha256
+            )));
+        }
+        Ok(content)
     }
 
     /// Finds a revision of a document; 0 means the latest. Revisions never change once

@@ -1,0 +1,215 @@
+//! Every rejected call leaves a trace. Calls without a token, with an expired token or one for
+//! another audience, and with a role that may not act each become an archived event naming
+//! the method and the reason. A content read without an approved request becomes the
+//! document's own `read_denied` event.
+
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::json;
+use tonic::Code;
+use trace_proto::archive::v1::QueryEntriesRequest;
+use trace_proto::common::v1::{AccessDenied, Confidentiality};
+use trace_proto::document::v1::{
+    CheckOverdueRequest, CreateDraftRequest, DocumentReadDenied, GetDocumentRequest,
+    ReadContentRequest,
+};
+use trace_runtime::config::AuthSettings;
+use trace_tests::nats::NatsServer;
+
+use crate::stack::*;
+
+const READER: Person = Person {
+    user_id: "wang.qiang",
+    department: "finance",
+    role: "employee",
+};
+
+/// Signs `claims` with the development secret the services under test accept.
+fn signed(claims: &serde_json::Value) -> String {
+    let secret = AuthSettings::default().hs256_secret;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())
+            .expect("secret is a valid HS256 key"),
+    )
+    .expect("sign a token")
+}
+
+fn claims(expires_in: i64, audience: &str) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "sub": READER.user_id,
+        "department": READER.department,
+        "roles": [READER.role],
+        "iss": "trace-dev",
+        "aud": audience,
+        "iat": now,
+        "exp": now + expires_in,
+    })
+}
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    trace_runtime::auth::attach_token(&mut request, token).expect("token is valid metadata");
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_denied_call_is_archived() {
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = start_archive(&nats.url(), dir.path()).await;
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = document_client(&document.address).await;
+
+    let drafted = client
+        .create_draft(DRAFTER.request(CreateDraftRequest {
+            title: "Salary bands".to_owned(),
+            category: "REPORT".to_owned(),
+            department: "admin-office".to_owned(),
+            confidentiality: Confidentiality::Confidential as i32,
+            content: b"bands".to_vec(),
+            media_type: "text/plain".to_owned(),
+        }))
+        .await
+        .expect("create a confidential draft")
+        .into_inner();
+    let document_id = drafted.document.unwrap().document_id;
+    let get = || GetDocumentRequest {
+        document_id: document_id.clone(),
+    };
+
+    let expected_unauthenticated = [
+        ("no token", tonic::Request::new(get())),
+        (
+            "expired token",
+            with_token(get(), &signed(&claims(-600, "trace"))),
+        ),
+        (
+            "wrong audience",
+            with_token(get(), &signed(&claims(600, "billing"))),
+        ),
+    ];
+    for (case, request) in expected_unauthenticated {
+        let status = client.get_document(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}");
+    }
+
+    // An employee may not preview overdue checks for a later date.
+    let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(2);
+    let status = client
+        .check_overdue(READER.request(CheckOverdueRequest {
+            as_of: Some(trace_runtime::clock::proto_date(tomorrow)),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // A confidential read without an approved request: one domain event, no generic one.
+    let status = client
+        .read_content(READER.request(ReadContentRequest {
+            access_request_id: String::new(),
+            document_id: document_id.clone(),
+            revision: 0,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let mut archive_client = archive_client(&archive.address).await;
+    let query = |entity_type: &str| {
+        AUDITOR.request(QueryEntriesRequest {
+            entity_type: entity_type.to_owned(),
+            include_envelope: true,
+            ..Default::default()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let denials = loop {
+        let entries = archive_client
+            .query_entries(query("access"))
+            .await
+            .expect("query access denials")
+            .into_inner()
+            .entries;
+        if entries.len() >= 4 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let decoded: Vec<(String, AccessDenied)> = denials
+        .iter()
+        .map(|entry| {
+            let envelope = trace_proto::event::v1::Envelope::decode(entry.envelope.as_slice())
+                .expect("stored envelope decodes");
+            let actor = envelope.actor.unwrap_or_default().user_id;
+            let payload = envelope.payload.expect("payload");
+            (
+                actor,
+                AccessDenied::decode(payload.value.as_slice()).expect("AccessDenied payload"),
+            )
+        })
+        .collect();
+    // Each denial is written by its own task, so their order in the archive may differ.
+    let mut summary: Vec<(&str, &str, &str)> = decoded
+        .iter()
+        .map(|(actor, denial)| (actor.as_str(), denial.code.as_str(), denial.method.as_str()))
+        .collect();
+    summary.sort();
+    let get_method = "/trace.document.v1.DocumentService/GetDocument";
+    assert_eq!(
+        summary,
+        [
+            ("unauthenticated", "UNAUTHENTICATED", get_method),
+            ("unauthenticated", "UNAUTHENTICATED", get_method),
+            ("unauthenticated", "UNAUTHENTICATED", get_method),
+            (
+                READER.user_id,
+                "PERMISSION_DENIED",
+                "/trace.document.v1.DocumentService/CheckOverdue"
+            ),
+        ]
+    );
+    let reasons: Vec<&str> = decoded
+        .iter()
+        .map(|(_, denial)| denial.reason.as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|reason| reason.contains("expired")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|reason| reason.contains("audience")),
+        "{reasons:?}"
+    );
+
+    // The content read denial is the document's own read_denied event.
+    let timeline = loop {
+        let entries = archive_client
+            .query_entries(AUDITOR.request(QueryEntriesRequest {
+                entity_type: "document".to_owned(),
+                entity_id: document_id.clone(),
+                include_envelope: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("query the document's entries")
+            .into_inner()
+            .entries;
+        if entries.len() >= 2 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let actions: Vec<&str> = timeline.iter().map(|entry| entry.action.as_str()).collect();
+    let denied = timeline.last().expect("entries");
+    let envelope = trace_proto::event::v1::Envelope::decode(denied.envelope.as_slice()).unwrap();
+    let payload = DocumentReadDenied::decode(envelope.payload.unwrap().value.as_slice()).unwrap();
+    assert_eq!(actions, ["drafted", "read_denied"]);
+    assert!(
+        payload.reason.contains("no approved access request"),
+        "{payload:?}"
+    );
+}
