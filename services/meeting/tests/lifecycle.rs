@@ -14,7 +14,10 @@ use anyhow::{Context, Result, bail};
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Statement,
+};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -293,7 +296,11 @@ impl Service {
             .map(|row| row.entity_version)
             .sum();
         Ok(vec![
-            outbox_event::Entity::find().count(db).await?,
+            // Denial events (entity type `access`) are written after a denied call returns.
+            outbox_event::Entity::find()
+                .filter(outbox_event::Column::EntityType.ne("access"))
+                .count(db)
+                .await?,
             meeting::Entity::find().count(db).await?,
             plan_revision::Entity::find().count(db).await?,
             notice::Entity::find().count(db).await?,
@@ -317,7 +324,10 @@ impl Service {
         loop {
             let rows = outbox_event::Entity::find().all(&self.db).await?;
             if rows.iter().all(|row| row.published_at.is_some()) {
-                return Ok(rows.len());
+                return Ok(rows
+                    .iter()
+                    .filter(|row| row.entity_type != "access")
+                    .count());
             }
             if started.elapsed() > DEADLINE {
                 let pending = rows.iter().filter(|row| row.published_at.is_none()).count();

@@ -157,7 +157,7 @@ impl Service {
     async fn outbox_rows(&self) -> i64 {
         let statement = Statement::from_string(
             self.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM outbox",
+            "SELECT COUNT(*) AS n FROM outbox WHERE entity_type <> 'access'",
         );
         let row = self.db.query_one_raw(statement).await.unwrap().unwrap();
         row.try_get::<i64>("", "n").unwrap()

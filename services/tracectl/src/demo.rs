@@ -99,6 +99,8 @@ pub async fn run(addresses: &Addresses, timeout_secs: u64) -> anyhow::Result<boo
         event_ids.len()
     );
     trace.event_ids.extend(event_ids);
+    let (_, event_ids) = document::confidential_access(&mut documents).await?;
+    trace.event_ids.extend(event_ids);
 
     let mut meetings = MeetingServiceClient::connect(addresses.meeting.clone())
         .await

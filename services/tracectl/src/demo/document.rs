@@ -186,3 +186,94 @@ pub(super) async fn lifecycle(
 
     Ok((document_id, events))
 }
+
+/// Shows the access rules of a CONFIDENTIAL document: a read without approval is denied and
+/// recorded, the owner department's head approves a request, and the read then succeeds.
+/// Returns the document id and the event ids, including the recorded denial.
+pub(super) async fn confidential_access(
+    client: &mut DocumentServiceClient<Channel>,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let drafter = person("zhang.min", "admin-office", &["employee"]);
+    let head = person("li.na", "admin-office", &["department_head"]);
+    let reader = person("wang.qiang", "finance", &["finance"]);
+    let mut events = Vec::new();
+
+    let drafted = client
+        .create_draft(drafter.request(CreateDraftRequest {
+            title: "二〇二七年度薪酬調整方案".to_owned(),
+            category: "PLAN".to_owned(),
+            department: "admin-office".to_owned(),
+            confidentiality: Confidentiality::Confidential as i32,
+            content: "調整原則與幅度……".as_bytes().to_vec(),
+            media_type: "text/plain; charset=utf-8".to_owned(),
+        }))
+        .await
+        .context("create a confidential draft")?
+        .into_inner();
+    events.push(drafted.event_id);
+    let document_id = drafted
+        .document
+        .context("draft has no document")?
+        .document_id;
+    let read = || ReadContentRequest {
+        access_request_id: String::new(),
+        document_id: document_id.clone(),
+        revision: 0,
+    };
+
+    let denied = client
+        .read_content(reader.request(read()))
+        .await
+        .err()
+        .context("a read without approval was not denied")?;
+    anyhow::ensure!(
+        denied.code() == tonic::Code::PermissionDenied,
+        "a read without approval failed with {:?}, expected PERMISSION_DENIED",
+        denied.code()
+    );
+    let denial_event = denied
+        .metadata()
+        .get(trace_runtime::denials::RECORDED_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .context("the denial names no recorded event")?;
+    events.push(denial_event.to_owned());
+    out!("confidential document {document_id}: read without approval denied");
+
+    let requested = client
+        .request_access(reader.request(RequestAccessRequest {
+            document_id: document_id.clone(),
+            purpose: "預算編製".to_owned(),
+            revision: 0,
+        }))
+        .await
+        .context("request access")?
+        .into_inner();
+    events.push(requested.event_id);
+    let request_id = requested
+        .access_request
+        .context("no access request")?
+        .access_request_id;
+    let expires_at = chrono::Utc::now() + chrono::Duration::days(7);
+    let decided = client
+        .decide_access(head.request(DecideAccessRequest {
+            access_request_id: request_id.clone(),
+            approve: true,
+            opinion: "同意，限預算編製使用".to_owned(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: expires_at.timestamp(),
+                nanos: 0,
+            }),
+        }))
+        .await
+        .context("approve access")?
+        .into_inner();
+    events.push(decided.event_id);
+    let permitted = client
+        .read_content(reader.request(read()))
+        .await
+        .context("read with an approved request")?
+        .into_inner();
+    events.push(permitted.event_id);
+    out!("confidential document {document_id}: read under access request {request_id}");
+    Ok((document_id, events))
+}
