@@ -9,6 +9,7 @@ pub mod config;
 pub mod consumer;
 pub mod dispositions;
 pub mod entity;
+pub mod holds;
 pub mod ledger;
 pub mod merkle;
 pub mod migration;

@@ -6,6 +6,7 @@ mod backups;
 mod checkpoints;
 mod export;
 mod faults;
+mod holds;
 mod nkey_login;
 mod policy_document;
 mod stack;
