@@ -122,7 +122,7 @@ async fn disposition_spares_held_and_young_records() {
     );
     assert_eq!(plan.held.len(), 1, "the held document is listed apart");
     assert_eq!(plan.held[0].entity_id, "held");
-    assert_eq!(plan.held[0].hold_ids, [hold.hold_id.clone()]);
+    assert_eq!(plan.held[0].hold_ids, vec![hold.hold_id]);
 
     let same_person = dispositions
         .approve(&caller("li.na"), &plan.plan_id)

@@ -280,9 +280,9 @@ enum HoldCommand {
         /// Entity id (with --entity-type, and no query flag).
         #[arg(long, default_value = "")]
         entity_id: String,
-        /// Query: department of the actor.
+        /// Query: department of the actor. (`--department` is the caller's own.)
         #[arg(long, conflicts_with = "entity_id")]
-        department: Option<String>,
+        actor_department: Option<String>,
         /// Query: user id of the actor.
         #[arg(long, conflicts_with = "entity_id")]
         actor_id: Option<String>,
@@ -299,7 +299,7 @@ enum HoldCommand {
         /// Hold every record in the archive. Needed for a hold with no other field, and
         /// accepted only alone.
         #[arg(long, conflicts_with_all = [
-            "entity_type", "entity_id", "department", "actor_id", "subject",
+            "entity_type", "entity_id", "actor_department", "actor_id", "subject",
             "recorded_from", "recorded_to",
         ])]
         all_records: bool,
@@ -446,7 +446,7 @@ async fn main() {
         Command::Hold(HoldCommand::Place {
             entity_type,
             entity_id,
-            department,
+            actor_department,
             actor_id,
             subject,
             recorded_from,
@@ -457,7 +457,7 @@ async fn main() {
             let target = retention::HoldTarget {
                 entity_type,
                 entity_id,
-                department,
+                actor_department,
                 actor_id,
                 subject,
                 recorded_from,
@@ -616,6 +616,30 @@ mod tests {
             .get(trace_runtime::auth::AUTHORIZATION_HEADER)
             .unwrap();
         value.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn caller_department_is_not_a_hold_query() {
+        let cli = Cli::try_parse_from([
+            "tracectl",
+            "--department",
+            "audit",
+            "hold",
+            "place",
+            "--reason",
+            "case 1",
+        ])
+        .unwrap();
+        let Command::Hold(HoldCommand::Place {
+            entity_type,
+            actor_department,
+            ..
+        }) = cli.command
+        else {
+            panic!("expected hold place");
+        };
+        assert_eq!(entity_type, None);
+        assert_eq!(actor_department, None);
     }
 
     #[test]

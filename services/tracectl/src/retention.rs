@@ -15,7 +15,7 @@ use crate::progress::Progress;
 pub struct HoldTarget {
     pub entity_type: Option<String>,
     pub entity_id: String,
-    pub department: Option<String>,
+    pub actor_department: Option<String>,
     pub actor_id: Option<String>,
     pub subject: Option<String>,
     pub recorded_from: Option<String>,
@@ -26,7 +26,7 @@ pub struct HoldTarget {
 impl HoldTarget {
     fn is_query(&self) -> bool {
         self.all_records
-            || self.department.is_some()
+            || self.actor_department.is_some()
             || self.actor_id.is_some()
             || self.subject.is_some()
             || self.recorded_from.is_some()
@@ -39,7 +39,7 @@ impl HoldTarget {
         if !self.is_query() {
             let entity_type = self.entity_type.context(
                 "give --entity-type for an entity or type hold, query flags such as \
-                 --department for a query hold, or --all-records",
+                 --actor-department for a query hold, or --all-records",
             )?;
             return Ok(HoldScope {
                 entity_type,
@@ -48,7 +48,7 @@ impl HoldTarget {
             });
         }
         let query = HoldQuery {
-            department: self.department.unwrap_or_default(),
+            department: self.actor_department.unwrap_or_default(),
             actor_id: self.actor_id.unwrap_or_default(),
             entity_type: self.entity_type.unwrap_or_default(),
             subject: self.subject.unwrap_or_default(),
@@ -291,4 +291,58 @@ pub async fn approve(
         );
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_flags_build_an_entity_scope() {
+        let target = HoldTarget {
+            entity_type: Some("document".to_owned()),
+            entity_id: "d1".to_owned(),
+            ..HoldTarget::default()
+        };
+        let scope = target.scope().unwrap();
+        assert_eq!(scope.entity_type, "document");
+        assert_eq!(scope.entity_id, "d1");
+        assert!(scope.query.is_none());
+    }
+
+    #[test]
+    fn query_flags_build_a_query_scope() {
+        let target = HoldTarget {
+            entity_type: Some("document".to_owned()),
+            actor_department: Some("finance".to_owned()),
+            recorded_from: Some("2026-03-01T00:00:00+08:00".to_owned()),
+            ..HoldTarget::default()
+        };
+        let scope = target.scope().unwrap();
+        assert!(
+            scope.entity_type.is_empty(),
+            "the type moves into the query"
+        );
+        let query = scope.query.unwrap();
+        assert_eq!(query.entity_type, "document");
+        assert_eq!(query.department, "finance");
+        assert_eq!(query.recorded_from.unwrap().seconds, 1_772_294_400);
+        assert!(!query.match_all);
+    }
+
+    #[test]
+    fn no_flags_are_rejected() {
+        let error = HoldTarget::default().scope().unwrap_err().to_string();
+        assert!(error.contains("--all-records"), "{error}");
+    }
+
+    #[test]
+    fn invalid_time_names_the_flag() {
+        let target = HoldTarget {
+            recorded_to: Some("March".to_owned()),
+            ..HoldTarget::default()
+        };
+        let error = target.scope().unwrap_err().to_string();
+        assert!(error.contains("--recorded-to"), "{error}");
+    }
 }

@@ -150,7 +150,7 @@ async fn query_hold_keeps_matching_expired_records() {
             "--json",
             "hold",
             "place",
-            "--department",
+            "--actor-department",
             "finance",
             "--subject",
             "trace.document.>",
