@@ -37,7 +37,7 @@ pub struct HoldQuery {
     pub match_all: bool,
 }
 
-/// What a hold covers.
+/// Scope of a legal hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldScope {
     /// One entity, or every entity of the type when `entity_id` is empty.

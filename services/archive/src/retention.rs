@@ -68,7 +68,7 @@ pub struct HeldItem {
     pub hold_ids: Vec<String>,
 }
 
-/// What a disposition would remove now, and what holds keep.
+/// Entries a disposition would remove now, and expired entries that legal holds keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub items: Vec<PlannedItem>,

@@ -92,31 +92,33 @@ async fn verify_in_chunks(
     requested_to: u64,
 ) -> anyhow::Result<VerifyChainResponse> {
     let from = from.max(1);
+
     let size = client
         .get_ledger_status(identity.request(GetLedgerStatusRequest {}))
         .await?
         .into_inner()
         .size;
-    // The archive caps the range at the head as well; capping here keeps the chunks there.
+    // The archive caps the range at its head too. Capping it here sizes the chunks and the
+    // progress total.
     let to = if requested_to == 0 {
         size
     } else {
         requested_to.min(size)
     };
     if to < from {
-        // Nothing to chunk: the archive answers for an empty or invalid range itself.
+        // The archive handles an empty or invalid range itself, so nothing is chunked.
         let request = VerifyChainRequest {
             from_sequence: from,
             to_sequence: requested_to,
         };
-        return Ok(client
-            .verify_chain(identity.request(request))
-            .await?
-            .into_inner());
+        let response = client.verify_chain(identity.request(request)).await?;
+        return Ok(response.into_inner());
     }
+
     let total = to - from + 1;
     let mut progress = Progress::counted("verify", "entries");
     progress.update(0, total);
+
     let mut combined = VerifyChainResponse {
         ok: true,
         from_sequence: from,
@@ -145,6 +147,7 @@ async fn verify_in_chunks(
         }
         next = last + 1;
     }
+
     progress.finish();
     Ok(combined)
 }

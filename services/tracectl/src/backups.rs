@@ -129,7 +129,7 @@ pub async fn verify_backup(
     }
 }
 
-/// Where `restore` reads from and writes to.
+/// Backup location and target database of `restore`.
 #[derive(Debug)]
 pub struct RestoreTarget<'a> {
     pub from: &'a str,

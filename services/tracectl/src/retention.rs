@@ -10,7 +10,7 @@ use crate::Identity;
 use crate::archive::connect;
 use crate::progress::Progress;
 
-/// What `hold place` covers, as given on the command line.
+/// Scope of `hold place` as given on the command line.
 #[derive(Debug, Default)]
 pub struct HoldTarget {
     pub entity_type: Option<String>,
