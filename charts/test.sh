@@ -149,5 +149,11 @@ expect_render_failure replicas-on-sqlite \
 expect_render_failure shared-claim-without-rwx \
   $'serviceDefaults:\n  database:\n    existingSecret: db\nservices:\n  document:\n    replicas: 2' \
   "cannot share"
+expect_render_failure secret-as-plain-backup-env \
+  $'archive:\n  backupStoreEnv:\n    AWS_SECRET_ACCESS_KEY: plain' \
+  "invalid propertyName 'AWS_SECRET_ACCESS_KEY'"
+expect_render_failure credentials-in-backup-url \
+  $'archive:\n  backupUrl: az://backups/ledger?sig=plain' \
+  "/archive/backupUrl"
 
 printf '\nchart-test: all checks passed\n'

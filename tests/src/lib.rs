@@ -6,12 +6,15 @@
 //!   port of 127.0.0.1 and a temporary store directory, so tests never share a
 //!   broker with each other or with a NATS server already running on 4222. It can
 //!   be killed with SIGKILL and restarted on the same port and store for fault tests.
+//! - [`moto::MotoServer`] starts moto's S3-compatible server on a free port of
+//!   127.0.0.1 for the cloud backup tests, or reports that the binary is absent so
+//!   that the test can skip with the reason printed.
 //! - [`postgres::fresh_database`] creates a new PostgreSQL database for one test on
 //!   the server named by `TRACE_TEST_DATABASE_URL` and returns `None` when that
 //!   variable is unset, so a test can fall back to SQLite.
 //!
-//! `make test` installs the pinned `nats-server` with `make tools` and points
-//! `TRACE_NATS_SERVER` at it. `.ci/run` also starts PostgreSQL and sets
+//! `make test` installs the pinned `nats-server` and `moto_server` with `make tools`
+//! and points `TRACE_NATS_SERVER` and `TRACE_MOTO_SERVER` at them. `.ci/run` also starts PostgreSQL and sets
 //! `TRACE_TEST_DATABASE_URL`.
 //!
 //! ```no_run
@@ -26,5 +29,6 @@
 //! # }
 //! ```
 
+pub mod moto;
 pub mod nats;
 pub mod postgres;

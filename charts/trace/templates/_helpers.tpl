@@ -233,7 +233,7 @@ allow_development_key = false
 {{- end }}
 {{- /* The archive rejects backup_url without backup_key_file, so both come from the key. */}}
 {{- if $values.archive.backupEncryptionKey.existingSecret }}
-{{- $_ := set $table "backup_url" "file:///data/backup" }}
+{{- $_ := set $table "backup_url" ($values.archive.backupUrl | default "file:///data/backup") }}
 {{- $_ := set $table "backup_key_file" (printf "%s/backup-key" (include "trace.secretsDir" $root)) }}
 {{- end }}
 {{- end }}

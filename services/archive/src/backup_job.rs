@@ -1,16 +1,14 @@
-//! Writing backups to, and verifying and restoring them from, an `object_store` location:
-//! a local folder (`file:///...`) here, or any store `object_store` supports by URL.
+//! Writing backups to, and verifying and restoring them from, a [`BackupLocation`]: a local
+//! folder, or an S3, GCS or Azure store by URL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::backup::{self, BackupError, BackupKey, BackupRow, Manifest, SEGMENT_ENTRIES};
+pub use crate::backup_location::BackupLocation;
 use crate::checkpoint::CheckpointSigner;
 use crate::entity::{chain_head, ledger_entry};
 use crate::ledger::{GENESIS_HASH, entry_hash};
@@ -18,84 +16,6 @@ use crate::merkle;
 
 /// Format version written into manifests.
 const FORMAT: u32 = 1;
-
-/// A backup location.
-#[derive(Debug, Clone)]
-pub struct BackupLocation {
-    store: Arc<dyn ObjectStore>,
-    pub url: String,
-    pub medium: &'static str,
-}
-
-impl BackupLocation {
-    /// Opens `file:///folder` (created when missing) or `memory:///`.
-    pub fn open(url: &str) -> Result<Self, BackupError> {
-        if let Some(folder) = url.strip_prefix("file://") {
-            if !folder.starts_with('/') {
-                return Err(BackupError::Other(format!(
-                    "backup URL {url:?} needs an absolute path"
-                )));
-            }
-            std::fs::create_dir_all(folder)
-                .map_err(|error| BackupError::Other(error.to_string()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(folder)?;
-            return Ok(Self {
-                store: Arc::new(store),
-                url: url.to_owned(),
-                medium: "local folder",
-            });
-        }
-        if url.starts_with("memory://") {
-            let store = object_store::memory::InMemory::new();
-            return Ok(Self {
-                store: Arc::new(store),
-                url: url.to_owned(),
-                medium: "memory",
-            });
-        }
-        Err(BackupError::Other(format!(
-            "unsupported backup URL {url:?}; use file:///folder (object store URLs need the matching object_store feature)"
-        )))
-    }
-
-    /// Reads every manifest in the location, ordered by first sequence.
-    pub async fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
-        let prefix = ObjectPath::from("segments");
-        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        let mut manifests = Vec::new();
-        for object in objects {
-            if !object.location.as_ref().ends_with(".manifest.json") {
-                continue;
-            }
-            let bytes = self.store.get(&object.location).await?.bytes().await?;
-            let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|_| BackupError::Tampered {
-                    name: object.location.to_string(),
-                    reason: "the manifest is not valid JSON".to_owned(),
-                })?;
-            manifests.push(manifest);
-        }
-        manifests.sort_by_key(|manifest| manifest.from_sequence);
-        Ok(manifests)
-    }
-
-    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
-        self.store
-            .put(&ObjectPath::from(name), PutPayload::from(bytes))
-            .await?;
-        Ok(())
-    }
-
-    async fn get(&self, name: &str) -> Result<Vec<u8>, BackupError> {
-        match self.store.get(&ObjectPath::from(name)).await {
-            Ok(object) => Ok(object.bytes().await?.to_vec()),
-            Err(object_store::Error::NotFound { .. }) => Err(BackupError::MissingSegment {
-                name: name.to_owned(),
-            }),
-            Err(error) => Err(error.into()),
-        }
-    }
-}
 
 /// Segments one run wrote.
 #[derive(Debug, Clone, Default)]
@@ -187,6 +107,10 @@ pub struct BackupCheck {
     pub tree_root: String,
 }
 
+/// Receives the entries checked so far and the total that the manifests list, after the
+/// manifests are read and after each segment.
+pub type ProgressHook<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
+
 /// Reads every segment in order, checking sealing, digests, sequence continuity, the hash
 /// chain, payload digests, the Merkle root at each segment's end and, given a verifier key,
 /// each manifest's signed checkpoint. `on_segment` receives each verified segment's rows.
@@ -195,6 +119,7 @@ pub async fn read_backup<F, Fut>(
     location: &BackupLocation,
     key: &BackupKey,
     verifier_key: Option<&str>,
+    progress: ProgressHook<'_>,
     mut on_segment: F,
 ) -> Result<BackupCheck, BackupError>
 where
@@ -202,13 +127,14 @@ where
     Fut: Future<Output = Result<(), BackupError>>,
 {
     let manifests = location.manifests().await?;
+    let total: u64 = manifests.iter().map(|manifest| manifest.entries).sum();
+    progress(0, total);
     let mut check = BackupCheck {
         chain_head: GENESIS_HASH.to_owned(),
         ..BackupCheck::default()
     };
     let mut tree: HashMap<u64, Hash> = HashMap::new();
     let mut expected_from = 1;
-    let started = std::time::Instant::now();
 
     for manifest in manifests {
         let name = manifest.segment.clone();
@@ -260,19 +186,10 @@ where
         check.tree_root = manifest.tree_root.clone();
         expected_from = manifest.to_sequence + 1;
         on_segment(entries).await?;
-        report_progress(&check, started);
+        tracing::debug!(segment = %name, entries = check.entries, "verified backup segment");
+        progress(check.entries, total);
     }
     Ok(check)
-}
-
-fn report_progress(check: &BackupCheck, started: std::time::Instant) {
-    let seconds = started.elapsed().as_secs_f64().max(0.001);
-    tracing::info!(
-        segments = check.segments,
-        entries = check.entries,
-        rate_per_second = (check.entries as f64 / seconds) as u64,
-        "verified backup segment"
-    );
 }
 
 /// Checks one segment's rows against its manifest and the chain so far.
@@ -342,6 +259,7 @@ pub async fn restore(
     location: &BackupLocation,
     key: &BackupKey,
     verifier_key: Option<&str>,
+    progress: ProgressHook<'_>,
 ) -> Result<BackupCheck, BackupError> {
     let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
     let head = chain_head::Entity::find_by_id(1)
@@ -356,11 +274,17 @@ pub async fn restore(
             head.sequence
         )));
     }
-    read_backup(location, key, verifier_key, |entries| async move {
-        crate::ledger::insert_restored(db, entries)
-            .await
-            .map_err(|error| BackupError::Other(format!("database error: {error}")))
-    })
+    read_backup(
+        location,
+        key,
+        verifier_key,
+        progress,
+        |entries| async move {
+            crate::ledger::insert_restored(db, entries)
+                .await
+                .map_err(|error| BackupError::Other(format!("database error: {error}")))
+        },
+    )
     .await
 }
 

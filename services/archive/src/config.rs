@@ -30,9 +30,16 @@ pub struct ArchiveSettings {
     pub checkpoint_signing_key_file: Option<String>,
     /// Seconds between periodic checkpoints; 0 disables them.
     pub checkpoint_interval_secs: u64,
-    /// Backup location: `file:///absolute/folder`; without it backups are disabled.
+    /// Backup location: `file:///absolute/folder`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix` or `az://container/prefix`; without it backups are disabled.
     #[serde(default)]
     pub backup_url: Option<String>,
+    /// `object_store` builder options for a cloud backup URL, such as `aws_region` or
+    /// `aws_endpoint`. They override the cloud's standard environment variables
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`). Keep credentials in those variables, fed from a
+    /// secret, because this map is part of the configuration.
+    #[serde(default)]
+    pub backup_options: std::collections::BTreeMap<String, String>,
     /// File holding the 32-byte backup sealing key as 64 hex digits.
     #[serde(default)]
     pub backup_key_file: Option<String>,
@@ -90,6 +97,7 @@ impl Default for ArchiveConfig {
                 checkpoint_signing_key_file: None,
                 checkpoint_interval_secs: 300,
                 backup_url: None,
+                backup_options: Default::default(),
                 backup_key_file: None,
                 backup_interval_secs: 3600,
                 retention_floor_months: 6,
@@ -173,7 +181,7 @@ impl ArchiveConfig {
         match (&self.archive.backup_url, &self.archive.backup_key_file) {
             (None, None) => Ok(None),
             (Some(url), Some(key_file)) => Ok(Some((
-                crate::backup_job::BackupLocation::open(url)?,
+                crate::backup_job::BackupLocation::open(url, &self.archive.backup_options)?,
                 crate::backup::BackupKey::from_file(key_file)?,
             ))),
             _ => Err(ConfigError::invalid(

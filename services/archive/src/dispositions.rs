@@ -3,7 +3,7 @@
 
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use trace_proto::archive::v1::{
-    ApproveDispositionResponse, DispositionExecuted, DispositionItem, Hold, HoldScope,
+    ApproveDispositionResponse, DispositionExecuted, DispositionItem, HeldItem, Hold, HoldScope,
     PlanDispositionResponse,
 };
 use trace_runtime::clock::{SharedClock, timestamp, timestamp_opt};
@@ -14,6 +14,7 @@ use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use crate::config::ArchiveSettings;
 use crate::entity::{disposition, legal_hold};
+use crate::holds;
 use crate::retention::{self, PlannedItem};
 
 /// Holds and disposition for one archive.
@@ -26,19 +27,17 @@ pub struct Dispositions {
     pub outbox: Outbox,
 }
 
-fn hold_message(row: legal_hold::Model) -> Hold {
-    Hold {
+fn hold_message(row: legal_hold::Model) -> ServiceResult<Hold> {
+    let scope = holds::stored_scope(&row).map_err(anyhow::Error::from)?;
+    Ok(Hold {
         hold_id: row.hold_id,
-        scope: Some(HoldScope {
-            entity_type: row.entity_type,
-            entity_id: row.entity_id,
-        }),
+        scope: Some(holds::scope_message(&scope)),
         reason: row.reason,
         placed_by: row.placed_by,
         placed_at: Some(timestamp(row.placed_at)),
         released_by: row.released_by.unwrap_or_default(),
         released_at: timestamp_opt(row.released_at),
-    }
+    })
 }
 
 fn item_message(item: &PlannedItem) -> DispositionItem {
@@ -52,8 +51,20 @@ fn item_message(item: &PlannedItem) -> DispositionItem {
     }
 }
 
+fn held_message(held: &retention::HeldItem) -> HeldItem {
+    HeldItem {
+        sequence: held.item.sequence as u64,
+        event_id: held.item.event_id.clone(),
+        entity_type: held.item.entity_type.clone(),
+        entity_id: held.item.entity_id.clone(),
+        schedule: held.item.schedule.clone(),
+        hold_ids: held.hold_ids.clone(),
+    }
+}
+
 impl Dispositions {
-    /// Places a hold on an entity, or on a whole entity type when the id is empty.
+    /// Places a hold on an entity, on a whole entity type when the id is empty, or on the
+    /// entries a query matches.
     pub async fn place_hold(
         &self,
         context: &CallContext,
@@ -61,19 +72,23 @@ impl Dispositions {
         reason: &str,
     ) -> ServiceResult<Hold> {
         let scope = scope.ok_or_else(|| ServiceError::invalid("scope", "", "is required"))?;
-        let entity_type = validate::token(
-            "scope.entity_type",
-            &scope.entity_type,
-            64,
-            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
-            "a-z, 0-9 and '_'",
-        )?;
-        let entity_id = validate::line("scope.entity_id", &scope.entity_id, 0, 128)?;
+        let scope = holds::validate_scope(scope)?;
         let reason = validate::text("reason", reason, 1, 2000)?;
+        let (entity_type, entity_id, query) = match &scope {
+            holds::HoldScope::Entity {
+                entity_type,
+                entity_id,
+            } => (entity_type.clone(), entity_id.clone(), None),
+            holds::HoldScope::Query(query) => {
+                let json = serde_json::to_string(query).map_err(anyhow::Error::from)?;
+                (String::new(), String::new(), Some(json))
+            }
+        };
         let row = legal_hold::Model {
             hold_id: uuid::Uuid::now_v7().to_string(),
             entity_type,
             entity_id,
+            query,
             reason,
             placed_by: context.principal.user_id.clone(),
             placed_at: self.clock.now().timestamp_micros(),
@@ -84,8 +99,14 @@ impl Dispositions {
         legal_hold::Entity::insert(legal_hold::ActiveModel::from(row.clone()))
             .exec_without_returning(&self.db)
             .await?;
-        tracing::info!(hold_id = %row.hold_id, entity_type = %row.entity_type, "legal hold placed");
-        Ok(hold_message(row))
+        tracing::info!(
+            hold_id = %row.hold_id,
+            entity_type = %row.entity_type,
+            query = row.query.as_deref().unwrap_or_default(),
+            placed_by = %row.placed_by,
+            "legal hold placed"
+        );
+        hold_message(row)
     }
 
     /// Releases a hold.
@@ -111,13 +132,15 @@ impl Dispositions {
         active.released_at = Set(Some(self.clock.now().timestamp_micros()));
         active.release_reason = Set(Some(reason));
         let row = legal_hold::Entity::update(active).exec(&self.db).await?;
-        Ok(hold_message(row))
+        tracing::info!(%hold_id, released_by = %context.principal.user_id, "legal hold released");
+        hold_message(row)
     }
 
     /// Lists what may be disposed of now and stores the list as a plan.
     pub async fn plan(&self, context: &CallContext) -> ServiceResult<PlanDispositionResponse> {
         let now = self.clock.now().timestamp_micros();
-        let items = retention::plan(&self.db, &self.settings, self.zone, now).await?;
+        let plan = retention::plan(&self.db, &self.settings, self.zone, now).await?;
+        let items = plan.items;
         let plan_id = uuid::Uuid::now_v7().to_string();
         let row = disposition::Model {
             plan_id: plan_id.clone(),
@@ -136,6 +159,7 @@ impl Dispositions {
             plan_id,
             items: items.iter().map(item_message).collect(),
             proposed_by: context.principal.user_id.clone(),
+            held: plan.held.iter().map(held_message).collect(),
         })
     }
 
@@ -171,7 +195,7 @@ impl Dispositions {
         let current = retention::plan(&self.db, &self.settings, self.zone, now).await?;
         let still_due: Vec<&PlannedItem> = planned
             .iter()
-            .filter(|item| current.iter().any(|c| c.sequence == item.sequence))
+            .filter(|item| current.items.iter().any(|c| c.sequence == item.sequence))
             .collect();
         let skipped = (planned.len() - still_due.len()) as u64;
         let certificate = serde_json::json!({

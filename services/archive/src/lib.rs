@@ -4,11 +4,13 @@
 pub mod access;
 pub mod backup;
 pub mod backup_job;
+pub mod backup_location;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
 pub mod dispositions;
 pub mod entity;
+pub mod holds;
 pub mod ledger;
 pub mod merkle;
 pub mod migration;

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(trace_runtime::outbox::migration::CreateOutbox),
             Box::new(CreateLedger),
             Box::new(CreateRetention),
+            Box::new(AddHoldQuery),
         ]
     }
 }
@@ -109,6 +110,46 @@ impl MigrationTrait for CreateRetention {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Adds the query column of query holds to `legal_holds`.
+#[derive(Debug)]
+struct AddHoldQuery;
+
+impl MigrationName for AddHoldQuery {
+    fn name(&self) -> &str {
+        "m20261204_000102_add_hold_query"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddHoldQuery {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A database created after this column joined the entity already has it, because
+        // `CreateRetention` builds the table from the entity.
+        if manager.has_column("legal_holds", "query").await? {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(crate::entity::legal_hold::Entity)
+                    .add_column(ColumnDef::new(crate::entity::legal_hold::Column::Query).text())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(crate::entity::legal_hold::Entity)
+                    .drop_column(crate::entity::legal_hold::Column::Query)
+                    .to_owned(),
+            )
+            .await
     }
 }
 

@@ -14,12 +14,16 @@ use std::collections::HashMap;
 use chrono::{Months, TimeZone};
 use chrono_tz::Tz;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use trace_runtime::clock::{from_micros, local_date};
 
 use crate::config::{ArchiveSettings, RetentionSchedule, RetentionTrigger};
 use crate::entity::{ledger_entry, legal_hold};
+use crate::holds::{self, ActiveHold, EntryFacts};
 
 /// Maps a confidentiality name to its protobuf number.
 pub fn confidentiality_level(name: &str) -> Option<i32> {
@@ -57,6 +61,20 @@ pub struct PlannedItem {
     pub payload_sha256: String,
 }
 
+/// An expired entry that active holds keep out of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldItem {
+    pub item: PlannedItem,
+    pub hold_ids: Vec<String>,
+}
+
+/// Entries a disposition would remove now, and expired entries that legal holds keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub items: Vec<PlannedItem>,
+    pub held: Vec<HeldItem>,
+}
+
 /// Trigger instants per entity: its first event, and the first event of each action.
 #[derive(Debug, Default)]
 struct EntityTriggers {
@@ -67,7 +85,35 @@ struct EntityTriggers {
 type EntityKey = (String, String);
 
 /// Columns the plan needs, without payload bytes.
-type EntryColumns = (i64, String, String, String, String, i32, i64, String, bool);
+#[derive(Debug, FromQueryResult)]
+struct EntryColumns {
+    sequence: i64,
+    event_id: String,
+    subject: String,
+    entity_type: String,
+    entity_id: String,
+    action: String,
+    actor_id: String,
+    actor_department: String,
+    confidentiality: i32,
+    occurred_at: i64,
+    received_at: i64,
+    payload_sha256: String,
+    has_payload: bool,
+}
+
+impl EntryColumns {
+    fn facts(&self) -> EntryFacts<'_> {
+        EntryFacts {
+            entity_type: &self.entity_type,
+            entity_id: &self.entity_id,
+            actor_id: &self.actor_id,
+            department: &self.actor_department,
+            subject: &self.subject,
+            recorded_at: self.received_at,
+        }
+    }
+}
 
 async fn load_columns(db: &DatabaseConnection) -> Result<Vec<EntryColumns>, sea_orm::DbErr> {
     ledger_entry::Entity::find()
@@ -75,35 +121,39 @@ async fn load_columns(db: &DatabaseConnection) -> Result<Vec<EntryColumns>, sea_
         .columns([
             ledger_entry::Column::Sequence,
             ledger_entry::Column::EventId,
+            ledger_entry::Column::Subject,
             ledger_entry::Column::EntityType,
             ledger_entry::Column::EntityId,
             ledger_entry::Column::Action,
+            ledger_entry::Column::ActorId,
+            ledger_entry::Column::ActorDepartment,
             ledger_entry::Column::Confidentiality,
             ledger_entry::Column::OccurredAt,
+            ledger_entry::Column::ReceivedAt,
             ledger_entry::Column::PayloadSha256,
         ])
         .column_as(ledger_entry::Column::Payload.is_not_null(), "has_payload")
         .order_by_asc(ledger_entry::Column::Sequence)
-        .into_tuple()
+        .into_model::<EntryColumns>()
         .all(db)
         .await
 }
 
 fn triggers(rows: &[EntryColumns]) -> HashMap<EntityKey, EntityTriggers> {
     let mut triggers: HashMap<EntityKey, EntityTriggers> = HashMap::new();
-    for (_, _, entity_type, entity_id, action, _, occurred_at, _, _) in rows {
+    for row in rows {
         let entry = triggers
-            .entry((entity_type.clone(), entity_id.clone()))
+            .entry((row.entity_type.clone(), row.entity_id.clone()))
             .or_insert_with(|| EntityTriggers {
-                created_at: *occurred_at,
+                created_at: row.occurred_at,
                 ..EntityTriggers::default()
             });
-        entry.created_at = entry.created_at.min(*occurred_at);
+        entry.created_at = entry.created_at.min(row.occurred_at);
         let first = entry
             .first_action
-            .entry(action.clone())
-            .or_insert(*occurred_at);
-        *first = (*first).min(*occurred_at);
+            .entry(row.action.clone())
+            .or_insert(row.occurred_at);
+        *first = (*first).min(row.occurred_at);
     }
     triggers
 }
@@ -134,86 +184,101 @@ fn schedule_expiry(
     expires_at(trigger, schedule.period_months, zone)
 }
 
-/// Loads the unreleased holds as (entity type, entity id, or empty for the whole type).
-async fn active_holds(db: &DatabaseConnection) -> Result<Vec<(String, String)>, sea_orm::DbErr> {
-    let holds = legal_hold::Entity::find()
+/// Loads the unreleased holds. A stored query that no longer parses is an error rather than
+/// a hold that matches nothing, so a damaged hold stops disposition instead of releasing.
+async fn active_holds(db: &DatabaseConnection) -> Result<Vec<ActiveHold>, sea_orm::DbErr> {
+    let rows = legal_hold::Entity::find()
         .filter(legal_hold::Column::ReleasedAt.is_null())
         .all(db)
         .await?;
-    Ok(holds
-        .into_iter()
-        .map(|hold| (hold.entity_type, hold.entity_id))
-        .collect())
+    rows.into_iter()
+        .map(|row| {
+            let scope = holds::stored_scope(&row).map_err(|error| {
+                sea_orm::DbErr::Custom(format!(
+                    "legal hold {} has an unreadable query: {error}",
+                    row.hold_id
+                ))
+            })?;
+            Ok(ActiveHold {
+                hold_id: row.hold_id,
+                scope,
+            })
+        })
+        .collect()
 }
 
-fn is_held(holds: &[(String, String)], entity_type: &str, entity_id: &str) -> bool {
-    holds.iter().any(|(held_type, held_id)| {
-        held_type == entity_type && (held_id.is_empty() || held_id == entity_id)
-    })
+/// Returns the longest matching schedule's expiry and name, when every matching schedule has
+/// been triggered, the longest has passed at `now`, and so has the floor.
+fn expiry_if_due<'a>(
+    row: &EntryColumns,
+    entity: &EntityTriggers,
+    settings: &'a ArchiveSettings,
+    zone: Tz,
+    now: i64,
+) -> Option<(i64, &'a str)> {
+    let floor =
+        expires_at(row.occurred_at, settings.retention_floor_months, zone).unwrap_or(i64::MAX);
+    let mut longest: Option<(i64, &str)> = None;
+    let mut pending = false;
+    for schedule in settings
+        .retention
+        .iter()
+        .filter(|s| matches(s, &row.entity_type, row.confidentiality))
+    {
+        match schedule_expiry(schedule, entity, zone) {
+            Some(expiry) if longest.is_none_or(|(current, _)| expiry > current) => {
+                longest = Some((expiry, &schedule.name));
+            }
+            Some(_) => {}
+            None => pending = true,
+        }
+    }
+    let (expiry, schedule) = longest?;
+    if pending || expiry > now || floor > now {
+        return None;
+    }
+    Some((expiry, schedule))
 }
 
 /// Lists every entry whose payload may be removed at `now`: still stored, expired under the
-/// longest matching schedule, older than the floor, and not held.
+/// longest matching schedule, older than the floor, and not held. Expired entries that holds
+/// keep are listed apart with the ids of those holds.
 pub async fn plan(
     db: &DatabaseConnection,
     settings: &ArchiveSettings,
     zone: Tz,
     now: i64,
-) -> Result<Vec<PlannedItem>, sea_orm::DbErr> {
+) -> Result<Plan, sea_orm::DbErr> {
     let rows = load_columns(db).await?;
     let triggers = triggers(&rows);
     let holds = active_holds(db).await?;
-    let mut items = Vec::new();
-    for (
-        sequence,
-        event_id,
-        entity_type,
-        entity_id,
-        _,
-        confidentiality,
-        occurred_at,
-        sha,
-        has_payload,
-    ) in rows
-    {
-        if !has_payload || is_held(&holds, &entity_type, &entity_id) {
+    let mut plan = Plan::default();
+    for row in &rows {
+        if !row.has_payload {
             continue;
         }
-        let floor =
-            expires_at(occurred_at, settings.retention_floor_months, zone).unwrap_or(i64::MAX);
-        let entity = &triggers[&(entity_type.clone(), entity_id.clone())];
-        let mut longest: Option<(i64, &str)> = None;
-        let mut pending = false;
-        for schedule in settings
-            .retention
-            .iter()
-            .filter(|s| matches(s, &entity_type, confidentiality))
-        {
-            match schedule_expiry(schedule, entity, zone) {
-                Some(expiry) if longest.is_none_or(|(current, _)| expiry > current) => {
-                    longest = Some((expiry, &schedule.name));
-                }
-                Some(_) => {}
-                None => pending = true,
-            }
-        }
-        let Some((expiry, schedule)) = longest else {
+        let entity = &triggers[&(row.entity_type.clone(), row.entity_id.clone())];
+        let Some((expiry, schedule)) = expiry_if_due(row, entity, settings, zone, now) else {
             continue;
         };
-        if pending || expiry > now || floor > now {
-            continue;
-        }
-        items.push(PlannedItem {
-            sequence,
-            event_id,
-            entity_type,
-            entity_id,
+        let item = PlannedItem {
+            sequence: row.sequence,
+            event_id: row.event_id.clone(),
+            entity_type: row.entity_type.clone(),
+            entity_id: row.entity_id.clone(),
             schedule: schedule.to_owned(),
             expired_at: expiry,
-            payload_sha256: sha,
-        });
+            payload_sha256: row.payload_sha256.clone(),
+        };
+        let hold_ids = holds::covering(&holds, &row.facts());
+        if hold_ids.is_empty() {
+            plan.items.push(item);
+        } else {
+            let hold_ids = hold_ids.into_iter().map(str::to_owned).collect();
+            plan.held.push(HeldItem { item, hold_ids });
+        }
     }
-    Ok(items)
+    Ok(plan)
 }
 
 /// Removes the payloads of `sequences` in the caller's transaction.
@@ -281,16 +346,5 @@ mod tests {
             micros(2027, 3, 1, 0),
             "31 August + 6 months ends 28 February"
         );
-    }
-
-    #[test]
-    fn hold_covers_entity_and_class() {
-        let holds = vec![
-            ("document".to_owned(), "d1".to_owned()),
-            ("meeting".to_owned(), String::new()),
-        ];
-        assert!(is_held(&holds, "document", "d1"));
-        assert!(!is_held(&holds, "document", "d2"));
-        assert!(is_held(&holds, "meeting", "anything"));
     }
 }

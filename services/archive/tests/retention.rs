@@ -103,8 +103,9 @@ async fn disposition_spares_held_and_young_records() {
     let scope = HoldScope {
         entity_type: "document".to_owned(),
         entity_id: "held".to_owned(),
+        ..HoldScope::default()
     };
-    dispositions
+    let hold = dispositions
         .place_hold(&caller("li.na"), Some(&scope), "audit case 2026-17")
         .await
         .unwrap();
@@ -119,6 +120,9 @@ async fn disposition_spares_held_and_young_records() {
         ["old", "old"],
         "only the expired, unheld document is due"
     );
+    assert_eq!(plan.held.len(), 1, "the held document is listed apart");
+    assert_eq!(plan.held[0].entity_id, "held");
+    assert_eq!(plan.held[0].hold_ids, vec![hold.hold_id]);
 
     let same_person = dispositions
         .approve(&caller("li.na"), &plan.plan_id)

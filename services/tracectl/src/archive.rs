@@ -5,12 +5,13 @@ use tonic::transport::Channel;
 use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
 use trace_proto::archive::v1::{
     GetEntryRequest, GetLedgerStatusRequest, GetTimelineRequest, VerifyChainRequest,
-    get_entry_request,
+    VerifyChainResponse, get_entry_request,
 };
 use trace_proto::common::v1::PageRequest;
 
 use crate::Identity;
 use crate::output::{entry_json, entry_line, time};
+use crate::progress::Progress;
 
 /// Connects to the archive.
 pub async fn connect(address: &str) -> anyhow::Result<ArchiveServiceClient<Channel>> {
@@ -78,6 +79,79 @@ pub async fn fetch_timeline(
     }
 }
 
+/// Entries verified per call, so that progress can be shown between calls.
+const VERIFY_CHUNK: u64 = 20_000;
+
+/// Verifies `from..=to` in chunks of [`VERIFY_CHUNK`], showing progress, and returns one
+/// response for the whole range. Each chunk checks the link to the entry before it, so the
+/// chunks together check exactly what one call over the range checks.
+async fn verify_in_chunks(
+    client: &mut ArchiveServiceClient<Channel>,
+    identity: &Identity,
+    from: u64,
+    requested_to: u64,
+) -> anyhow::Result<VerifyChainResponse> {
+    let from = from.max(1);
+
+    let size = client
+        .get_ledger_status(identity.request(GetLedgerStatusRequest {}))
+        .await?
+        .into_inner()
+        .size;
+    // The archive caps the range at its head too. Capping it here sizes the chunks and the
+    // progress total.
+    let to = if requested_to == 0 {
+        size
+    } else {
+        requested_to.min(size)
+    };
+    if to < from {
+        // The archive handles an empty or invalid range itself, so nothing is chunked.
+        let request = VerifyChainRequest {
+            from_sequence: from,
+            to_sequence: requested_to,
+        };
+        let response = client.verify_chain(identity.request(request)).await?;
+        return Ok(response.into_inner());
+    }
+
+    let total = to - from + 1;
+    let mut progress = Progress::counted("verify", "entries");
+    progress.update(0, total);
+
+    let mut combined = VerifyChainResponse {
+        ok: true,
+        from_sequence: from,
+        to_sequence: to,
+        ..VerifyChainResponse::default()
+    };
+    let mut next = from;
+    while next <= to {
+        let last = (next + VERIFY_CHUNK - 1).min(to);
+        let request = VerifyChainRequest {
+            from_sequence: next,
+            to_sequence: last,
+        };
+        let chunk = client
+            .verify_chain(identity.request(request))
+            .await?
+            .into_inner();
+        combined.checked += chunk.checked;
+        combined.head_hash = chunk.head_hash;
+        progress.update(combined.checked, total);
+        if !chunk.ok {
+            combined.ok = false;
+            combined.first_broken_sequence = chunk.first_broken_sequence;
+            combined.reason = chunk.reason;
+            break;
+        }
+        next = last + 1;
+    }
+
+    progress.finish();
+    Ok(combined)
+}
+
 /// Verifies a range and prints the result; returns false when verification failed.
 pub async fn verify(
     address: &str,
@@ -87,13 +161,7 @@ pub async fn verify(
     json: bool,
 ) -> anyhow::Result<bool> {
     let mut client = connect(address).await?;
-    let result = client
-        .verify_chain(identity.request(VerifyChainRequest {
-            from_sequence: from,
-            to_sequence: to,
-        }))
-        .await?
-        .into_inner();
+    let result = verify_in_chunks(&mut client, identity, from, to).await?;
     if json {
         out!(
             "{}",

@@ -1,6 +1,9 @@
 //! Backup commands: `backup` requests a run from the archive, and `verify-backup` and `restore` read
 //! a backup location offline, with no server running.
 
+use std::collections::BTreeMap;
+
+use anyhow::Context;
 use trace_archive::backup::BackupKey;
 use trace_archive::backup_job::{self, BackupLocation};
 use trace_archive::migration::Migrator;
@@ -8,14 +11,17 @@ use trace_proto::archive::v1::RunBackupRequest;
 
 use crate::Identity;
 use crate::archive::connect;
+use crate::progress::Progress;
 
 /// Asks the archive to back up every entry not yet in its backup location.
 pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::Result<bool> {
     let mut client = connect(address).await?;
+    let progress = Progress::waiting("backup");
     let response = client
         .run_backup(identity.request(RunBackupRequest {}))
-        .await?
-        .into_inner();
+        .await;
+    progress.finish();
+    let response = response?.into_inner();
     if json {
         out!(
             "{}",
@@ -83,16 +89,38 @@ fn report_failure(error: &dyn std::fmt::Display, json: bool) -> bool {
     false
 }
 
+/// Parses `--store-option KEY=VALUE` flags into `object_store` builder options.
+pub fn store_options(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    flags
+        .iter()
+        .map(|flag| {
+            // The text is not echoed, because a mistyped flag may be a credential.
+            let (key, value) = flag
+                .split_once('=')
+                .context("a --store-option flag has no '='; write it as KEY=VALUE")?;
+            Ok((key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// Verifies a backup location without a server.
 pub async fn verify_backup(
     from: &str,
+    options: &BTreeMap<String, String>,
     key_file: &str,
     verifier_key: Option<&str>,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let location = BackupLocation::open(from)?;
+    let location = BackupLocation::open(from, options)?;
     let key = BackupKey::from_file(key_file)?;
-    match backup_job::read_backup(&location, &key, verifier_key, |_| async { Ok(()) }).await {
+    let mut progress = Progress::counted("verify-backup", "entries");
+    let mut report = |done, total| progress.update(done, total);
+    let result = backup_job::read_backup(&location, &key, verifier_key, &mut report, |_| async {
+        Ok(())
+    })
+    .await;
+    progress.finish();
+    match result {
         Ok(check) => {
             print_check(&check, "verified", json);
             Ok(true)
@@ -101,18 +129,28 @@ pub async fn verify_backup(
     }
 }
 
+/// Backup location and target database of `restore`.
+#[derive(Debug)]
+pub struct RestoreTarget<'a> {
+    pub from: &'a str,
+    pub options: &'a BTreeMap<String, String>,
+    pub key_file: &'a str,
+    pub database_url: &'a str,
+}
+
 /// Rebuilds an empty archive database from a backup location.
 pub async fn restore(
-    from: &str,
-    key_file: &str,
-    database_url: &str,
+    target: RestoreTarget<'_>,
     verifier_key: Option<&str>,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let location = BackupLocation::open(from)?;
-    let key = BackupKey::from_file(key_file)?;
-    let db = trace_runtime::db::connect_and_migrate::<Migrator>(database_url).await?;
-    let result = backup_job::restore(&db, &location, &key, verifier_key).await;
+    let location = BackupLocation::open(target.from, target.options)?;
+    let key = BackupKey::from_file(target.key_file)?;
+    let db = trace_runtime::db::connect_and_migrate::<Migrator>(target.database_url).await?;
+    let mut progress = Progress::counted("restore", "entries");
+    let mut report = |done, total| progress.update(done, total);
+    let result = backup_job::restore(&db, &location, &key, verifier_key, &mut report).await;
+    progress.finish();
     // Closing the pool checkpoints SQLite's write-ahead log into the database file, so the
     // file is complete on its own when an operator moves or copies it afterwards.
     db.close().await?;

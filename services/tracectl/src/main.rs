@@ -19,6 +19,7 @@ mod demo;
 mod export;
 mod keys;
 mod output;
+mod progress;
 mod proofs;
 mod retention;
 mod token;
@@ -116,9 +117,15 @@ enum Command {
     BackupKeygen,
     /// Check a backup location offline: sealing, digests, chain, Merkle roots, checkpoints.
     VerifyBackup {
-        /// Backup location URL, for example file:///srv/trace-backup.
+        /// Backup location URL: file:///srv/trace-backup, s3://bucket/prefix,
+        /// gs://bucket/prefix or az://container/prefix.
         #[arg(long)]
         from: String,
+        /// Option of the cloud store as KEY=VALUE, for example aws_endpoint=URL or
+        /// aws_region=eu-central-1; repeatable. Credentials come from the cloud's standard
+        /// environment variables (AWS_*, GOOGLE_*, AZURE_*).
+        #[arg(long = "store-option", value_name = "KEY=VALUE")]
+        store_options: Vec<String>,
         /// File holding the backup key.
         #[arg(long)]
         key_file: String,
@@ -128,9 +135,14 @@ enum Command {
     },
     /// Rebuild an empty archive database from a backup location, verifying every segment.
     Restore {
-        /// Backup location URL.
+        /// Backup location URL, as for verify-backup.
         #[arg(long)]
         from: String,
+        /// Option of the cloud store as KEY=VALUE, for example aws_endpoint=URL or
+        /// aws_region=eu-central-1; repeatable. Credentials come from the cloud's standard
+        /// environment variables (AWS_*, GOOGLE_*, AZURE_*).
+        #[arg(long = "store-option", value_name = "KEY=VALUE")]
+        store_options: Vec<String>,
         /// File holding the backup key.
         #[arg(long)]
         key_file: String,
@@ -276,12 +288,38 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum HoldCommand {
-    /// Hold one entity, or every entity of a type when --entity-id is omitted.
+    /// Hold one entity, every entity of a type when --entity-id is omitted, or, with any
+    /// query flag, every entry that all the given query flags match.
     Place {
+        /// Entity type; with query flags, a query field like the others.
         #[arg(long)]
-        entity_type: String,
+        entity_type: Option<String>,
+        /// Entity id (with --entity-type, and no query flag).
         #[arg(long, default_value = "")]
         entity_id: String,
+        /// Query: department of the actor. (`--department` is the caller's own.)
+        #[arg(long, conflicts_with = "entity_id")]
+        actor_department: Option<String>,
+        /// Query: user id of the actor.
+        #[arg(long, conflicts_with = "entity_id")]
+        actor_id: Option<String>,
+        /// Query: exact subject, or a prefix ending in `.>` such as `trace.document.>`.
+        #[arg(long, conflicts_with = "entity_id")]
+        subject: Option<String>,
+        /// Query: RFC 3339 start (inclusive) of the period in which the archive recorded
+        /// the entry.
+        #[arg(long, conflicts_with = "entity_id")]
+        recorded_from: Option<String>,
+        /// Query: RFC 3339 end (exclusive) of the recording period.
+        #[arg(long, conflicts_with = "entity_id")]
+        recorded_to: Option<String>,
+        /// Hold every record in the archive. Needed for a hold with no other field, and
+        /// accepted only alone.
+        #[arg(long, conflicts_with_all = [
+            "entity_type", "entity_id", "actor_department", "actor_id", "subject",
+            "recorded_from", "recorded_to",
+        ])]
+        all_records: bool,
         /// Why the records are held (for example a case number).
         #[arg(long)]
         reason: String,
@@ -366,6 +404,7 @@ async fn main() {
     // Progress of long jobs goes to stderr as log lines, so stdout stays machine-readable.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -431,17 +470,25 @@ async fn main() {
         Command::Hold(HoldCommand::Place {
             entity_type,
             entity_id,
+            actor_department,
+            actor_id,
+            subject,
+            recorded_from,
+            recorded_to,
+            all_records,
             reason,
         }) => {
-            retention::place_hold(
-                &cli.archive,
-                &identity,
-                &entity_type,
-                &entity_id,
-                &reason,
-                cli.json,
-            )
-            .await
+            let target = retention::HoldTarget {
+                entity_type,
+                entity_id,
+                actor_department,
+                actor_id,
+                subject,
+                recorded_from,
+                recorded_to,
+                all_records,
+            };
+            retention::place_hold(&cli.archive, &identity, target, &reason, cli.json).await
         }
         Command::Hold(HoldCommand::Release { hold_id, reason }) => {
             retention::release_hold(&cli.archive, &identity, &hold_id, &reason, cli.json).await
@@ -469,18 +516,34 @@ async fn main() {
         } => export::verify_export(&folder, &verifier_key, cli.json),
         Command::VerifyBackup {
             from,
+            store_options,
             key_file,
             verifier_key,
-        } => backups::verify_backup(&from, &key_file, verifier_key.as_deref(), cli.json).await,
+        } => match backups::store_options(&store_options) {
+            Ok(options) => {
+                let key = verifier_key.as_deref();
+                backups::verify_backup(&from, &options, &key_file, key, cli.json).await
+            }
+            Err(error) => Err(error),
+        },
         Command::Restore {
             from,
+            store_options,
             key_file,
             database_url,
             verifier_key,
-        } => {
-            let key = verifier_key.as_deref();
-            backups::restore(&from, &key_file, &database_url, key, cli.json).await
-        }
+        } => match backups::store_options(&store_options) {
+            Ok(options) => {
+                let target = backups::RestoreTarget {
+                    from: &from,
+                    options: &options,
+                    key_file: &key_file,
+                    database_url: &database_url,
+                };
+                backups::restore(target, verifier_key.as_deref(), cli.json).await
+            }
+            Err(error) => Err(error),
+        },
         Command::Checkpoint { create } => {
             proofs::checkpoint(&cli.archive, &identity, create, cli.json).await
         }
@@ -577,6 +640,30 @@ mod tests {
             .get(trace_runtime::auth::AUTHORIZATION_HEADER)
             .unwrap();
         value.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn caller_department_is_not_a_hold_query() {
+        let cli = Cli::try_parse_from([
+            "tracectl",
+            "--department",
+            "audit",
+            "hold",
+            "place",
+            "--reason",
+            "case 1",
+        ])
+        .unwrap();
+        let Command::Hold(HoldCommand::Place {
+            entity_type,
+            actor_department,
+            ..
+        }) = cli.command
+        else {
+            panic!("expected hold place");
+        };
+        assert_eq!(entity_type, None);
+        assert_eq!(actor_department, None);
     }
 
     #[test]

@@ -6,14 +6,23 @@ use std::process::Command;
 use std::time::Duration;
 
 use trace_proto::archive::v1::{GetTreeHeadRequest, RunBackupRequest};
+use trace_tests::moto::MotoServer;
 use trace_tests::nats::NatsServer;
 
 use crate::faults::create_drafts;
 use crate::stack::*;
 
 fn tracectl(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    tracectl_with_env(args, &[])
+}
+
+fn tracectl_with_env(
+    args: &[&str],
+    environment: &[(String, String)],
+) -> (Option<i32>, serde_json::Value) {
     let output = Command::new(binary("tracectl"))
         .args(args)
+        .envs(environment.iter().map(|(name, value)| (name, value)))
         .output()
         .expect("run tracectl");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -201,4 +210,124 @@ async fn backup_restores_to_the_same_root_and_refuses_tampering() {
         error.contains(first_name) && error.contains("missing"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backup_verifies_and_restores_to_the_same_root() {
+    let Some(moto) = MotoServer::start().expect("start moto_server") else {
+        return;
+    };
+    moto.create_bucket("trace-backups").expect("create bucket");
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("backup.key");
+    std::fs::write(&key_file, trace_archive::backup::BackupKey::generate_hex()).unwrap();
+    let backup_url = "s3://trace-backups/archive-a";
+    let key = key_file.display().to_string();
+    let (archive_key, options) = (key.clone(), moto.store_options());
+    let archive = start_archive_with(&nats.url(), dir.path(), move |config| {
+        config.archive.backup_url = Some(backup_url.to_owned());
+        config.archive.backup_options = options.into_iter().collect();
+        config.archive.backup_key_file = Some(archive_key);
+        config.archive.backup_interval_secs = 0;
+    })
+    .await;
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = archive_client(&archive.address).await;
+
+    let drafts = create_drafts(&document.address, 6, "cloud").await;
+    wait_until_archived(&archive.address, &drafts, Duration::from_secs(30)).await;
+    let run = client
+        .run_backup(AUDITOR.request(RunBackupRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run.location, backup_url);
+    assert_eq!(run.from_sequence, 1);
+    assert_eq!(run.to_sequence, 6);
+    let head = client
+        .get_tree_head(AUDITOR.request(GetTreeHeadRequest { tree_size: 6 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let expected_root = hex::encode(&head.root_hash);
+    document.stop().await;
+    archive.stop().await;
+
+    // Everything from the standard AWS environment variables.
+    let environment: Vec<(String, String)> = moto
+        .store_options()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_uppercase(), value))
+        .collect();
+    let (code, report) = tracectl_with_env(
+        &[
+            "--json",
+            "verify-backup",
+            "--from",
+            backup_url,
+            "--key-file",
+            &key,
+        ],
+        &environment,
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["entries"], 6);
+    assert_eq!(report["tree_root"], expected_root.as_str());
+
+    // Credentials from the environment, the endpoint from --store-option flags.
+    let credentials: Vec<(String, String)> = environment
+        .iter()
+        .filter(|(name, _)| name.ends_with("_KEY_ID") || name.ends_with("_ACCESS_KEY"))
+        .cloned()
+        .collect();
+    let endpoint = format!("aws_endpoint={}", moto.endpoint());
+    let restored_db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("restored.db").display()
+    );
+    let (code, report) = tracectl_with_env(
+        &[
+            "--json",
+            "restore",
+            "--from",
+            backup_url,
+            "--store-option",
+            &endpoint,
+            "--store-option",
+            "aws_allow_http=true",
+            "--store-option",
+            "aws_region=us-east-1",
+            "--key-file",
+            &key,
+            "--database-url",
+            &restored_db,
+        ],
+        &credentials,
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(
+        report["tree_root"],
+        expected_root.as_str(),
+        "restored root differs"
+    );
+    let db = trace_runtime::db::connect(&restored_db).await.unwrap();
+    let verification = trace_archive::verify::verify_range(&db, 1, 0)
+        .await
+        .unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, 6);
+
+    let (code, report) = tracectl_with_env(
+        &[
+            "--json",
+            "verify-backup",
+            "--from",
+            "s3://missing-bucket/x",
+            "--key-file",
+            &key,
+        ],
+        &environment,
+    );
+    assert_eq!(code, Some(1), "a missing bucket fails: {report}");
 }

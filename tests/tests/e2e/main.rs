@@ -7,6 +7,7 @@ mod checkpoints;
 mod denials;
 mod export;
 mod faults;
+mod holds;
 mod logs;
 mod nkey_login;
 mod policy_document;

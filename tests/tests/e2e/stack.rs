@@ -113,6 +113,16 @@ pub async fn start_archive_with(
     dir: &Path,
     adjust: impl FnOnce(&mut trace_archive::config::ArchiveConfig),
 ) -> InProcess {
+    start_archive_with_clock(nats_url, dir, Arc::new(SystemClock), adjust).await
+}
+
+/// Starts the archive in-process on `clock` after `adjust` changed its configuration.
+pub async fn start_archive_with_clock(
+    nats_url: &str,
+    dir: &Path,
+    clock: trace_runtime::clock::SharedClock,
+    adjust: impl FnOnce(&mut trace_archive::config::ArchiveConfig),
+) -> InProcess {
     let mut config = trace_archive::config::ArchiveConfig::default();
     config.service = settings(config.service, nats_url, dir, "archive");
     adjust(&mut config);
@@ -121,7 +131,7 @@ pub async fn start_archive_with(
     let task = tokio::spawn(trace_archive::run(
         config,
         listener,
-        Arc::new(SystemClock),
+        clock,
         shutdown.clone(),
     ));
     wait_for_port(&address).await;

@@ -1,4 +1,5 @@
-//! A legal hold on one entity or on every entity of a type. Held records are never disposed of.
+//! A legal hold on one entity, on every entity of a type, or on the entries a query matches.
+//! Held records are never disposed of.
 
 use sea_orm::entity::prelude::*;
 
@@ -7,10 +8,13 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub hold_id: String,
+    /// Empty for a query hold.
     #[sea_orm(indexed)]
     pub entity_type: String,
-    /// Empty for a hold on the whole entity type.
+    /// Empty for a hold on the whole entity type, and for a query hold.
     pub entity_id: String,
+    /// A query hold's [`crate::holds::HoldQuery`] as JSON; `None` for an entity or type hold.
+    pub query: Option<String>,
     pub reason: String,
     pub placed_by: String,
     pub placed_at: i64,
