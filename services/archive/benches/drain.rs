@@ -56,7 +56,9 @@ fn main() -> anyhow::Result<()> {
                 .parse::<u64>()
                 .ok()
                 .filter(|events| *events > 0)
-                .with_context(|| format!("invalid event count {argument:?}: expected a positive integer"))
+                .with_context(|| {
+                    format!("invalid event count {argument:?}: expected a positive integer")
+                })
         })
         .transpose()?
         .unwrap_or(DEFAULT_EVENTS);

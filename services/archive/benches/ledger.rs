@@ -15,9 +15,9 @@ use bytes::Bytes;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sha2::{Digest, Sha256};
+use support::envelope;
 use trace_archive::ledger::{Incoming, append_batch};
 use trace_archive::migration::Migrator;
-use support::envelope;
 
 async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
     let messages: Vec<Incoming> = (0..entries)

@@ -110,8 +110,7 @@ fn merkle_tree(criterion: &mut Criterion) {
     group.bench_function("append_at_100k", |bencher| {
         bencher.iter(|| {
             let reader = MapReader::new(&stored);
-            tlog::stored_hashes_for_record_hash(TREE_SIZE, black_box(next_leaf), &reader)
-                .unwrap()
+            tlog::stored_hashes_for_record_hash(TREE_SIZE, black_box(next_leaf), &reader).unwrap()
         })
     });
     group.bench_function("root_at_100k", |bencher| {

@@ -49,16 +49,32 @@ pub struct BenchOptions {
     )]
     document: String,
     /// Meeting service gRPC address.
-    #[arg(long, env = "TRACE_MEETING_ADDR", default_value = "http://127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "TRACE_MEETING_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
     meeting: String,
     /// Project service gRPC address.
-    #[arg(long, env = "TRACE_PROJECT_ADDR", default_value = "http://127.0.0.1:50053")]
+    #[arg(
+        long,
+        env = "TRACE_PROJECT_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
     project: String,
     /// Worklog service gRPC address.
-    #[arg(long, env = "TRACE_WORKLOG_ADDR", default_value = "http://127.0.0.1:50054")]
+    #[arg(
+        long,
+        env = "TRACE_WORKLOG_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
     worklog: String,
     /// NATS server that carries the archive's receipts.
-    #[arg(long, env = "TRACE_BENCH_NATS_URL", default_value = "nats://127.0.0.1:14222")]
+    #[arg(
+        long,
+        env = "TRACE_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:14222"
+    )]
     nats_url: String,
     /// Open loop: start this many calls per second on a fixed schedule, whatever the
     /// latency. Latencies count from the scheduled start, so a stalled server is not hidden.
@@ -355,12 +371,7 @@ impl Tracker {
     }
 
     /// Records the result of a call that started (or was scheduled) at `started`.
-    fn returned(
-        &self,
-        kind: CallKind,
-        result: Result<String, tonic::Status>,
-        started: Instant,
-    ) {
+    fn returned(&self, kind: CallKind, result: Result<String, tonic::Status>, started: Instant) {
         let now = Instant::now();
         let latency = micros(now - started);
         let mut state = self.lock();
@@ -422,9 +433,9 @@ impl Tracker {
         let state = self.lock();
         let ok = state.methods.values().map(|method| method.ok).sum();
         let failed = state.methods.values().map(|method| method.failed).sum();
-        let archive_done = state
-            .last_archived
-            .map_or(Duration::ZERO, |last| last.saturating_duration_since(started));
+        let archive_done = state.last_archived.map_or(Duration::ZERO, |last| {
+            last.saturating_duration_since(started)
+        });
         Report {
             ok,
             failed,

@@ -42,4 +42,3 @@ pub fn envelope(index: u64) -> Envelope {
         payload: Some(trace_runtime::event::pack(&payload)),
     }
 }
-

@@ -172,9 +172,7 @@ impl Workload {
         projects: usize,
     ) -> anyhow::Result<Self> {
         let mut workload = Self {
-            documents: DocumentServiceClient::new(
-                channel("document", &addresses.document).await?,
-            ),
+            documents: DocumentServiceClient::new(channel("document", &addresses.document).await?),
             meetings: MeetingServiceClient::new(channel("meeting", &addresses.meeting).await?),
             projects: ProjectServiceClient::new(channel("project", &addresses.project).await?),
             worklogs: WorklogServiceClient::new(channel("worklog", &addresses.worklog).await?),
