@@ -43,7 +43,7 @@ const DEFAULT_EVENTS: u64 = 50_000;
 /// Publishes awaited together while filling the stream.
 const PUBLISH_WINDOW: usize = 1_000;
 
-/// Longest time one phase may take before the benchmark fails.
+/// Maximum time one phase may take before the benchmark fails.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(900);
 
 fn main() -> anyhow::Result<()> {
@@ -200,7 +200,7 @@ async fn consume_raw(
 }
 
 /// Runs the archive consumer on `db` until the receipts name `events` events, checks that
-/// the ledger holds exactly that many entries, and returns the time taken.
+/// the ledger contains exactly that many entries, and returns the time taken.
 async fn drain(
     client: &async_nats::Client,
     context: &jetstream::Context,
@@ -251,7 +251,7 @@ async fn drain(
     Ok(elapsed)
 }
 
-/// Returns the `VmHWM` line of `/proc/self/status`, for example `41236 kB`.
+/// Returns the value of the `VmHWM` line of `/proc/self/status`, for example `41236 kB`.
 fn peak_resident_memory() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status

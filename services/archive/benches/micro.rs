@@ -101,6 +101,7 @@ fn merkle_tree(criterion: &mut Criterion) {
     let (stored, leaves) = memory_tree(TREE_SIZE);
     let root = tlog::tree_hash(TREE_SIZE, &MapReader::new(&stored)).unwrap();
     let next_leaf = leaf_hash(&format!("{TREE_SIZE:064x}"));
+
     let mut group = criterion.benchmark_group("merkle");
     group.throughput(Throughput::Elements(1));
     group.bench_function("leaf_hash", |bencher| {
@@ -116,12 +117,14 @@ fn merkle_tree(criterion: &mut Criterion) {
     group.bench_function("root_at_100k", |bencher| {
         bencher.iter(|| tlog::tree_hash(black_box(TREE_SIZE), &MapReader::new(&stored)).unwrap())
     });
+
     let index = TREE_SIZE / 3;
     group.bench_function("inclusion_proof_at_100k", |bencher| {
         bencher.iter(|| {
             tlog::prove_record(TREE_SIZE, black_box(index), &MapReader::new(&stored)).unwrap()
         })
     });
+
     let proof = tlog::prove_record(TREE_SIZE, index, &MapReader::new(&stored)).unwrap();
     group.bench_function("check_inclusion_at_100k", |bencher| {
         bencher.iter(|| {
