@@ -7,50 +7,17 @@
 //! cargo bench -p trace-archive --bench ledger -- [entries] [batch]
 //! ```
 
+mod support;
+
 use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sha2::{Digest, Sha256};
+use support::envelope;
 use trace_archive::ledger::{Incoming, append_batch};
 use trace_archive::migration::Migrator;
-use trace_proto::event::v1::{Actor, Envelope};
-
-fn envelope(index: u64) -> Envelope {
-    let payload = trace_proto::document::v1::DocumentRead {
-        revision: 1,
-        content: Some(trace_proto::common::v1::BlobRef {
-            sha256: format!("{index:064x}"),
-            size_bytes: 4096,
-            media_type: "text/plain; charset=utf-8".to_owned(),
-        }),
-    };
-    Envelope {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        subject: "trace.document.document.read".to_owned(),
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_790_000_000 + index as i64,
-            nanos: 0,
-        }),
-        actor: Some(Actor {
-            user_id: "zhang.min".to_owned(),
-            display_name: "張敏".to_owned(),
-            department: "admin-office".to_owned(),
-            role: "employee".to_owned(),
-        }),
-        source_service: "document".to_owned(),
-        entity_type: "document".to_owned(),
-        entity_id: format!("{:032x}", index / 10),
-        entity_version: index % 10 + 1,
-        action: "read".to_owned(),
-        confidentiality: 2,
-        correlation_id: uuid::Uuid::now_v7().to_string(),
-        causation_id: String::new(),
-        trace_context: None,
-        payload: Some(trace_runtime::event::pack(&payload)),
-    }
-}
 
 async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
     let messages: Vec<Incoming> = (0..entries)

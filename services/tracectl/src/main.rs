@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod archive;
 mod backups;
+mod bench;
 mod completeness;
 mod demo;
 mod export;
@@ -284,6 +285,9 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
+    /// Drive a mix of gRPC calls through the running stack and report throughput, call
+    /// latency and the time until each event is archived.
+    Bench(bench::BenchOptions),
 }
 
 #[derive(Debug, Subcommand)]
@@ -597,6 +601,7 @@ async fn main() {
             };
             demo::run(&addresses, timeout_secs).await
         }
+        Command::Bench(options) => bench::run(&options, cli.json).await,
     };
     match result {
         Ok(true) => {}

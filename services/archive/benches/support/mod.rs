@@ -1,0 +1,44 @@
+//! Test data shared by the archive benchmarks.
+
+use trace_proto::event::v1::{Actor, Envelope};
+
+/// Subject of every envelope that [`envelope`] builds.
+pub const SUBJECT: &str = "trace.document.document.read";
+
+/// Builds envelope number `index`: a document read of realistic size (about 360 bytes
+/// encoded) with an actor, ids and a blob reference. Entity ids repeat every 10 envelopes,
+/// with versions 1 to 10.
+pub fn envelope(index: u64) -> Envelope {
+    let payload = trace_proto::document::v1::DocumentRead {
+        revision: 1,
+        content: Some(trace_proto::common::v1::BlobRef {
+            sha256: format!("{index:064x}"),
+            size_bytes: 4096,
+            media_type: "text/plain; charset=utf-8".to_owned(),
+        }),
+    };
+    Envelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        subject: SUBJECT.to_owned(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: 1_790_000_000 + index as i64,
+            nanos: 0,
+        }),
+        actor: Some(Actor {
+            user_id: "zhang.min".to_owned(),
+            display_name: "張敏".to_owned(),
+            department: "admin-office".to_owned(),
+            role: "employee".to_owned(),
+        }),
+        source_service: "document".to_owned(),
+        entity_type: "document".to_owned(),
+        entity_id: format!("{:032x}", index / 10),
+        entity_version: index % 10 + 1,
+        action: "read".to_owned(),
+        confidentiality: 2,
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        causation_id: String::new(),
+        trace_context: None,
+        payload: Some(trace_runtime::event::pack(&payload)),
+    }
+}
