@@ -16,6 +16,7 @@ pub fn envelope(index: u64) -> Envelope {
             size_bytes: 4096,
             media_type: "text/plain; charset=utf-8".to_owned(),
         }),
+        access_request_id: String::new(),
     };
     Envelope {
         event_id: uuid::Uuid::now_v7().to_string(),
