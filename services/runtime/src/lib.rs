@@ -12,8 +12,11 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod event;
+pub mod grpc_telemetry;
+pub mod metrics;
 pub mod nats;
 pub mod outbox;
+pub mod propagation;
 pub mod telemetry;
 pub mod validate;
 
