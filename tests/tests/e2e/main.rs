@@ -9,3 +9,4 @@ mod faults;
 mod nkey_login;
 mod policy_document;
 mod stack;
+mod telemetry;
