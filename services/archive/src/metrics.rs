@@ -1,6 +1,6 @@
 //! Metric instruments of the archive, and the task that refreshes its gauges from the
-//! database and the broker. Names follow [`trace_runtime::metrics`]; every data point carries
-//! `service = "archive"`.
+//! database and the broker. Names follow [`trace_runtime::metrics`], and every data point
+//! carries `service = "archive"`.
 
 use std::sync::LazyLock;
 use std::time::Duration;

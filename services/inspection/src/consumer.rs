@@ -116,7 +116,7 @@ impl RuleConsumer {
     }
 
     /// Applies the messages in one transaction. Each message gets a consumer span whose
-    /// parent is the producer span named by its `traceparent` header; the spans end when the
+    /// parent is the producer span named by its `traceparent` header. The spans end when the
     /// transaction ends.
     async fn apply_batch(&self, messages: &[jetstream::Message]) -> anyhow::Result<()> {
         let transaction = trace_runtime::db::begin_write(&self.db).await?;

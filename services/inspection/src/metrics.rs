@@ -1,4 +1,4 @@
-//! Metric instruments of the inspection service. Names follow [`trace_runtime::metrics`];
+//! Metric instruments of the inspection service. Names follow [`trace_runtime::metrics`], and
 //! every data point carries `service = "inspection"`.
 
 use std::sync::LazyLock;
