@@ -1,8 +1,8 @@
-//! OpenTelemetry export through the whole stack: the document service and the archive run as
-//! child processes that export to an in-process OTLP collector, so that one call can be
-//! followed from the caller's span to the archive's append span, and the request and outbox
-//! metrics arrive with their attributes. Child processes keep the global tracing subscriber
-//! out of the test process.
+//! OpenTelemetry export through the whole stack. The document service and the archive run as
+//! child processes that export to an in-process OTLP collector. One call must be followable
+//! from the caller's span to the archive's append span, and the request and outbox metrics
+//! must arrive with their attributes. Child processes keep the global tracing subscriber out
+//! of the test process.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,7 +29,7 @@ struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `binary` on a free port with its database in `dir`, exporting to `collector`.
+    /// Starts the binary `binary_name` on a free port with its database in `dir`, exporting to `collector`.
     fn start(binary_name: &str, name: &str, nats_url: &str, dir: &Path, collector: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -171,6 +171,35 @@ fn span_attribute<'a>(span: &'a ExportedSpan, key: &str) -> &'a str {
         })
 }
 
+/// Returns the publish span of the event `event_id`.
+fn publish_of<'a>(spans: &'a [ExportedSpan], event_id: &str) -> Option<&'a ExportedSpan> {
+    spans.iter().find(|span| {
+        span.kind == "SPAN_KIND_PRODUCER"
+            && span
+                .attributes
+                .get("messaging.message.id")
+                .and_then(|value| attribute_text(value))
+                == Some(event_id)
+    })
+}
+
+fn parent_of<'a>(spans: &'a [ExportedSpan], child: &ExportedSpan) -> Option<&'a ExportedSpan> {
+    spans
+        .iter()
+        .find(|span| span.trace_id == child.trace_id && span.span_id == child.parent_span_id)
+}
+
+fn draft_request(title: &str) -> tonic::Request<CreateDraftRequest> {
+    DRAFTER.request(CreateDraftRequest {
+        title: title.to_owned(),
+        category: "REPORT".to_owned(),
+        department: "admin-office".to_owned(),
+        confidentiality: Confidentiality::Internal as i32,
+        content: format!("content of {title}").into_bytes(),
+        media_type: "text/plain".to_owned(),
+    })
+}
+
 fn find<'a>(spans: &'a [ExportedSpan], kind: &str, name: &str) -> Option<&'a ExportedSpan> {
     spans
         .iter()
@@ -210,14 +239,7 @@ async fn one_call_is_one_trace_to_the_archive() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let mut request = DRAFTER.request(CreateDraftRequest {
-        title: "Traced draft".to_owned(),
-        category: "REPORT".to_owned(),
-        department: "admin-office".to_owned(),
-        confidentiality: Confidentiality::Internal as i32,
-        content: b"traced content".to_vec(),
-        media_type: "text/plain".to_owned(),
-    });
+    let mut request = draft_request("Traced draft");
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01")
@@ -230,9 +252,17 @@ async fn one_call_is_one_trace_to_the_archive() {
         .expect("create a draft")
         .into_inner()
         .event_id;
+    // A call without a traceparent starts a trace in the server span, which the outbox row
+    // and the publish span must continue.
+    let untraced_event_id = client
+        .create_draft(draft_request("Untraced draft"))
+        .await
+        .expect("create a draft without a traceparent")
+        .into_inner()
+        .event_id;
     wait_until_archived(
         &archive.address,
-        &[event_id.clone()],
+        &[event_id.clone(), untraced_event_id.clone()],
         Duration::from_secs(30),
     )
     .await;
@@ -244,6 +274,8 @@ async fn one_call_is_one_trace_to_the_archive() {
             && find(spans, "SPAN_KIND_PRODUCER", &publish_name).is_some()
             && find(spans, "SPAN_KIND_CONSUMER", &process_name).is_some()
             && find(spans, "SPAN_KIND_INTERNAL", "archive append").is_some()
+            && publish_of(spans, &untraced_event_id)
+                .is_some_and(|publish| parent_of(spans, publish).is_some())
     })
     .await;
     let server = find(&spans, "SPAN_KIND_SERVER", CREATE_DRAFT).unwrap();
@@ -275,6 +307,13 @@ async fn one_call_is_one_trace_to_the_archive() {
         "process"
     );
 
+    let untraced_publish = publish_of(&spans, &untraced_event_id).unwrap();
+    let untraced_server = parent_of(&spans, untraced_publish).unwrap();
+    assert_ne!(untraced_publish.trace_id, CALLER_TRACE_ID);
+    assert_eq!(untraced_server.kind, "SPAN_KIND_SERVER");
+    assert_eq!(untraced_server.name, CREATE_DRAFT);
+    assert_eq!(untraced_server.parent_span_id, "");
+
     let requests = "trace.grpc.server.requests";
     let published = "trace.outbox.published";
     let create_draft_path = format!("/{CREATE_DRAFT}");
@@ -293,7 +332,7 @@ async fn one_call_is_one_trace_to_the_archive() {
         .unwrap();
     assert_eq!(point_attribute(&request_point, "service"), Some("document"));
     assert_eq!(point_attribute(&request_point, "code"), Some("OK"));
-    assert_eq!(request_point["value"]["AsInt"], 1);
+    assert_eq!(request_point["value"]["AsInt"], 2);
     let publish_point = sum_points(&exports, published)
         .into_iter()
         .find(is_document)
