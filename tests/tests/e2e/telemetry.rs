@@ -252,6 +252,13 @@ async fn one_call_is_one_trace_to_the_archive() {
         .expect("create a draft")
         .into_inner()
         .event_id;
+    let unauthenticated = client
+        .create_draft(tonic::Request::new(
+            draft_request("Anonymous draft").into_inner(),
+        ))
+        .await
+        .expect_err("a call without a bearer token is rejected");
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
     // A call without a traceparent starts a trace in the server span, which the outbox row
     // and the publish span must continue.
     let untraced_event_id = client
@@ -316,23 +323,32 @@ async fn one_call_is_one_trace_to_the_archive() {
 
     let requests = "trace.grpc.server.requests";
     let published = "trace.outbox.published";
+    let denied = "trace.requests.denied";
     let create_draft_path = format!("/{CREATE_DRAFT}");
-    let is_create_draft =
-        |point: &serde_json::Value| point_attribute(point, "method") == Some(&create_draft_path);
+    // Counters are cumulative, and an export taken between the two calls holds 1, so the
+    // test waits for 2.
+    let is_both_drafts = |point: &serde_json::Value| {
+        point_attribute(point, "method") == Some(&create_draft_path)
+            && point_attribute(point, "code") == Some("OK")
+            && point["value"]["AsInt"] == 2
+    };
     let is_document =
         |point: &serde_json::Value| point_attribute(point, "service") == Some("document");
+    let is_missing_token = |point: &serde_json::Value| {
+        point_attribute(point, "method") == Some(&create_draft_path)
+            && point_attribute(point, "reason") == Some("missing_token")
+    };
     let exports = metrics_until(&mut collector, Duration::from_secs(30), |exports| {
-        sum_points(exports, requests).iter().any(is_create_draft)
+        sum_points(exports, requests).iter().any(is_both_drafts)
             && sum_points(exports, published).iter().any(is_document)
+            && sum_points(exports, denied).iter().any(is_missing_token)
     })
     .await;
     let request_point = sum_points(&exports, requests)
         .into_iter()
-        .find(is_create_draft)
+        .find(is_both_drafts)
         .unwrap();
     assert_eq!(point_attribute(&request_point, "service"), Some("document"));
-    assert_eq!(point_attribute(&request_point, "code"), Some("OK"));
-    assert_eq!(request_point["value"]["AsInt"], 2);
     let publish_point = sum_points(&exports, published)
         .into_iter()
         .find(is_document)
@@ -341,6 +357,12 @@ async fn one_call_is_one_trace_to_the_archive() {
         publish_point["value"]["AsInt"].as_i64() >= Some(1),
         "trace.outbox.published counted nothing: {publish_point}"
     );
+    let denied_point = sum_points(&exports, denied)
+        .into_iter()
+        .find(is_missing_token)
+        .unwrap();
+    assert_eq!(point_attribute(&denied_point, "service"), Some("document"));
+    assert_eq!(denied_point["value"]["AsInt"], 1);
     let names = metric_names(&exports);
     for expected in [
         "trace.grpc.server.request.duration",
