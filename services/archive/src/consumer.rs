@@ -3,13 +3,15 @@
 //! receipt for its events.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use trace_proto::event::v1::{ArchivedEvent, Receipt};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::ArchiveSettings;
 use crate::ledger::{self, Incoming, Outcome};
@@ -101,21 +103,42 @@ impl Archiver {
 
     /// Appends one batch, then acknowledges it and sends receipts. On a database failure the
     /// batch is negatively acknowledged so that it comes back after a short delay.
+    ///
+    /// Each message gets a consumer span whose parent is the producer span named by its
+    /// `traceparent` header. The append span of the batch is a child of the first message's
+    /// span and links to the others, because one transaction serves them all.
     async fn process(&self, messages: Vec<jetstream::Message>) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(messages.len());
+        let mut spans = Vec::with_capacity(messages.len());
+        let mut redelivered = 0;
         for message in &messages {
-            let stream_sequence = message.info().map_or(0, |info| info.stream_sequence);
+            let info = message.info().ok();
+            let stream_sequence = info.as_ref().map_or(0, |info| info.stream_sequence);
+            if info.as_ref().is_some_and(|info| info.delivered > 1) {
+                redelivered += 1;
+            }
+            spans.push(self.process_span(message, stream_sequence));
             batch.push(Incoming {
                 stream_sequence,
                 subject: message.subject.to_string(),
                 raw: message.payload.clone(),
             });
         }
+        let metrics = crate::metrics::get();
+        metrics.record_redelivered(redelivered);
 
+        let append_span = append_span(&spans, batch.len());
         let received_at = self.clock.now().timestamp_micros();
-        let outcomes = match ledger::append_batch(&self.db, received_at, &batch).await {
+        let started = Instant::now();
+        let appended = ledger::append_batch(&self.db, received_at, &batch)
+            .instrument(append_span.clone())
+            .await;
+        metrics.record_append(started.elapsed());
+        let outcomes = match appended {
             Ok(outcomes) => outcomes,
             Err(error) => {
+                append_span.record("otel.status_code", "ERROR");
+                append_span.record("error.type", "database");
                 for message in &messages {
                     let _ = message
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -124,6 +147,7 @@ impl Archiver {
                 return Err(anyhow::Error::new(error).context("failed to append a batch"));
             }
         };
+        drop(append_span);
 
         for message in &messages {
             if let Err(error) = message.ack().await {
@@ -132,7 +156,37 @@ impl Archiver {
         }
         self.log_outcomes(&batch, &outcomes);
         self.send_receipts(&outcomes).await;
+        drop(spans);
         Ok(())
+    }
+
+    /// Starts the consumer span of one message, following the OpenTelemetry messaging
+    /// conventions.
+    fn process_span(&self, message: &jetstream::Message, stream_sequence: u64) -> tracing::Span {
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+            .map_or("", |value| value.as_str());
+        let span = tracing::info_span!(
+            parent: None,
+            "process",
+            otel.name = %format!("process {}", message.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = %self.settings.consumer_name,
+            messaging.message.id = %message_id,
+            messaging.message.body.size = message.payload.len(),
+            messaging.nats.stream_sequence = stream_sequence,
+        );
+        trace_runtime::propagation::set_remote_parent(
+            &span,
+            trace_runtime::propagation::extract_nats(message.headers.as_ref()),
+        );
+        span
     }
 
     fn log_outcomes(&self, batch: &[Incoming], outcomes: &[Outcome]) {
@@ -203,4 +257,30 @@ impl Archiver {
             tracing::warn!(%error, "failed to flush acks and receipts");
         }
     }
+}
+
+/// Starts the span of one append transaction: a child of the first message's span, linked to
+/// the span of every other message in the batch.
+fn append_span(message_spans: &[tracing::Span], messages: usize) -> tracing::Span {
+    let parent = message_spans.first().and_then(tracing::Span::id);
+    let span = tracing::info_span!(
+        parent: parent,
+        "archive append",
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        db.operation.name = "append_batch",
+        db.collection.name = "ledger_entry",
+        messaging.batch.message_count = messages,
+    );
+    for message_span in message_spans.iter().skip(1) {
+        let context = message_span.context();
+        let span_context = opentelemetry::trace::TraceContextExt::span(&context)
+            .span_context()
+            .clone();
+        if span_context.is_valid() {
+            span.add_link(span_context);
+        }
+    }
+    span
 }

@@ -13,6 +13,7 @@ pub mod entity;
 pub mod holds;
 pub mod ledger;
 pub mod merkle;
+pub mod metrics;
 pub mod migration;
 pub mod proofs;
 pub mod render;
@@ -56,6 +57,15 @@ pub async fn run(
         clock: clock.clone(),
     };
     runtime.spawn(archiver.run(runtime.shutdown.clone()));
+    if trace_runtime::telemetry::metrics_enabled() {
+        runtime.spawn(metrics::report_gauges(
+            runtime.db.clone(),
+            runtime.jetstream.clone(),
+            config.service.nats.stream_name.clone(),
+            config.archive.consumer_name.clone(),
+            runtime.shutdown.clone(),
+        ));
+    }
 
     let signer = config.checkpoint_signer()?.map(Arc::new);
     match &signer {
@@ -170,8 +180,14 @@ async fn scheduled_backups(
             () = tokio::time::sleep(interval) => {}
         }
         match backups.run(&context).await {
-            Ok((run, _)) if run.manifests.is_empty() => tracing::debug!("backup already current"),
-            Ok((run, _)) => tracing::info!(segments = run.manifests.len(), "scheduled backup done"),
+            Ok((run, _)) if run.manifests.is_empty() => {
+                metrics::get().record_backup(backups.clock.now().timestamp_micros());
+                tracing::debug!("backup already current");
+            }
+            Ok((run, _)) => {
+                metrics::get().record_backup(backups.clock.now().timestamp_micros());
+                tracing::info!(segments = run.manifests.len(), "scheduled backup done");
+            }
             Err(error) => tracing::error!(%error, "scheduled backup failed"),
         }
     }

@@ -399,6 +399,11 @@ impl ArchiveService for Archive {
         let result = verify_range(&self.db, from_sequence as i64, to_sequence as i64)
             .await
             .map_err(ServiceError::from)?;
+        crate::metrics::get().record_verification(
+            result.ok(),
+            result.to_sequence,
+            self.clock.now().timestamp_micros(),
+        );
         if let Some((sequence, reason)) = &result.broken {
             tracing::error!(sequence, %reason, "ledger verification failed");
         }
@@ -604,6 +609,7 @@ impl ArchiveService for Archive {
             .run(&context)
             .await
             .map_err(|error| ServiceError::Internal(error.into()))?;
+        crate::metrics::get().record_backup(self.clock.now().timestamp_micros());
         Ok(Response::new(RunBackupResponse {
             segments: run.manifests.iter().map(|m| m.segment.clone()).collect(),
             from_sequence: run.manifests.first().map_or(0, |m| m.from_sequence as u64),

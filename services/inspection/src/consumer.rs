@@ -10,6 +10,7 @@ use prost::Message;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use trace_proto::event::v1::Envelope;
+use tracing::Instrument;
 
 use crate::config::ConsumerSettings;
 use crate::store::RuleEngine;
@@ -114,31 +115,41 @@ impl RuleConsumer {
         Ok(())
     }
 
+    /// Applies the messages in one transaction. Each message gets a consumer span whose
+    /// parent is the producer span named by its `traceparent` header. The spans end when the
+    /// transaction ends.
     async fn apply_batch(&self, messages: &[jetstream::Message]) -> anyhow::Result<()> {
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let mut applied = 0;
+        let mut spans = Vec::with_capacity(messages.len());
         for message in messages {
             let stream_sequence = message.info().map_or(0, |info| info.stream_sequence);
+            let span = self.process_span(message, stream_sequence);
             let Ok(envelope) = Envelope::decode(message.payload.as_ref()) else {
-                tracing::warn!(stream_sequence, subject = %message.subject, "skipped an undecodable trace message");
+                span.in_scope(|| tracing::warn!(stream_sequence, subject = %message.subject, "skipped an undecodable trace message"));
                 continue;
             };
             if envelope.event_id.is_empty() {
-                tracing::warn!(
-                    stream_sequence,
-                    "skipped a trace message without an event id"
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        stream_sequence,
+                        "skipped a trace message without an event id"
+                    )
+                });
                 continue;
             }
-            if self
+            let applied_event = self
                 .engine
                 .apply_event(&transaction, &envelope, stream_sequence)
-                .await?
-            {
+                .instrument(span.clone())
+                .await?;
+            if applied_event {
                 applied += 1;
             }
+            spans.push(span);
         }
         transaction.commit().await?;
+        drop(spans);
         self.engine.outbox.notify();
         tracing::debug!(
             messages = messages.len(),
@@ -146,5 +157,28 @@ impl RuleConsumer {
             "applied a batch to the rule state"
         );
         Ok(())
+    }
+
+    /// Starts the consumer span of one message, following the OpenTelemetry messaging
+    /// conventions.
+    fn process_span(&self, message: &jetstream::Message, stream_sequence: u64) -> tracing::Span {
+        let span = tracing::info_span!(
+            parent: None,
+            "process",
+            otel.name = %format!("process {}", message.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = %self.settings.name,
+            messaging.message.body.size = message.payload.len(),
+            messaging.nats.stream_sequence = stream_sequence,
+        );
+        trace_runtime::propagation::set_remote_parent(
+            &span,
+            trace_runtime::propagation::extract_nats(message.headers.as_ref()),
+        );
+        span
     }
 }

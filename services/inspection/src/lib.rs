@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod convert;
 pub mod entity;
 pub mod events;
+pub mod metrics;
 pub mod migration;
 pub mod observe;
 pub mod rules;
@@ -150,5 +151,6 @@ async fn sweep_once(
     .await?;
     transaction.commit().await?;
     engine.outbox.notify();
+    metrics::record_findings(&outcome);
     Ok((outcome.raised, overdue.reported.len() as u32))
 }

@@ -32,6 +32,8 @@ const DAILY_CURSOR: &str = "daily_report_obligations";
 pub struct SweepOutcome {
     pub raised: u32,
     pub generated: u32,
+    /// Findings raised per rule, in the order of [`RuleKind::ALL`].
+    pub raised_by_rule: [u32; RuleKind::ALL.len()],
 }
 
 impl RuleEngine {
@@ -52,6 +54,7 @@ impl RuleEngine {
             .all(connection)
             .await?;
         let mut raised = 0;
+        let mut raised_by_rule = [0; RuleKind::ALL.len()];
         for row in due {
             let Some(rule) = RuleKind::from_name(&row.rule) else {
                 continue;
@@ -60,9 +63,16 @@ impl RuleEngine {
             let due = rules::fires(state_of(&row), from_micros(row.due_at), now, enabled);
             if due && self.raise(connection, rule, row).await? {
                 raised += 1;
+                if let Some(index) = RuleKind::ALL.iter().position(|kind| *kind == rule) {
+                    raised_by_rule[index] += 1;
+                }
             }
         }
-        Ok(SweepOutcome { raised, generated })
+        Ok(SweepOutcome {
+            raised,
+            generated,
+            raised_by_rule,
+        })
     }
 
     async fn generate_daily<C: ConnectionTrait>(

@@ -15,7 +15,7 @@ use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower_layer::{Identity, Stack};
+use tower::layer::util::{Identity, Stack};
 use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
 
 use crate::auth::Authenticator;
@@ -23,12 +23,18 @@ use crate::clock::SharedClock;
 use crate::config::ServiceSettings;
 use crate::denials::{DenialLayer, DenialRecorder};
 use crate::directory::Directory;
+use crate::grpc_telemetry::GrpcTelemetryLayer;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::outbox::service::OutboxStatus;
 
-/// The gRPC router every service adds its services to, with the shared layers.
-pub type ServiceRouter = Router<Stack<DenialLayer, Identity>>;
+/// The router that [`ServiceRuntime::serve`] hands to a service to add its gRPC services,
+/// with the shared layers: denial recording outside, telemetry inside.
+pub type ServiceRouter = Router<Stack<DenialLayer, Stack<GrpcTelemetryLayer, Identity>>>;
+
+/// How often the outbox backlog gauges are refreshed while metrics are exported.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Everything a running service shares between its handlers and background tasks.
 #[derive(Debug)]
@@ -44,6 +50,8 @@ pub struct ServiceRuntime {
     pub directory: Arc<Directory>,
     /// Cancelled when the service should stop.
     pub shutdown: CancellationToken,
+    /// Metric instruments labelled with this service's name.
+    pub metrics: Metrics,
     authenticator: Authenticator,
     tasks: TaskTracker,
 }
@@ -62,7 +70,9 @@ impl ServiceRuntime {
             None => Arc::new(Directory::default()),
         };
         // Key problems are configuration errors, so they stop the start before any connection.
-        let authenticator = Authenticator::new(&settings.auth, directory.clone())?;
+        let metrics = Metrics::new(service);
+        let authenticator =
+            Authenticator::new(&settings.auth, directory.clone())?.with_metrics(metrics.clone());
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         tracing::info!(database = %crate::db::redact(&settings.database_url), "database ready");
         let nats = crate::nats::connect(&settings.nats, &format!("trace-{service}")).await?;
@@ -79,6 +89,7 @@ impl ServiceRuntime {
             outbox,
             directory,
             shutdown,
+            metrics,
             authenticator,
             tasks: TaskTracker::new(),
         };
@@ -130,8 +141,18 @@ impl ServiceRuntime {
             self.jetstream.clone(),
             self.settings.nats.clone(),
             self.settings.outbox.clone(),
+            self.metrics.clone(),
         );
         self.spawn(relay.run(self.shutdown.clone()));
+        if crate::telemetry::metrics_enabled() {
+            self.spawn(crate::outbox::service::report_backlog(
+                self.db.clone(),
+                self.clock.clone(),
+                self.metrics.clone(),
+                BACKLOG_INTERVAL,
+                self.shutdown.clone(),
+            ));
+        }
 
         let (client, service, db, clock, shutdown) = (
             self.nats.clone(),
@@ -166,7 +187,8 @@ impl ServiceRuntime {
     }
 
     /// Serves gRPC on `listener` with health, reflection (v1 and v1alpha) and the outbox
-    /// status service, plus the services `add_services` adds. Returns after shutdown, once
+    /// status service, plus the services `add_services` adds. Every call gets a server span
+    /// and request metrics from [`GrpcTelemetryLayer`]. Returns after shutdown, once
     /// in-flight calls and background tasks finished or the grace period ran out.
     pub async fn serve(
         self,
@@ -196,6 +218,7 @@ impl ServiceRuntime {
             server = server.tls_config(crate::tls::server_config(tls)?)?;
         }
         let router = server
+            .layer(GrpcTelemetryLayer::new(self.metrics.clone()))
             .layer(denials.layer())
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -21,6 +21,8 @@ use crate::config::AuthSettings;
 use crate::context::{CORRELATION_HEADER, CallContext, Clearance, Principal, USER_ID_HEADER, role};
 use crate::directory::Directory;
 use crate::error::ServiceError;
+use crate::grpc_telemetry::RpcMethod;
+use crate::metrics::Metrics;
 
 /// Metadata key of the bearer token.
 pub const AUTHORIZATION_HEADER: &str = "authorization";
@@ -104,6 +106,8 @@ pub fn mint_token(
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<Inner>,
+    /// Counts rejected calls; `None` for the development authenticator of tools and tests.
+    metrics: Option<Metrics>,
 }
 
 struct Inner {
@@ -184,7 +188,15 @@ impl Authenticator {
                 leeway_secs: settings.leeway_secs,
                 directory,
             }),
+            metrics: None,
         })
+    }
+
+    /// Counts the calls this authenticator rejects in `metrics`, as
+    /// `trace.requests.denied` with reason `missing_token` or `invalid_token`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Returns the shared authenticator of the default settings: development secret, issuer `trace-dev`,
@@ -206,6 +218,7 @@ impl Authenticator {
                     leeway_secs: settings.leeway_secs,
                     directory: Arc::new(Directory::default()),
                 }),
+                metrics: None,
             }
         });
         DEVELOPMENT.clone()
@@ -225,13 +238,42 @@ impl Authenticator {
     /// Verifies the request's bearer token and stores the caller's [`CallContext`] in the
     /// request extensions. Fails with `UNAUTHENTICATED`, and the message never contains the
     /// token.
+    ///
+    /// When the call runs in a server span with a valid context (an OTLP exporter is
+    /// configured), the context's `traceparent` and `tracestate` are the server span's, so
+    /// that events caused by the call continue its trace. Otherwise they are the incoming
+    /// headers.
     pub fn authenticate(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let context = self.context(request.metadata()).map_err(|error| {
-            tracing::debug!(%error, "rejected a call");
-            Status::from(error)
-        })?;
+        let mut context = match self.context(request.metadata()) {
+            Ok(context) => context,
+            Err(error) => {
+                tracing::debug!(%error, "rejected a call");
+                self.count_rejection(&request);
+                return Err(Status::from(error));
+            }
+        };
+        if let Some(headers) = crate::propagation::headers_of(&tracing::Span::current()) {
+            context.traceparent = headers.traceparent;
+            context.tracestate = headers.tracestate;
+        }
         request.extensions_mut().insert(context);
         Ok(request)
+    }
+
+    fn count_rejection(&self, request: &Request<()>) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let reason = if request.metadata().contains_key(AUTHORIZATION_HEADER) {
+            "invalid_token"
+        } else {
+            "missing_token"
+        };
+        let method = request
+            .extensions()
+            .get::<RpcMethod>()
+            .map_or("", |method| method.0.as_str());
+        metrics.record_denied(method, reason);
     }
 
     /// Builds the call context from request metadata.

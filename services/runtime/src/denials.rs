@@ -12,8 +12,7 @@ use sea_orm::TransactionTrait;
 use tokio::sync::Semaphore;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
-use tower_layer::Layer;
-use tower_service::Service;
+use tower::{Layer, Service};
 use trace_proto::common::v1::{AccessDenied, Confidentiality};
 
 use crate::auth::Authenticator;

@@ -12,4 +12,5 @@ mod logs;
 mod nkey_login;
 mod policy_document;
 mod stack;
+mod telemetry;
 mod tls;

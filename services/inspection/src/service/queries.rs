@@ -180,6 +180,7 @@ impl InspectionHandler {
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let outcome = self.engine.sweep(&transaction).await?;
         self.commit(transaction).await?;
+        crate::metrics::record_findings(&outcome);
         Ok(RunRulesResponse {
             raised: outcome.raised,
             obligations_generated: outcome.generated,

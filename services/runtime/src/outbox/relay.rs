@@ -18,11 +18,14 @@ use sea_orm::{
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Outbox;
 use super::entity::{event, lease};
 use crate::clock::SharedClock;
 use crate::config::{NatsSettings, OutboxSettings};
+use crate::metrics::Metrics;
+use crate::propagation::{self, TRACEPARENT, TRACESTATE};
 
 /// How long a relay holds its lease without renewing it.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -40,6 +43,7 @@ pub struct Relay {
     clock: SharedClock,
     wake: Arc<Notify>,
     holder: String,
+    metrics: Metrics,
 }
 
 /// Result of one relay round.
@@ -56,6 +60,7 @@ impl Relay {
         jetstream: jetstream::Context,
         nats: NatsSettings,
         settings: OutboxSettings,
+        metrics: Metrics,
     ) -> Self {
         Self {
             db: outbox.db().clone(),
@@ -65,6 +70,7 @@ impl Relay {
             clock: outbox.clock().clone(),
             wake: outbox.wake_handle(),
             holder: uuid::Uuid::now_v7().to_string(),
+            metrics,
         }
     }
 
@@ -147,6 +153,8 @@ impl Relay {
                 }
             }
         }
+        self.metrics
+            .record_publishes(round.published as u64, round.failed as u64);
         for (attempts, seqs) in published_by_attempts {
             let due = now + self.receipt_timeout(attempts).as_micros() as i64;
             event::Entity::update_many()
@@ -179,28 +187,50 @@ impl Relay {
             .collect())
     }
 
-    /// Sends every row, then waits for all broker acks.
+    /// Sends every row, then waits for all broker acks. Each publish gets a producer span,
+    /// child of the trace context stored with the row, whose context goes out as the
+    /// `traceparent` header. Without a valid span (no OTLP exporter) the stored context is
+    /// forwarded unchanged.
     async fn publish(&self, rows: &[event::Model]) -> Vec<Result<(), String>> {
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
+            let span = publish_span(row);
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(row.envelope.clone()))
                 .message_id(&row.event_id);
-            if !row.traceparent.is_empty() {
-                message = message.header("traceparent", row.traceparent.as_str());
+            match propagation::headers_of(&span) {
+                Some(headers) => {
+                    message = message.header(TRACEPARENT, headers.traceparent.as_str());
+                    if !headers.tracestate.is_empty() {
+                        message = message.header(TRACESTATE, headers.tracestate.as_str());
+                    }
+                }
+                None if !row.traceparent.is_empty() => {
+                    message = message.header(TRACEPARENT, row.traceparent.as_str());
+                }
+                None => {}
             }
-            pending.push(
-                self.jetstream
-                    .send_publish(row.subject.clone(), message)
-                    .await,
-            );
+            let sent = self
+                .jetstream
+                .send_publish(row.subject.clone(), message)
+                .instrument(span.clone())
+                .await;
+            pending.push((span, sent));
         }
         let mut outcomes = Vec::with_capacity(rows.len());
-        for sent in pending {
+        for (span, sent) in pending {
             let outcome = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|error| error.to_string()),
+                Ok(ack) => std::future::IntoFuture::into_future(ack)
+                    .instrument(span.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| error.to_string()),
                 Err(error) => Err(error.to_string()),
             };
+            if let Err(error) = &outcome {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.as_str());
+            }
             outcomes.push(outcome);
         }
         outcomes
@@ -286,4 +316,25 @@ impl Relay {
             tracing::debug!(error = format!("{error:#}"), "stream not provisioned yet");
         }
     }
+}
+
+/// Starts the producer span of one publish, following the OpenTelemetry messaging
+/// conventions, as a child of the trace context stored with the row.
+fn publish_span(row: &event::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "publish",
+        otel.name = %format!("publish {}", row.subject),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.name = "publish",
+        messaging.operation.type = "send",
+        messaging.destination.name = %row.subject,
+        messaging.message.id = %row.event_id,
+        messaging.message.body.size = row.envelope.len(),
+    );
+    propagation::set_remote_parent(&span, propagation::extract_text(&row.traceparent, ""));
+    span
 }

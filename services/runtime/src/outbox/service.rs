@@ -1,8 +1,12 @@
-//! gRPC `trace.event.v1.OutboxService`: whether a produced event is archived, and the backlog.
+//! gRPC `trace.event.v1.OutboxService`: whether a produced event is archived, and the backlog,
+//! and the task that feeds the backlog gauges.
+
+use std::time::Duration;
 
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 };
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use trace_proto::event::v1::outbox_service_server::OutboxService;
 use trace_proto::event::v1::{
@@ -11,8 +15,9 @@ use trace_proto::event::v1::{
 };
 
 use super::entity::event;
-use crate::clock::{timestamp, timestamp_opt};
+use crate::clock::{SharedClock, timestamp, timestamp_opt};
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 
 /// Serves delivery status from the outbox table.
 #[derive(Debug, Clone)]
@@ -83,4 +88,44 @@ impl OutboxService for OutboxStatus {
             oldest_unarchived_at: oldest.map(|row| timestamp(row.created_at)),
         }))
     }
+}
+
+/// Records the outbox backlog gauges every `interval` until `shutdown` is cancelled: rows
+/// without an archive receipt and the age of the oldest one (zero when there is none).
+pub async fn report_backlog(
+    db: DatabaseConnection,
+    clock: SharedClock,
+    metrics: Metrics,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match backlog(&db).await {
+            Ok((pending, oldest_created_at)) => {
+                let now = clock.now().timestamp_micros();
+                let age_micros = oldest_created_at.map_or(0, |created| now.saturating_sub(created));
+                let age = Duration::from_micros(u64::try_from(age_micros).unwrap_or(0));
+                metrics.record_backlog(pending, age);
+            }
+            Err(error) => tracing::warn!(%error, "failed to read the outbox backlog for metrics"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Counts the rows without a receipt and returns the creation time of the oldest one.
+async fn backlog(db: &DatabaseConnection) -> Result<(u64, Option<i64>), sea_orm::DbErr> {
+    let pending = event::Entity::find()
+        .filter(event::Column::ArchivedAt.is_null())
+        .count(db)
+        .await?;
+    let oldest = event::Entity::find()
+        .filter(event::Column::ArchivedAt.is_null())
+        .order_by_asc(event::Column::Seq)
+        .one(db)
+        .await?;
+    Ok((pending, oldest.map(|row| row.created_at)))
 }
