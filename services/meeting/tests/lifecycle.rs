@@ -324,10 +324,7 @@ impl Service {
         loop {
             let rows = outbox_event::Entity::find().all(&self.db).await?;
             if rows.iter().all(|row| row.published_at.is_some()) {
-                return Ok(rows
-                    .iter()
-                    .filter(|row| row.entity_type != "access")
-                    .count());
+                return Ok(rows.len());
             }
             if started.elapsed() > DEADLINE {
                 let pending = rows.iter().filter(|row| row.published_at.is_none()).count();
