@@ -48,10 +48,32 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .foreign_keys(true)
             .create_if_missing(true)
     });
-    Database::connect(options)
-        .await
-        .map_err(|error| anyhow::anyhow!("failed to connect to database {}: {error}", redact(url)))
+    // Two pools that open one new SQLite file at once can both try to switch it to WAL, and
+    // the loser fails with "database is locked"; a few short retries let the winner finish.
+    let mut attempt = 1;
+    loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => return Ok(db),
+            Err(error)
+                if attempt < CONNECT_ATTEMPTS
+                    && error.to_string().contains("database is locked") =>
+            {
+                tracing::debug!(attempt, %error, "database locked while connecting, retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::anyhow!(
+                    "failed to connect to database {}: {error}",
+                    redact(url)
+                ));
+            }
+        }
+    }
 }
+
+/// Connection attempts when SQLite reports the file locked while opening it.
+const CONNECT_ATTEMPTS: u32 = 5;
 
 /// Starts a write transaction that holds the write lock from its first statement on SQLite.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
