@@ -32,6 +32,7 @@ pub async fn run_backup(
     key: &BackupKey,
     signer: Option<&CheckpointSigner>,
     now_micros: i64,
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<BackupRun, BackupError> {
     let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
     let existing = location.manifests().await?;
@@ -47,6 +48,9 @@ pub async fn run_backup(
         .map_err(database)?
         .map_or(0, |h| h.sequence);
     let mut run = BackupRun::default();
+    let first = next;
+    let total = u64::try_from(head - first + 1).unwrap_or(0);
+    progress(0, total);
 
     while next <= head {
         let to = (next + SEGMENT_ENTRIES as i64 - 1).min(head);
@@ -94,6 +98,7 @@ pub async fn run_backup(
         run.manifests.push(manifest);
         previous_hash = chain_head;
         next = to + 1;
+        progress(u64::try_from(next - first).unwrap_or(0), total);
     }
     Ok(run)
 }
@@ -322,6 +327,8 @@ pub struct Backups {
     pub outbox: trace_runtime::outbox::Outbox,
     pub clock: trace_runtime::clock::SharedClock,
     pub running: tokio::sync::Mutex<()>,
+    /// Where the running backup reports its progress.
+    pub jobs: crate::jobs::JobBoard,
 }
 
 impl Backups {
@@ -332,12 +339,14 @@ impl Backups {
     ) -> Result<(BackupRun, Option<String>), BackupError> {
         let _only_one = self.running.lock().await;
         let now = self.clock.now().timestamp_micros();
+        let job = self.jobs.start("backup", 0, now);
         let run = run_backup(
             &self.db,
             &self.location,
             &self.key,
             self.signer.as_deref(),
             now,
+            &|done, total| job.update(done, total),
         )
         .await?;
         let Some(payload) = backup_event_payload(&run, &self.location, &self.key) else {

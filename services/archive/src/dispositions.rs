@@ -25,6 +25,8 @@ pub struct Dispositions {
     pub zone: chrono_tz::Tz,
     pub clock: SharedClock,
     pub outbox: Outbox,
+    /// Where a running disposition reports its progress.
+    pub jobs: crate::jobs::JobBoard,
 }
 
 fn hold_message(row: legal_hold::Model) -> ServiceResult<Hold> {
@@ -240,8 +242,11 @@ impl Dispositions {
         };
         let event = envelope("archive", context, self.clock.as_ref(), spec);
 
+        let job = self.jobs.start("disposition", sequences.len() as u64, now);
         let txn = trace_runtime::db::begin_write(&self.db).await?;
-        let disposed = retention::remove_payloads(&txn, &sequences).await?;
+        let disposed =
+            retention::remove_payloads(&txn, &sequences, &|done, total| job.update(done, total))
+                .await?;
         let mut active: disposition::ActiveModel = plan.into();
         active.approved_by = Set(Some(context.principal.user_id.clone()));
         active.executed_at = Set(Some(now));

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod dispositions;
 pub mod entity;
 pub mod holds;
+pub mod jobs;
 pub mod ledger;
 pub mod merkle;
 pub mod metrics;
@@ -88,6 +89,7 @@ pub async fn run(
         ));
     }
 
+    let jobs = jobs::JobBoard::default();
     let backups = config.backup_setup()?.map(|(location, key)| {
         tracing::info!(location = %location.url, key_id = %key.key_id, "backups enabled");
         Arc::new(backup_job::Backups {
@@ -98,6 +100,7 @@ pub async fn run(
             outbox: runtime.outbox.clone(),
             clock: runtime.clock.clone(),
             running: tokio::sync::Mutex::new(()),
+            jobs: jobs.clone(),
         })
     });
     if let Some(backups) = &backups
@@ -117,6 +120,7 @@ pub async fn run(
         zone: config.service.time_zone()?,
         clock: runtime.clock.clone(),
         outbox: runtime.outbox.clone(),
+        jobs: jobs.clone(),
     });
     let archive = service::Archive::new(
         runtime.db.clone(),
@@ -124,6 +128,7 @@ pub async fn run(
         runtime.clock.clone(),
         backups,
         dispositions,
+        jobs,
     )?;
     let interceptor = runtime.authenticator().interceptor();
     runtime

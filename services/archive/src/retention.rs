@@ -285,9 +285,11 @@ pub async fn plan(
 pub async fn remove_payloads<C: sea_orm::ConnectionTrait>(
     txn: &C,
     sequences: &[i64],
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, sea_orm::DbErr> {
     let mut removed = 0;
-    for chunk in sequences.chunks(500) {
+    let total = sequences.len() as u64;
+    for (index, chunk) in sequences.chunks(500).enumerate() {
         let result = ledger_entry::Entity::update_many()
             .col_expr(
                 ledger_entry::Column::Payload,
@@ -298,6 +300,7 @@ pub async fn remove_payloads<C: sea_orm::ConnectionTrait>(
             .exec(txn)
             .await?;
         removed += result.rows_affected;
+        progress(((index * 500 + chunk.len()) as u64).min(total), total);
     }
     Ok(removed)
 }

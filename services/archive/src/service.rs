@@ -40,6 +40,7 @@ pub struct Archive {
     clock: SharedClock,
     backups: Option<Arc<Backups>>,
     dispositions: Arc<Dispositions>,
+    jobs: crate::jobs::JobBoard,
 }
 
 impl Archive {
@@ -49,6 +50,7 @@ impl Archive {
         clock: SharedClock,
         backups: Option<Arc<Backups>>,
         dispositions: Arc<Dispositions>,
+        jobs: crate::jobs::JobBoard,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
@@ -57,6 +59,7 @@ impl Archive {
             clock,
             backups,
             dispositions,
+            jobs,
         })
     }
 
@@ -448,6 +451,17 @@ impl ArchiveService for Archive {
             rejected,
             conflicts,
             last_appended_at: last.map(|entry| timestamp(entry.received_at)),
+            jobs: self
+                .jobs
+                .snapshot()
+                .into_iter()
+                .map(|(name, job)| JobProgress {
+                    job: name.to_owned(),
+                    done: job.done,
+                    total: job.total,
+                    started_at: Some(timestamp(job.started_at)),
+                })
+                .collect(),
         }))
     }
 

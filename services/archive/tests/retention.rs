@@ -98,6 +98,7 @@ async fn disposition_spares_held_and_young_records() {
         zone: chrono_tz::Asia::Shanghai,
         clock: clock.clone(),
         outbox: Outbox::new(db.clone(), clock.clone(), 512 * 1024),
+        jobs: trace_archive::jobs::JobBoard::default(),
     };
 
     let scope = HoldScope {

@@ -16,12 +16,10 @@ use crate::progress::Progress;
 /// Asks the archive to back up every entry not yet in its backup location.
 pub async fn backup(address: &str, identity: &Identity, json: bool) -> anyhow::Result<bool> {
     let mut client = connect(address).await?;
-    let progress = Progress::waiting("backup");
-    let response = client
-        .run_backup(identity.request(RunBackupRequest {}))
-        .await;
-    progress.finish();
-    let response = response?.into_inner();
+    let call = client.run_backup(identity.request(RunBackupRequest {}));
+    let response = crate::progress::archive_job(address, identity, "backup", call)
+        .await?
+        .into_inner();
     if json {
         out!(
             "{}",

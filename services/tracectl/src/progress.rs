@@ -134,6 +134,41 @@ impl Progress {
     }
 }
 
+/// Runs `call`, a long job that the archive runs as `job`, and meanwhile polls the
+/// archive's job list every [`POLL_INTERVAL`] to show the job's count, rate and time
+/// remaining. A failed poll only skips one update.
+pub async fn archive_job<T>(
+    address: &str,
+    identity: &crate::Identity,
+    job: &'static str,
+    call: impl Future<Output = T>,
+) -> T {
+    let mut progress = Progress::counted(job, "entries");
+    let mut status = crate::archive::connect(address).await.ok();
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            result = &mut call => {
+                progress.finish();
+                return result;
+            }
+            _ = tick.tick() => {
+                let Some(client) = status.as_mut() else { continue };
+                let request = identity.request(trace_proto::archive::v1::GetLedgerStatusRequest {});
+                if let Ok(response) = client.get_ledger_status(request).await
+                    && let Some(found) = response.into_inner().jobs.iter().find(|running| running.job == job)
+                {
+                    progress.update(found.done, found.total);
+                }
+            }
+        }
+    }
+}
+
+/// Time between two polls of the archive's job list.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
 #[cfg(test)]
 mod tests {
     use super::*;

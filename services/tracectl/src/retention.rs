@@ -264,10 +264,10 @@ pub async fn approve(
     let request = ApproveDispositionRequest {
         plan_id: plan_id.to_owned(),
     };
-    let progress = Progress::waiting("disposition");
-    let result = client.approve_disposition(identity.request(request)).await;
-    progress.finish();
-    let result = result?.into_inner();
+    let call = client.approve_disposition(identity.request(request));
+    let result = crate::progress::archive_job(address, identity, "disposition", call)
+        .await?
+        .into_inner();
     if json {
         out!(
             "{}",
