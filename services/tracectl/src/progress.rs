@@ -137,12 +137,12 @@ impl Progress {
 /// Runs `call`, a long job that the archive runs as `job`, and meanwhile polls the
 /// archive's job list every [`POLL_INTERVAL`] to show the job's count, rate and time
 /// remaining. A failed poll only skips one update.
-pub async fn archive_job<T>(
+pub async fn archive_job<R, E>(
     address: &str,
     identity: &crate::Identity,
     job: &'static str,
-    call: impl Future<Output = T>,
-) -> T {
+    call: impl Future<Output = Result<R, E>>,
+) -> Result<R, E> {
     let mut progress = Progress::counted(job, "entries");
     let mut status = crate::archive::connect(address).await.ok();
     let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -150,6 +150,10 @@ pub async fn archive_job<T>(
     loop {
         tokio::select! {
             result = &mut call => {
+                // The job ended between two polls; a success means every unit is done.
+                if result.is_ok() {
+                    progress.done = progress.total;
+                }
                 progress.finish();
                 return result;
             }
