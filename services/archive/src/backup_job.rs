@@ -327,7 +327,7 @@ pub struct Backups {
     pub outbox: trace_runtime::outbox::Outbox,
     pub clock: trace_runtime::clock::SharedClock,
     pub running: tokio::sync::Mutex<()>,
-    /// Where the running backup reports its progress.
+    /// Job board on which the running backup reports its progress.
     pub jobs: crate::jobs::JobBoard,
 }
 

@@ -25,7 +25,7 @@ pub struct Dispositions {
     pub zone: chrono_tz::Tz,
     pub clock: SharedClock,
     pub outbox: Outbox,
-    /// Where a running disposition reports its progress.
+    /// Job board on which a running disposition reports its progress.
     pub jobs: crate::jobs::JobBoard,
 }
 

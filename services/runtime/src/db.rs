@@ -49,7 +49,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .create_if_missing(true)
     });
     // Two pools that open one new SQLite file at once can both try to switch it to WAL, and
-    // the loser fails with "database is locked"; a few short retries let the winner finish.
+    // the loser fails with "database is locked". A few short retries let the winner finish.
     let mut attempt = 1;
     loop {
         match Database::connect(options.clone()).await {

@@ -481,7 +481,12 @@ impl DocumentHandler {
     ) -> ServiceResult<Option<String>> {
         let caller = context.principal.user_id.as_str();
         let request = match presented {
-            Some(id) => find_access_request(&self.db, id).await.ok(),
+            // A presented id that does not exist is denied below; other failures propagate.
+            Some(id) => match find_access_request(&self.db, id).await {
+                Ok(request) => Some(request),
+                Err(ServiceError::NotFound { .. }) => None,
+                Err(error) => return Err(error),
+            },
             None => self.latest_approval(&document.id, caller).await?,
         };
         let agreement_accepted = agreement::Entity::find_by_id((
@@ -570,8 +575,8 @@ impl DocumentHandler {
         if newest.is_some() {
             return Ok(newest);
         }
-        // Without a current approval, judge by the newest request, so the denial can say
-        // that it is pending, rejected or expired.
+        // Without a current approval, judge by the newest request, so the denial message
+        // names its state: pending, rejected or expired.
         Ok(access_request::Entity::find()
             .filter(access_request::Column::DocumentId.eq(document_id))
             .filter(access_request::Column::RequesterId.eq(requester_id))
