@@ -4,7 +4,8 @@
 //! they did not exist, so a denial never reveals that a record is there.
 
 use sea_orm::{ColumnTrait, QueryFilter, Select};
-use trace_runtime::context::{CallContext, role};
+use trace_proto::common::v1::Confidentiality;
+use trace_runtime::context::{CallContext, Clearance, role};
 use trace_runtime::{ServiceError, ServiceResult};
 
 use crate::entity::ledger_entry;
@@ -30,6 +31,27 @@ pub fn visibility(context: &CallContext) -> Visibility {
     } else {
         Visibility::Own(principal.user_id.clone())
     }
+}
+
+/// Returns true when `context` may read the sealed payload of `entry`: the caller caused it,
+/// or the caller reads the whole ledger and holds a clearance claim at or above the entry's
+/// level. Everyone else sees that the payload is sealed, with its type, and its digest.
+pub fn may_open_payload(context: &CallContext, entry: &ledger_entry::Model) -> bool {
+    let principal = &context.principal;
+    if !principal.user_id.is_empty() && principal.user_id == entry.actor_id {
+        return true;
+    }
+    let required = match Confidentiality::try_from(entry.confidentiality) {
+        Ok(Confidentiality::Secret) => Clearance::Secret,
+        Ok(Confidentiality::Confidential) => Clearance::Confidential,
+        Ok(Confidentiality::Internal) => Clearance::Internal,
+        Ok(Confidentiality::Public) => Clearance::Public,
+        Ok(Confidentiality::Unspecified) | Err(_) => Clearance::Secret,
+    };
+    visibility(context) == Visibility::Whole
+        && context
+            .clearance
+            .is_some_and(|clearance| clearance >= required)
 }
 
 /// Restricts a ledger query to the caller's view.

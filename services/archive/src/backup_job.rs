@@ -224,9 +224,7 @@ fn check_rows(
         if entry.previous_hash != expected_previous || entry_hash(&entry) != entry.entry_hash {
             return Err(format!("entry {sequence} does not verify"));
         }
-        if let Some(payload) = &entry.payload
-            && trace_runtime::blob::sha256_hex(payload) != entry.payload_sha256
-        {
+        if !crate::ledger::payload_matches_digest(&entry) {
             return Err(format!(
                 "entry {sequence} payload does not match its digest"
             ));

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
-use trace_runtime::event::is_subject_token;
+use trace_runtime::event::{envelope_digest, is_sealed_level, is_subject_token};
 
 use crate::entity::{chain_head, conflict, ledger_entry, merkle_hash, rejected};
 use crate::merkle;
@@ -71,17 +71,12 @@ pub fn decode(incoming: &Incoming) -> Result<(Envelope, ledger_entry::Model), St
         .as_ref()
         .and_then(trace_runtime::clock::micros_from_timestamp)
         .ok_or("occurred_at is missing or out of range")?;
-    let payload_type = envelope
-        .payload
-        .as_ref()
-        .map(|any| {
-            any.type_url
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let type_url = match (&envelope.payload, &envelope.sealed_payload) {
+        (Some(any), _) => any.type_url.as_str(),
+        (None, Some(sealed)) => sealed.type_url.as_str(),
+        (None, None) => "",
+    };
+    let payload_type = type_url.rsplit('/').next().unwrap_or_default().to_owned();
     let entry = ledger_entry::Model {
         sequence: 0,
         event_id: envelope.event_id.clone(),
@@ -102,7 +97,7 @@ pub fn decode(incoming: &Incoming) -> Result<(Envelope, ledger_entry::Model), St
         correlation_id: envelope.correlation_id.clone(),
         causation_id: envelope.causation_id.clone(),
         payload_type,
-        payload_sha256: trace_runtime::blob::sha256_hex(&incoming.raw),
+        payload_sha256: envelope_digest(&incoming.raw, envelope.confidentiality),
         payload: Some(incoming.raw.to_vec()),
         previous_hash: String::new(),
         entry_hash: String::new(),
@@ -143,7 +138,26 @@ fn check_envelope(envelope: &Envelope, subject: &str) -> Result<(), String> {
     if envelope.entity_version == 0 || envelope.entity_version > i64::MAX as u64 {
         return Err("entity_version must be positive".to_owned());
     }
+    if envelope.sealed_payload.is_some() {
+        if envelope.payload.is_some() {
+            return Err("payload and sealed_payload are both set".to_owned());
+        }
+        if !is_sealed_level(envelope.confidentiality) {
+            return Err(format!(
+                "sealed_payload is set on a record of confidentiality {}, below CONFIDENTIAL",
+                envelope.confidentiality
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Returns true when the stored payload of `entry` matches its committed digest, or when
+/// disposition has cleared it.
+pub fn payload_matches_digest(entry: &ledger_entry::Model) -> bool {
+    entry.payload.as_ref().is_none_or(|payload| {
+        envelope_digest(payload, entry.confidentiality) == entry.payload_sha256
+    })
 }
 
 /// Computes the entry hash of `entry` from its stored columns and its previous hash.

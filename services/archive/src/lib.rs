@@ -129,7 +129,8 @@ pub async fn run(
         backups,
         dispositions,
         jobs,
-    )?;
+    )?
+    .with_keyring(runtime.keyring.clone());
     let interceptor = runtime.authenticator().interceptor();
     runtime
         .serve(listener, |router| {

@@ -4,6 +4,8 @@
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use trace_proto::event::v1::Envelope;
+use trace_runtime::event::open_payload;
+use trace_runtime::seal::Keyring;
 
 /// Decoder of payloads by their full type name.
 #[derive(Debug, Clone)]
@@ -19,12 +21,32 @@ impl PayloadRenderer {
     }
 
     /// Renders the payload of an encoded envelope as JSON; an unknown type renders as an
-    /// object holding the type and the hex bytes.
-    pub fn render(&self, envelope_bytes: &[u8]) -> String {
+    /// object holding the type and the hex bytes. A sealed payload is opened with `keyring`
+    /// when one is given, and otherwise renders as an object holding its type and
+    /// `"sealed": true`.
+    pub fn render(&self, envelope_bytes: &[u8], keyring: Option<&Keyring>) -> String {
         let Ok(envelope) = Envelope::decode(envelope_bytes) else {
             return String::new();
         };
-        let Some(any) = envelope.payload else {
+        let payload = match (&envelope.sealed_payload, keyring) {
+            (Some(sealed), None) => {
+                return serde_json::json!({ "@type": sealed.type_url, "sealed": true }).to_string();
+            }
+            (Some(sealed), Some(keyring)) => match open_payload(keyring, &envelope) {
+                Ok(payload) => payload,
+                Err(error) => {
+                    tracing::error!(event_id = %envelope.event_id, %error, "failed to open a sealed payload");
+                    return serde_json::json!({
+                        "@type": sealed.type_url,
+                        "sealed": true,
+                        "error": error.to_string(),
+                    })
+                    .to_string();
+                }
+            },
+            (None, _) => envelope.payload,
+        };
+        let Some(any) = payload else {
             return "{}".to_owned();
         };
         let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
@@ -61,7 +83,7 @@ mod tests {
         };
         let json = PayloadRenderer::new()
             .unwrap()
-            .render(&envelope.encode_to_vec());
+            .render(&envelope.encode_to_vec(), None);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["reason"], "審計");
         assert_eq!(value["borrowingId"], "b1");

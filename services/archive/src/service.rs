@@ -18,8 +18,10 @@ use trace_runtime::{ServiceError, ServiceResult, validate};
 use std::sync::Arc;
 
 use trace_runtime::clock::SharedClock;
+use trace_runtime::context::CallContext;
+use trace_runtime::seal::Keyring;
 
-use crate::access::{self, Visibility, restrict, visibility};
+use crate::access::{self, may_open_payload, restrict, visibility};
 use crate::backup_job::Backups;
 use crate::checkpoint::CheckpointSigner;
 use crate::dispositions::Dispositions;
@@ -41,6 +43,8 @@ pub struct Archive {
     backups: Option<Arc<Backups>>,
     dispositions: Arc<Dispositions>,
     jobs: crate::jobs::JobBoard,
+    /// Opens sealed payloads for callers allowed to read them; without it they stay sealed.
+    keyring: Option<Keyring>,
 }
 
 impl Archive {
@@ -55,12 +59,19 @@ impl Archive {
         Ok(Self {
             db,
             renderer: PayloadRenderer::new()?,
+            keyring: None,
             signer,
             clock,
             backups,
             dispositions,
             jobs,
         })
+    }
+
+    /// Opens sealed payloads with `keyring` for callers that [`may_open_payload`] allows.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     fn signer(&self) -> ServiceResult<&CheckpointSigner> {
@@ -74,11 +85,15 @@ impl Archive {
         })
     }
 
-    fn to_entry(&self, row: ledger_entry::Model) -> Entry {
+    fn to_entry(&self, row: ledger_entry::Model, reader: &CallContext) -> Entry {
+        let keyring = self
+            .keyring
+            .as_ref()
+            .filter(|_| may_open_payload(reader, &row));
         let payload_json = row
             .payload
             .as_deref()
-            .map(|bytes| self.renderer.render(bytes))
+            .map(|bytes| self.renderer.render(bytes, keyring))
             .unwrap_or_default();
         Entry {
             sequence: row.sequence as u64,
@@ -169,8 +184,9 @@ impl Archive {
     async fn timeline(
         &self,
         request: &GetTimelineRequest,
-        visibility: &Visibility,
+        reader: &CallContext,
     ) -> ServiceResult<GetTimelineResponse> {
+        let visibility = &visibility(reader);
         let entity_type = validate::token(
             "entity_type",
             &request.entity_type,
@@ -209,7 +225,10 @@ impl Archive {
             _ => String::new(),
         };
         Ok(GetTimelineResponse {
-            entries: rows.into_iter().map(|row| self.to_entry(row)).collect(),
+            entries: rows
+                .into_iter()
+                .map(|row| self.to_entry(row, reader))
+                .collect(),
             next_page_token,
         })
     }
@@ -217,8 +236,9 @@ impl Archive {
     async fn query(
         &self,
         request: &QueryEntriesRequest,
-        visibility: &Visibility,
+        reader: &CallContext,
     ) -> ServiceResult<QueryEntriesResponse> {
+        let visibility = &visibility(reader);
         let limit = page_size(request.page.as_ref())?;
         let after = parse_token(page_token(request.page.as_ref()), 1)?;
         let from = optional_micros("occurred_from", request.occurred_from.as_ref())?;
@@ -281,7 +301,7 @@ impl Archive {
                     } else {
                         None
                     };
-                    let mut entry = self.to_entry(row);
+                    let mut entry = self.to_entry(row, reader);
                     entry.envelope = envelope.unwrap_or_default();
                     entry
                 })
@@ -336,9 +356,8 @@ impl ArchiveService for Archive {
         request: Request<GetTimelineRequest>,
     ) -> Result<Response<GetTimelineResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
-        let visibility = visibility(&context);
         Ok(Response::new(
-            self.timeline(request.get_ref(), &visibility).await?,
+            self.timeline(request.get_ref(), &context).await?,
         ))
     }
 
@@ -347,9 +366,8 @@ impl ArchiveService for Archive {
         request: Request<QueryEntriesRequest>,
     ) -> Result<Response<QueryEntriesResponse>, Status> {
         let context = trace_runtime::context::CallContext::of(&request)?;
-        let visibility = visibility(&context);
         Ok(Response::new(
-            self.query(request.get_ref(), &visibility).await?,
+            self.query(request.get_ref(), &context).await?,
         ))
     }
 
@@ -377,7 +395,7 @@ impl ArchiveService for Archive {
                 ServiceError::not_found("entry", format!("{:?}", request.get_ref().key))
             })?;
         Ok(Response::new(GetEntryResponse {
-            entry: Some(self.to_entry(row)),
+            entry: Some(self.to_entry(row, &context)),
         }))
     }
 

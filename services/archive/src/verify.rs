@@ -102,9 +102,7 @@ fn check_entry(
     if entry_hash(entry) != entry.entry_hash {
         return Some("entry hash does not match the entry's contents".to_owned());
     }
-    if let Some(payload) = &entry.payload
-        && trace_runtime::blob::sha256_hex(payload) != entry.payload_sha256
-    {
+    if !crate::ledger::payload_matches_digest(entry) {
         return Some("payload does not match its committed digest".to_owned());
     }
     None

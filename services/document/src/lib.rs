@@ -18,7 +18,6 @@ use trace_proto::document::v1::document_service_server::DocumentServiceServer;
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::SharedClock;
-use trace_runtime::seal::Keyring;
 
 pub use config::DocumentConfig;
 pub use migration::Migrator;
@@ -38,7 +37,6 @@ pub async fn run(
     config.validate()?;
     let zone = config.service.time_zone()?;
     let blobs = BlobStore::open(&config.service.blob_store_url)?;
-    let keyring = Keyring::load(&config.service.encryption)?;
     let runtime = ServiceRuntime::start::<Migrator>(
         service::SERVICE,
         config.service.clone(),
@@ -46,7 +44,13 @@ pub async fn run(
         shutdown,
     )
     .await?;
-    let handler = DocumentHandler::new(&runtime, blobs, keyring, zone, config.document.clone());
+    let handler = DocumentHandler::new(
+        &runtime,
+        blobs,
+        runtime.keyring.clone(),
+        zone,
+        config.document.clone(),
+    );
 
     let interval = Duration::from_secs(config.document.overdue_check_interval_secs);
     let overdue = service::run_overdue_checks(handler.clone(), interval, runtime.shutdown.clone());

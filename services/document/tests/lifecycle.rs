@@ -1861,8 +1861,14 @@ async fn last_denial(service: &Service) -> Result<DocumentReadDenied> {
         "the last event is {}",
         envelope.action
     );
-    let payload = envelope.payload.context("no payload")?;
+    let payload = opened_payload(&envelope)?;
     Ok(DocumentReadDenied::decode(payload.value.as_slice())?)
+}
+
+/// Returns the payload of an event, opening it with the development key when it is sealed.
+fn opened_payload(envelope: &Envelope) -> Result<prost_types::Any> {
+    let keyring = trace_runtime::seal::Keyring::development();
+    trace_runtime::event::open_payload(&keyring, envelope)?.context("no payload")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1979,7 +1985,8 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
     let rows = service.document_rows().await?;
     let envelope = Envelope::decode(rows.last().context("no rows")?.envelope.as_slice())?;
     assert_eq!(envelope.action, "read");
-    let payload = DocumentRead::decode(envelope.payload.context("no payload")?.value.as_slice())?;
+    assert!(envelope.payload.is_none(), "a confidential read event is sealed");
+    let payload = DocumentRead::decode(opened_payload(&envelope)?.value.as_slice())?;
     assert_eq!(payload.access_request_id, request_id);
 
     // Another user cannot use the borrower's approval.

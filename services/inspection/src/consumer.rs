@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use trace_proto::event::v1::Envelope;
 use tracing::Instrument;
 
+use trace_runtime::seal::Keyring;
+
 use crate::config::ConsumerSettings;
 use crate::store::RuleEngine;
 
@@ -26,6 +28,8 @@ pub struct RuleConsumer {
     pub stream_name: String,
     pub settings: ConsumerSettings,
     pub engine: RuleEngine,
+    /// Opens the sealed payloads of confidential and secret events.
+    pub keyring: Keyring,
 }
 
 impl RuleConsumer {
@@ -125,7 +129,7 @@ impl RuleConsumer {
         for message in messages {
             let stream_sequence = message.info().map_or(0, |info| info.stream_sequence);
             let span = self.process_span(message, stream_sequence);
-            let Ok(envelope) = Envelope::decode(message.payload.as_ref()) else {
+            let Ok(mut envelope) = Envelope::decode(message.payload.as_ref()) else {
                 span.in_scope(|| tracing::warn!(stream_sequence, subject = %message.subject, "skipped an undecodable trace message"));
                 continue;
             };
@@ -137,6 +141,20 @@ impl RuleConsumer {
                     )
                 });
                 continue;
+            }
+            if envelope.sealed_payload.is_some() {
+                match trace_runtime::event::open_payload(&self.keyring, &envelope) {
+                    Ok(payload) => envelope.payload = payload,
+                    // The event still counts for the rules that read only its envelope.
+                    Err(error) => span.in_scope(|| {
+                        tracing::error!(
+                            stream_sequence,
+                            event_id = %envelope.event_id,
+                            %error,
+                            "failed to open a sealed payload; applying the event without it"
+                        )
+                    }),
+                }
             }
             let applied_event = self
                 .engine

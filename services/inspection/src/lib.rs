@@ -91,6 +91,7 @@ fn spawn_rule_tasks(runtime: &ServiceRuntime, config: &InspectionConfig, engine:
         stream_name: config.service.nats.stream_name.clone(),
         settings: config.inspection.consumer.clone(),
         engine: engine.clone(),
+        keyring: runtime.keyring.clone(),
     };
     runtime.spawn(consumer.run(runtime.shutdown.clone()));
     let interval = Duration::from_secs(config.inspection.sweep_interval_secs);

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::outbox::service::OutboxStatus;
+use crate::seal::Keyring;
 
 /// The router that [`ServiceRuntime::serve`] hands to a service to add its gRPC services,
 /// with the shared layers: denial recording outside, telemetry inside.
@@ -52,6 +53,8 @@ pub struct ServiceRuntime {
     pub shutdown: CancellationToken,
     /// Metric instruments labelled with this service's name.
     pub metrics: Metrics,
+    /// Key-encryption keys that seal confidential content and event payloads.
+    pub keyring: Keyring,
     authenticator: Authenticator,
     tasks: TaskTracker,
 }
@@ -73,11 +76,13 @@ impl ServiceRuntime {
         let metrics = Metrics::new(service);
         let authenticator =
             Authenticator::new(&settings.auth, directory.clone())?.with_metrics(metrics.clone());
+        let keyring = Keyring::load(&settings.encryption)?;
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         tracing::info!(database = %crate::db::redact(&settings.database_url), "database ready");
         let nats = crate::nats::connect(&settings.nats, &format!("trace-{service}")).await?;
         let jetstream = crate::nats::jetstream(nats.clone(), Duration::from_secs(5));
-        let outbox = Outbox::new(db.clone(), clock.clone(), settings.outbox.max_event_bytes);
+        let outbox = Outbox::new(db.clone(), clock.clone(), settings.outbox.max_event_bytes)
+            .with_keyring(keyring.clone());
 
         let runtime = Self {
             service,
@@ -90,6 +95,7 @@ impl ServiceRuntime {
             directory,
             shutdown,
             metrics,
+            keyring,
             authenticator,
             tasks: TaskTracker::new(),
         };

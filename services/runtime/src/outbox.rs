@@ -19,6 +19,7 @@ use trace_proto::event::v1::Envelope;
 
 use crate::clock::SharedClock;
 use crate::error::{ServiceError, ServiceResult};
+use crate::seal::Keyring;
 
 pub use entity::event as outbox_event;
 
@@ -29,6 +30,7 @@ pub struct Outbox {
     clock: SharedClock,
     wake: Arc<Notify>,
     max_event_bytes: usize,
+    keyring: Option<Keyring>,
 }
 
 impl Outbox {
@@ -38,7 +40,15 @@ impl Outbox {
             clock,
             wake: Arc::new(Notify::new()),
             max_event_bytes,
+            keyring: None,
         }
+    }
+
+    /// Seals the payloads of CONFIDENTIAL and SECRET events with `keyring` before they are
+    /// written, so that the outbox, the broker and the archive hold only ciphertext.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// Writes `envelope` in the caller's transaction. Call [`Outbox::notify`] after commit.
@@ -47,7 +57,14 @@ impl Outbox {
         txn: &C,
         envelope: &Envelope,
     ) -> ServiceResult<()> {
-        let bytes = envelope.encode_to_vec();
+        let bytes = match &self.keyring {
+            Some(keyring) if crate::event::is_sealed_level(envelope.confidentiality) => {
+                let mut sealed = envelope.clone();
+                crate::event::seal_payload(keyring, &mut sealed);
+                sealed.encode_to_vec()
+            }
+            _ => envelope.encode_to_vec(),
+        };
         if bytes.len() > self.max_event_bytes {
             return Err(ServiceError::invalid(
                 "request",

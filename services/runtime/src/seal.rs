@@ -266,6 +266,20 @@ impl Keyring {
     }
 }
 
+/// Splits a sealed value into its key wrapping (header, key id and wrapped data key) and its
+/// content (nonce and ciphertext), so that the wrapping can be stored outside a digest: a
+/// rewrap then changes only the wrapping. [`join_sealed`] puts the two back together.
+pub fn split_sealed(sealed: &[u8]) -> Result<(&[u8], &[u8]), SealError> {
+    let parts = Parts::parse(sealed)?;
+    let wrapping_len = MAGIC.len() + 1 + parts.key_id.len() + NONCE_BYTES + WRAPPED_KEY_BYTES;
+    Ok(sealed.split_at(wrapping_len))
+}
+
+/// Joins a key wrapping and a content that [`split_sealed`] returned.
+pub fn join_sealed(wrapping: &[u8], content: &[u8]) -> Vec<u8> {
+    [wrapping, content].concat()
+}
+
 fn wrap_aad(key_id: &str) -> Vec<u8> {
     [WRAP_CONTEXT, key_id.as_bytes()].concat()
 }
@@ -320,6 +334,27 @@ mod tests {
             [("k1".to_owned(), [1u8; 32]), ("k2".to_owned(), [2u8; 32])],
             active,
         )
+    }
+
+    #[test]
+    fn split_value_rewraps_without_touching_content() {
+        let sealed = keyring("k1").seal("event-1", b"minutes");
+        let (wrapping, content) = split_sealed(&sealed).expect("split");
+        assert_eq!(join_sealed(wrapping, content), sealed);
+
+        let rewrapped = keyring("k2")
+            .rewrap(&sealed)
+            .expect("rewrap")
+            .expect("changed");
+        let (new_wrapping, new_content) = split_sealed(&rewrapped).expect("split");
+        assert_eq!(new_content, content);
+        assert_ne!(new_wrapping, wrapping);
+        assert_eq!(
+            keyring("k2")
+                .open("event-1", &join_sealed(new_wrapping, content))
+                .expect("open"),
+            b"minutes"
+        );
     }
 
     #[test]

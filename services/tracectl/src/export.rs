@@ -327,12 +327,10 @@ fn check_record(row: &BackupRow, proof: &ProofLine, size: u64, root: Hash) -> an
         trace_archive::ledger::entry_hash(&entry) == entry.entry_hash,
         "record {sequence} was altered: its entry hash does not match its columns"
     );
-    if let Some(payload) = &entry.payload {
-        anyhow::ensure!(
-            trace_runtime::blob::sha256_hex(payload) == entry.payload_sha256,
-            "record {sequence} payload does not match its digest"
-        );
-    }
+    anyhow::ensure!(
+        trace_archive::ledger::payload_matches_digest(&entry),
+        "record {sequence} payload does not match its digest"
+    );
     let hashes = proof
         .proof
         .iter()

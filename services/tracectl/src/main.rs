@@ -62,12 +62,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Rewrap sealed confidential content to the active key-encryption key after a key
-    /// rotation. Reads the blob store directly; the content ciphertext stays unchanged.
+    /// Rewrap sealed confidential content and sealed event payloads to the active
+    /// key-encryption key after a key rotation. Reads blob stores and databases directly, with
+    /// the services stopped; content ciphertext and archived digests stay unchanged.
     Rewrap {
-        /// Blob store URL of the service, for example `file:///var/lib/trace/document/blobs`.
-        #[arg(long)]
-        blob_store: String,
+        /// Blob store URL of a service, for example `file:///var/lib/trace/document/blobs`;
+        /// repeatable.
+        #[arg(long = "blob-store")]
+        blob_stores: Vec<String>,
+        /// Database URL of a service or of the archive, for example
+        /// `sqlite:///var/lib/trace/archive.db`; repeatable. The outbox and the archive's
+        /// ledger are rewrapped.
+        #[arg(long = "database")]
+        databases: Vec<String>,
         /// A key-encryption key as ID=PATH; give the old keys and the new one.
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
@@ -459,11 +466,21 @@ async fn main() {
         Command::Backup => backups::backup(&cli.archive, &identity, cli.json).await,
         Command::BackupKeygen => backups::keygen(),
         Command::Rewrap {
-            blob_store,
+            blob_stores,
+            databases,
             keys,
             active,
             dry_run,
-        } => keys::rewrap(&blob_store, &keys, &active, dry_run, cli.json).await,
+        } => {
+            let request = keys::RewrapRequest {
+                blob_stores: &blob_stores,
+                databases: &databases,
+                keys: &keys,
+                active: &active,
+                dry_run,
+            };
+            keys::rewrap(request, cli.json).await
+        }
         Command::Disposition {
             approve: Some(plan_id),
             ..

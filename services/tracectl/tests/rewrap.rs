@@ -51,7 +51,7 @@ async fn rewrap_moves_sealed_values_to_the_new_key() {
     let dry = run(&["--dry-run"]);
     assert_eq!(
         dry.trim(),
-        "would rewrap 2 of 2 sealed objects to key k2026; 0 already used it"
+        "would rewrap 2 of 2 sealed objects and 0 of 0 sealed event payloads to key k2026; 0 already used it"
     );
     let listed = store.list_sealed().await.unwrap();
     let (record_id, sha) = &listed[0];
@@ -61,7 +61,7 @@ async fn rewrap_moves_sealed_values_to_the_new_key() {
     let done = run(&[]);
     assert_eq!(
         done.trim(),
-        "rewrapped 2 of 2 sealed objects to key k2026; 0 already used it"
+        "rewrapped 2 of 2 sealed objects and 0 of 0 sealed event payloads to key k2026; 0 already used it"
     );
     let only_new = Keyring::from_keys([("k2026".to_owned(), NEW)], "k2026");
     for (record_id, text) in records {
@@ -81,7 +81,7 @@ async fn rewrap_moves_sealed_values_to_the_new_key() {
     let again = run(&[]);
     assert_eq!(
         again.trim(),
-        "rewrapped 0 of 2 sealed objects to key k2026; 2 already used it"
+        "rewrapped 0 of 2 sealed objects and 0 of 0 sealed event payloads to key k2026; 2 already used it"
     );
 }
 

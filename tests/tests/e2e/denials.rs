@@ -206,7 +206,13 @@ async fn every_denied_call_is_archived() {
     let actions: Vec<&str> = timeline.iter().map(|entry| entry.action.as_str()).collect();
     let denied = timeline.last().expect("entries");
     let envelope = trace_proto::event::v1::Envelope::decode(denied.envelope.as_slice()).unwrap();
-    let payload = DocumentReadDenied::decode(envelope.payload.unwrap().value.as_slice()).unwrap();
+    // The document is confidential, so its events carry sealed payloads.
+    assert_eq!(envelope.payload, None);
+    let opened =
+        trace_runtime::event::open_payload(&trace_runtime::seal::Keyring::development(), &envelope)
+            .expect("open the sealed payload")
+            .expect("a payload");
+    let payload = DocumentReadDenied::decode(opened.value.as_slice()).unwrap();
     assert_eq!(actions, ["drafted", "read_denied"]);
     assert!(
         payload.reason.contains("no approved access request"),

@@ -11,6 +11,7 @@ mod holds;
 mod logs;
 mod nkey_login;
 mod policy_document;
+mod sealing;
 mod stack;
 mod telemetry;
 mod tls;
