@@ -8,11 +8,10 @@ use async_nats::jetstream;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
@@ -236,11 +235,11 @@ impl ServiceRuntime {
         let address = listener.local_addr()?;
         tracing::info!(service = self.service, %address, "grpc server listening");
         let shutdown = self.shutdown.clone();
+        // Without TCP_NODELAY, Nagle's algorithm holds a response's last segment until the
+        // client's delayed ACK, which adds about 40 ms to calls on a reused connection.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let served = router
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
-                shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await;
         set_health(&health, self.service, ServingStatus::NotServing).await;
         self.drain().await;
