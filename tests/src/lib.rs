@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+pub mod corpus;
 pub mod moto;
 pub mod nats;
 pub mod postgres;
