@@ -138,20 +138,38 @@ pub fn bad_dates() -> Vec<Case<Date>> {
     ]
 }
 
-/// Timestamps that are not valid instants under the protobuf rules (seconds within
-/// 0001-01-01 to 9999-12-31, nanos 0 to 999,999,999), plus the two ends of that range.
-/// No service takes instants that far from now, so all of them must be rejected.
-pub fn bad_timestamps() -> Vec<Case<Timestamp>> {
+/// Timestamps that are not valid instants under the protobuf rules: seconds outside
+/// 0001-01-01 to 9999-12-31, or nanos outside 0 to 999,999,999. Every field must reject them.
+pub fn invalid_timestamps() -> Vec<Case<Timestamp>> {
     let at = |seconds, nanos| Timestamp { seconds, nanos };
     vec![
-        ("year 1".to_owned(), at(-62_135_596_800, 0)),
-        ("year 9999".to_owned(), at(253_402_300_799, 0)),
+        ("year 0".to_owned(), at(-62_135_596_801, 0)),
+        ("year 10000".to_owned(), at(253_402_300_800, 0)),
+        ("year 287,000".to_owned(), at(9_000_000_000_000, 0)),
+        ("year -283,000".to_owned(), at(-9_000_000_000_000, 0)),
         ("i64::MAX seconds".to_owned(), at(i64::MAX, 0)),
         ("i64::MIN seconds".to_owned(), at(i64::MIN, 0)),
         ("nanos -1".to_owned(), at(1_772_416_800, -1)),
         ("nanos 1e9".to_owned(), at(1_772_416_800, 1_000_000_000)),
         ("i32::MIN nanos".to_owned(), at(1_772_416_800, i32::MIN)),
     ]
+}
+
+/// Returns the first and last valid protobuf instants. Fields with a window around the server
+/// time must reject them; plain filters must accept them.
+pub fn far_timestamps() -> Vec<Case<Timestamp>> {
+    let at = |seconds| Timestamp { seconds, nanos: 0 };
+    vec![
+        ("0001-01-01".to_owned(), at(-62_135_596_800)),
+        ("9999-12-31T23:59:59".to_owned(), at(253_402_300_799)),
+    ]
+}
+
+/// Returns every timestamp of [`invalid_timestamps`] and [`far_timestamps`].
+pub fn bad_timestamps() -> Vec<Case<Timestamp>> {
+    let mut cases = invalid_timestamps();
+    cases.extend(far_timestamps());
+    cases
 }
 
 /// Returns the fields of the `google.rpc.BadRequest` violations of `status`.
@@ -180,6 +198,9 @@ pub enum Expected {
     Precondition(&'static str),
     /// PERMISSION_DENIED.
     Denied,
+    /// OUT_OF_RANGE from the gRPC transport: the encoded request exceeds the server's
+    /// maximum message size, so it never reaches validation.
+    TooLarge,
 }
 
 /// Checks that `result` is the rejection `expected`, with `label` in every assertion message.
@@ -208,6 +229,13 @@ pub fn check_rejection<T: std::fmt::Debug>(
             assert!(status.message().contains(state), "{shown}");
         }
         Expected::Denied => assert_eq!(status.code(), Code::PermissionDenied, "{shown}"),
+        Expected::TooLarge => {
+            assert_eq!(status.code(), Code::OutOfRange, "{shown}");
+            assert!(
+                status.message().contains("message length too large"),
+                "{shown}"
+            );
+        }
     }
     // A message echoes at most a shortened copy of the value, never a whole huge one.
     assert!(status.message().len() < 1024, "{label}: message too long");

@@ -81,9 +81,19 @@ pub fn timestamp_opt(micros: Option<i64>) -> Option<prost_types::Timestamp> {
     micros.map(timestamp)
 }
 
-/// Converts a protobuf timestamp to the stored form, or `None` when it is out of range.
+/// Seconds of 0001-01-01T00:00:00Z, the earliest instant `google.protobuf.Timestamp` allows.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// Seconds of 9999-12-31T23:59:59Z, the latest instant `google.protobuf.Timestamp` allows.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// Converts a protobuf timestamp to the stored form, or `None` when it is outside the range
+/// that `google.protobuf.Timestamp` defines: seconds from 0001-01-01 to 9999-12-31 and nanos
+/// from 0 to 999,999,999.
 pub fn micros_from_timestamp(timestamp: &prost_types::Timestamp) -> Option<i64> {
-    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+    if !(0..1_000_000_000).contains(&timestamp.nanos)
+        || !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&timestamp.seconds)
+    {
         return None;
     }
     timestamp
@@ -138,6 +148,18 @@ mod tests {
             nanos: 1_000_000_000,
         };
         assert_eq!(micros_from_timestamp(&bad), None);
+    }
+
+    #[test]
+    fn timestamp_range_is_year_1_to_9999() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+
+        assert!(micros_from_timestamp(&at(MIN_TIMESTAMP_SECONDS)).is_some());
+        assert!(micros_from_timestamp(&at(MAX_TIMESTAMP_SECONDS)).is_some());
+        assert_eq!(micros_from_timestamp(&at(MIN_TIMESTAMP_SECONDS - 1)), None);
+        assert_eq!(micros_from_timestamp(&at(MAX_TIMESTAMP_SECONDS + 1)), None);
+        // Year 287,000: fits in i64 microseconds, but is no valid protobuf timestamp.
+        assert_eq!(micros_from_timestamp(&at(9_000_000_000_000)), None);
     }
 
     #[test]
