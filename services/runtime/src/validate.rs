@@ -101,6 +101,74 @@ pub fn user_id(field: &str, value: &str) -> ServiceResult<String> {
     )
 }
 
+/// Checks a media type: 1 to 255 characters of the form `type/subtype`, optionally
+/// followed by `;` parameters, where type and subtype are RFC 6838 restricted names.
+pub fn media_type(field: &str, value: &str) -> ServiceResult<String> {
+    let value = line(field, value, 1, 255)?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let well_formed = essence
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| is_media_type_name(kind) && is_media_type_name(subtype));
+    if !well_formed {
+        return Err(ServiceError::invalid(
+            field,
+            &value,
+            "must have the form type/subtype, for example text/plain; charset=utf-8",
+        ));
+    }
+    Ok(value)
+}
+
+/// Returns true for an RFC 6838 restricted name: 1 to 127 characters of letters, digits
+/// and `!#$&-^_.+`, starting with a letter or digit.
+fn is_media_type_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphanumeric())
+        && name.len() <= 127
+        && chars.all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+}
+
+/// Returns true when `media_type` declares UTF-8 text: a `text/*` type without a charset,
+/// or any type with `charset=utf-8`.
+fn declares_utf8_text(media_type: &str) -> bool {
+    let mut parts = media_type.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or_default();
+    let charset = parts.find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    });
+    match charset {
+        Some(charset) => charset == "utf-8" || charset == "utf8",
+        None => essence
+            .split_once('/')
+            .is_some_and(|(kind, _)| kind.eq_ignore_ascii_case("text")),
+    }
+}
+
+/// Checks that content which its media type declares as UTF-8 text is valid UTF-8, so that
+/// readers can display it as declared. Content of other media types may hold any bytes.
+pub fn text_content(field: &str, content: &[u8], media_type: &str) -> ServiceResult<()> {
+    if !declares_utf8_text(media_type) {
+        return Ok(());
+    }
+    match std::str::from_utf8(content) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(ServiceError::invalid(
+            field,
+            &format!("{} bytes of {media_type}", content.len()),
+            format!(
+                "is not valid UTF-8 at byte {}; send UTF-8 text or declare another \
+                 media_type",
+                error.valid_up_to()
+            ),
+        )),
+    }
+}
+
 /// Parses a server-assigned record id (a UUID). A malformed id is an invalid argument,
 /// not a missing record.
 pub fn record_id(field: &str, value: &str) -> ServiceResult<Uuid> {
@@ -210,6 +278,53 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn media_type_needs_type_and_subtype() {
+        for good in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/vnd.ms-excel",
+        ] {
+            assert_eq!(code(media_type("media_type", good)), Code::Ok, "{good}");
+        }
+        for bad in [
+            "",
+            "text",
+            "/plain",
+            "text/",
+            "'; DROP TABLE x; --",
+            "a/b/c",
+            "té/x",
+        ] {
+            assert_eq!(
+                code(media_type("media_type", bad)),
+                Code::InvalidArgument,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_content_checks_declared_utf8_only() {
+        let check = |content: &[u8], media_type: &str| {
+            text_content("content", content, media_type).map_err(|error| error.code())
+        };
+        let invalid = b"abc\x80";
+
+        assert_eq!(check(invalid, "text/plain"), Err(Code::InvalidArgument));
+        assert_eq!(
+            check(invalid, "TEXT/CSV; Charset=\"UTF-8\""),
+            Err(Code::InvalidArgument)
+        );
+        assert_eq!(
+            check(invalid, "application/json; charset=utf-8"),
+            Err(Code::InvalidArgument)
+        );
+        assert_eq!(check(invalid, "text/plain; charset=gbk"), Ok(()));
+        assert_eq!(check(invalid, "application/octet-stream"), Ok(()));
+        assert_eq!(check("全過程".as_bytes(), "text/plain"), Ok(()));
     }
 
     #[test]

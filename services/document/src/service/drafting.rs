@@ -41,72 +41,9 @@ struct ReviewInput {
     opinion: String,
 }
 
-/// Checks a media type: 1 to 255 characters of the form `type/subtype`, optionally
-/// followed by `;` parameters, where type and subtype are RFC 6838 name tokens.
+/// Checks a media type with the shared rules of [`validate::media_type`].
 fn media_type(value: &str) -> ServiceResult<String> {
-    let value = validate::line("media_type", value, 1, 255)?;
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    let well_formed = essence
-        .split_once('/')
-        .is_some_and(|(kind, subtype)| is_media_type_name(kind) && is_media_type_name(subtype));
-    if !well_formed {
-        return Err(ServiceError::invalid(
-            "media_type",
-            &value,
-            "must have the form type/subtype, for example text/plain; charset=utf-8",
-        ));
-    }
-    Ok(value)
-}
-
-/// Returns true for an RFC 6838 type or subtype name: 1 to 127 characters of letters,
-/// digits and `!#$&-^_.+`, starting with a letter or digit.
-fn is_media_type_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphanumeric())
-        && name.len() <= 127
-        && chars.all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-}
-
-/// Returns true when `media_type` declares UTF-8 text: a `text/*` type without a charset,
-/// or any type with `charset=utf-8`.
-fn declares_utf8_text(media_type: &str) -> bool {
-    let mut parts = media_type.split(';').map(str::trim);
-    let essence = parts.next().unwrap_or_default();
-    let charset = parts.find_map(|parameter| {
-        let (name, value) = parameter.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
-    });
-    match charset {
-        Some(charset) => charset == "utf-8" || charset == "utf8",
-        None => essence
-            .split_once('/')
-            .is_some_and(|(kind, _)| kind.eq_ignore_ascii_case("text")),
-    }
-}
-
-/// Checks that content declared as UTF-8 text by its media type is valid UTF-8, so that
-/// readers can display it as declared. Other media types take any bytes.
-fn check_text_content(content: &[u8], media_type: &str) -> ServiceResult<()> {
-    if !declares_utf8_text(media_type) {
-        return Ok(());
-    }
-    match std::str::from_utf8(content) {
-        Ok(_) => Ok(()),
-        Err(error) => Err(ServiceError::invalid(
-            "content",
-            &format!("{} bytes of {media_type}", content.len()),
-            format!(
-                "is not valid UTF-8 at byte {}; send UTF-8 text or declare another \
-                 media_type",
-                error.valid_up_to()
-            ),
-        )),
-    }
+    validate::media_type("media_type", value)
 }
 
 impl DocumentHandler {
@@ -171,7 +108,7 @@ impl DocumentHandler {
             media_type: media_type(&request.media_type)?,
         };
         self.check_content_size(&request.content)?;
-        check_text_content(&request.content, &draft.media_type)?;
+        validate::text_content("content", &request.content, &draft.media_type)?;
 
         let document_id = Uuid::now_v7().to_string();
         let content = std::mem::take(&mut request.content);
@@ -235,7 +172,7 @@ impl DocumentHandler {
             change_summary: validate::text("change_summary", &request.change_summary, 1, 2000)?,
         };
         self.check_content_size(&request.content)?;
-        check_text_content(&request.content, &input.media_type)?;
+        validate::text_content("content", &request.content, &input.media_type)?;
 
         // The level never changes after creation, so reading it before the write is safe.
         let level = super::access::level(&find_document(&self.db, &input.document_id).await?);

@@ -52,11 +52,11 @@ impl MeetingHandler {
     ) -> ServiceResult<(MaterialInput, MaterialSource)> {
         let kind: proto::MaterialKind = validate::enum_value("kind", request.kind)?;
         let completed_at = input::timestamp("completed_at", request.completed_at.as_ref())?;
-        if completed_at > self.now() {
+        if !(0..=self.now()).contains(&completed_at) {
             return Err(ServiceError::invalid(
                 "completed_at",
                 &trace_runtime::clock::from_micros(completed_at).to_rfc3339(),
-                "must not be after the server time",
+                "must be from 1970-01-01 to the server time",
             ));
         }
 
@@ -92,7 +92,8 @@ impl MeetingHandler {
                         format!("must be 1 to {limit} bytes"),
                     ));
                 }
-                let media_type = validate::line("media_type", media_type, 1, 255)?;
+                let media_type = validate::media_type("media_type", media_type)?;
+                validate::text_content("content", &content, &media_type)?;
                 Ok(MaterialSource::Content(content, media_type))
             }
             Some(Source::DocumentId(document_id)) => {
