@@ -82,8 +82,8 @@ fn check_duration(field: &str, start: i64, end: i64) -> ServiceResult<()> {
 }
 
 /// Checks the held times of minutes: the meeting started at most [`EARLY_START_MICROS`]
-/// before its planned start, ended after it started within [`MAX_DURATION_MICROS`], and
-/// ended no later than the server time `now`.
+/// before its planned start and no later than the server time `now`, and ended after it
+/// started within [`MAX_DURATION_MICROS`] and no later than `now`.
 pub fn check_held_times(start: i64, end: i64, planned_start: i64, now: i64) -> ServiceResult<()> {
     if start < planned_start - EARLY_START_MICROS {
         return Err(ServiceError::invalid(
@@ -93,6 +93,13 @@ pub fn check_held_times(start: i64, end: i64, planned_start: i64, now: i64) -> S
                 "must be at most one day before the planned start {}",
                 rfc3339(planned_start)
             ),
+        ));
+    }
+    if start > now {
+        return Err(ServiceError::invalid(
+            "held_start_time",
+            &rfc3339(start),
+            format!("must not be after the server time {}", rfc3339(now)),
         ));
     }
     check_duration("held_end_time", start, end)?;
@@ -473,6 +480,10 @@ mod tests {
                 planned,
                 now
             )),
+            "held_start_time"
+        );
+        assert_eq!(
+            field(check_held_times(now + 1, now + HOUR_MICROS, planned, now)),
             "held_start_time"
         );
     }
