@@ -136,11 +136,11 @@ impl WorklogHandler {
         let micros = micros_from_timestamp(value).ok_or_else(|| {
             ServiceError::invalid("occurred_at", &shown, "is not a valid timestamp")
         })?;
-        if micros > self.now() {
+        if !(0..=self.now()).contains(&micros) {
             return Err(ServiceError::invalid(
                 "occurred_at",
                 &shown,
-                "must not be in the future",
+                "must be from 1970-01-01 to the server time",
             ));
         }
         Ok(micros)
@@ -357,9 +357,11 @@ fn attachments(
                     format!("must be 1 to {MAX_ATTACHMENT_BYTES} bytes"),
                 ));
             }
+            let media_type = validate::media_type(&field("media_type"), &value.media_type)?;
+            validate::text_content(&field("content"), &value.content, &media_type)?;
             Ok(AttachmentInput {
                 file_name: validate::line(&field("file_name"), &value.file_name, 1, 255)?,
-                media_type: validate::line(&field("media_type"), &value.media_type, 1, 255)?,
+                media_type,
                 content: value.content,
             })
         })
