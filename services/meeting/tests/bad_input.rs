@@ -1343,6 +1343,7 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
     let ids = fixture(&service, &mut client).await?;
 
     let cases = rejected_cases(&client, &ids);
+    assert!(cases.len() > 300, "only {} cases", cases.len());
     for (label, expected, call) in cases {
         let before = service.snapshot(&mut client).await?;
 

@@ -1072,7 +1072,9 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
     let mut client = connect(service.address).await?;
     let project = submitted(&mut client, application_request("Stock system")).await?;
 
-    for (label, expected, call) in rejected_cases(&client, &project) {
+    let cases = rejected_cases(&client, &project);
+    assert!(cases.len() > 300, "only {} cases", cases.len());
+    for (label, expected, call) in cases {
         let before = service.snapshot(&mut client).await?;
 
         check_rejection(&label, call.await, expected);
