@@ -131,8 +131,19 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
-/// Checks a subject pattern: dot-separated subject tokens, optionally ending in `.>`.
-fn validate_subject(field: &str, value: &str) -> ServiceResult<String> {
+/// Maximum length of a subject pattern, in bytes (all its characters are ASCII).
+const MAX_SUBJECT_BYTES: usize = 255;
+
+/// Checks a subject pattern: at most [`MAX_SUBJECT_BYTES`] long, dot-separated subject
+/// tokens, optionally ending in `.>`.
+pub(crate) fn validate_subject(field: &str, value: &str) -> ServiceResult<String> {
+    if value.len() > MAX_SUBJECT_BYTES {
+        return Err(ServiceError::invalid(
+            field,
+            value,
+            format!("must be at most {MAX_SUBJECT_BYTES} characters"),
+        ));
+    }
     let prefix = value.strip_suffix(".>").unwrap_or(value);
     let valid = prefix
         .split('.')

@@ -163,6 +163,29 @@ fn parse_token(token: &str, parts: usize) -> ServiceResult<Option<Vec<i64>>> {
     }
 }
 
+/// Checks an entity type: 1 to 64 characters of a-z, 0-9 and '_', as in event subjects.
+fn entity_type(value: &str) -> ServiceResult<String> {
+    validate::token(
+        "entity_type",
+        value,
+        64,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+        "a-z, 0-9 and '_'",
+    )
+}
+
+/// Converts a requested ledger sequence to the stored `i64`. Sequences above `i64::MAX`
+/// cannot exist and would wrap to negative numbers, so they are invalid.
+fn stored_sequence(field: &str, value: u64) -> ServiceResult<i64> {
+    i64::try_from(value).map_err(|_| {
+        ServiceError::invalid(
+            field,
+            &value.to_string(),
+            format!("must be at most {}", i64::MAX),
+        )
+    })
+}
+
 fn optional_micros(
     field: &str,
     value: Option<&prost_types::Timestamp>,
@@ -187,13 +210,7 @@ impl Archive {
         reader: &CallContext,
     ) -> ServiceResult<GetTimelineResponse> {
         let visibility = &visibility(reader);
-        let entity_type = validate::token(
-            "entity_type",
-            &request.entity_type,
-            64,
-            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
-            "a-z, 0-9 and '_'",
-        )?;
+        let entity_type = entity_type(&request.entity_type)?;
         let entity_id = validate::line("entity_id", &request.entity_id, 1, 128)?;
         let limit = page_size(request.page.as_ref())?;
         let after = parse_token(page_token(request.page.as_ref()), 2)?;
@@ -263,7 +280,8 @@ impl Archive {
             query = query.filter(ledger_entry::Column::ActorDepartment.eq(department));
         }
         if !request.entity_type.is_empty() {
-            query = query.filter(ledger_entry::Column::EntityType.eq(request.entity_type.clone()));
+            let entity_type = entity_type(&request.entity_type)?;
+            query = query.filter(ledger_entry::Column::EntityType.eq(entity_type));
         }
         if !request.entity_id.is_empty() {
             let entity_id = validate::line("entity_id", &request.entity_id, 1, 128)?;
@@ -316,20 +334,11 @@ fn subject_filter(
     query: sea_orm::Select<ledger_entry::Entity>,
     subject: &str,
 ) -> ServiceResult<sea_orm::Select<ledger_entry::Entity>> {
+    crate::holds::validate_subject("subject", subject)?;
     let (prefix, wildcard) = match subject.strip_suffix(".>") {
         Some(prefix) => (prefix, true),
         None => (subject, false),
     };
-    let valid = prefix
-        .split('.')
-        .all(trace_runtime::event::is_subject_token);
-    if !valid {
-        return Err(ServiceError::invalid(
-            "subject",
-            subject,
-            "must be dot-separated names of a-z, 0-9 and '_', optionally ending in '.>'",
-        ));
-    }
     Ok(if wildcard {
         // Subject tokens cannot contain LIKE metacharacters other than '_', which the check
         // above allows; escape it so that it matches only itself.
@@ -409,6 +418,8 @@ impl ArchiveService for Archive {
             from_sequence,
             to_sequence,
         } = *request.get_ref();
+        let from = stored_sequence("from_sequence", from_sequence)?;
+        let to = stored_sequence("to_sequence", to_sequence)?;
         if to_sequence != 0 && to_sequence < from_sequence {
             return Err(ServiceError::invalid(
                 "to_sequence",
@@ -417,7 +428,7 @@ impl ArchiveService for Archive {
             )
             .into());
         }
-        let result = verify_range(&self.db, from_sequence as i64, to_sequence as i64)
+        let result = verify_range(&self.db, from, to)
             .await
             .map_err(ServiceError::from)?;
         crate::metrics::get().record_verification(
