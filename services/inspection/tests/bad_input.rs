@@ -104,7 +104,8 @@ fn finding_request(inspection_id: &str, description: &str) -> RecordFindingReque
     }
 }
 
-/// Department lists: the list field names a count error, an entry names its index.
+/// Builds bad department lists with the suffix of the field each must be rejected on: the
+/// list itself for a count error, or the index of the bad entry.
 fn bad_department_lists() -> Vec<(String, Vec<String>, &'static str)> {
     let mut cases = vec![
         ("no departments".to_owned(), Vec::new(), ""),
@@ -130,7 +131,7 @@ fn bad_department_lists() -> Vec<(String, Vec<String>, &'static str)> {
     cases
 }
 
-/// Process lists, with the same field suffixes as [`bad_department_lists`].
+/// Builds bad process lists, with field suffixes as in [`bad_department_lists`].
 fn bad_process_lists() -> Vec<(String, Vec<i32>, &'static str)> {
     let documents = Process::Documents as i32;
     let mut cases = vec![

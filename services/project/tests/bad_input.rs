@@ -46,6 +46,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 type Client = ProjectServiceClient<Channel>;
 type Call = Pin<Box<dyn Future<Output = Result<(), Status>> + Send>>;
+type ApplicationSetter = fn(&mut SubmitApplicationRequest, String);
+type SummarySetter = fn(&mut SubmitSummaryRequest, String);
 
 /// The project service running in this process on a SQLite file.
 struct Service {
@@ -265,7 +267,7 @@ fn application_cases(
         ));
     }
     for (label, value) in bad_text(1, 4000, false) {
-        let sections: [(&str, fn(&mut SubmitApplicationRequest, String)); 4] = [
+        let sections: [(&str, ApplicationSetter); 4] = [
             ("background", |r, v| r.background = v),
             ("goals", |r, v| r.goals = v),
             ("resource_needs", |r, v| r.resource_needs = v),
@@ -979,7 +981,7 @@ fn rejected_cases(client: &Client, project: &str) -> Vec<(String, Expected, Call
 
     // SubmitSummary.
     for (label, value) in bad_text(1, 8000, false) {
-        let sections: [(&'static str, fn(&mut SubmitSummaryRequest, String)); 3] = [
+        let sections: [(&'static str, SummarySetter); 3] = [
             ("lessons", |r, v| r.lessons = v),
             ("results", |r, v| r.results = v),
             ("shortcomings", |r, v| r.shortcomings = v),
