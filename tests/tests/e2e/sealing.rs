@@ -47,12 +47,17 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let path = entry.expect("folder entry").path();
             if path.is_dir() {
                 folders.push(path);
-            } else if std::fs::read(&path)
-                .expect("read a file")
-                .windows(needle.len())
-                .any(|window| window == needle)
-            {
-                found.push(path);
+            } else {
+                // nats-server replaces store files while it runs, so a listed file may be
+                // gone by the time it is read.
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => panic!("read {}: {error}", path.display()),
+                };
+                if bytes.windows(needle.len()).any(|window| window == needle) {
+                    found.push(path);
+                }
             }
         }
     }
