@@ -47,11 +47,15 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let path = entry.expect("folder entry").path();
             if path.is_dir() {
                 folders.push(path);
-            } else if std::fs::read(&path)
-                .expect("read a file")
-                .windows(needle.len())
-                .any(|window| window == needle)
-            {
+                continue;
+            }
+            // SQLite removes its -shm and -wal files when the last connection closes.
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => panic!("failed to read {}: {error}", path.display()),
+            };
+            if bytes.windows(needle.len()).any(|window| window == needle) {
                 found.push(path);
             }
         }
