@@ -1985,7 +1985,10 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
     let rows = service.document_rows().await?;
     let envelope = Envelope::decode(rows.last().context("no rows")?.envelope.as_slice())?;
     assert_eq!(envelope.action, "read");
-    assert!(envelope.payload.is_none(), "a confidential read event is sealed");
+    assert!(
+        envelope.payload.is_none(),
+        "a confidential read event is sealed"
+    );
     let payload = DocumentRead::decode(opened_payload(&envelope)?.value.as_slice())?;
     assert_eq!(payload.access_request_id, request_id);
 

@@ -60,7 +60,7 @@ fn key_files(keys: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// What to rewrap and how.
+/// Locations to rewrap, keys and mode of one `tracectl rewrap` run.
 #[derive(Debug)]
 pub struct RewrapRequest<'a> {
     pub blob_stores: &'a [String],

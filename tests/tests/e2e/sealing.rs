@@ -160,11 +160,12 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
 
     let sealed_event =
         create_draft(&document.address, SEALED_MARKER, Confidentiality::Secret).await;
-    let plain_event = create_draft(&document.address, PLAIN_MARKER, Confidentiality::Internal).await;
+    let plain_event =
+        create_draft(&document.address, PLAIN_MARKER, Confidentiality::Internal).await;
     let produced = [sealed_event.clone(), plain_event.clone()];
     wait_until_archived(&archive.address, &produced, Duration::from_secs(30)).await;
 
-    // The auditor without a clearance claim sees that the payload is sealed, not its text.
+    // For the auditor without a clearance claim, the entry shows a sealed payload, not its text.
     let hidden = entry_as(&archive.address, AUDITOR, None, &sealed_event).await;
     let hidden_json: serde_json::Value =
         serde_json::from_str(&hidden.payload_json).expect("payload JSON");
@@ -179,7 +180,11 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
         &sealed_event,
     )
     .await;
-    assert!(cleared.payload_json.contains(SEALED_MARKER), "{}", cleared.payload_json);
+    assert!(
+        cleared.payload_json.contains(SEALED_MARKER),
+        "{}",
+        cleared.payload_json
+    );
     let below = entry_as(
         &archive.address,
         AUDITOR,
@@ -196,8 +201,8 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
     document.stop().await;
     archive.stop().await;
 
-    // Neither the archive's files nor the broker's store hold the sealed title; the internal
-    // title is found, which shows that the scans read the right files.
+    // Neither the archive's files nor the broker's store contain the sealed title. The
+    // internal title is found, which shows that the scans read the right files.
     let archive_files: Vec<PathBuf> = files_containing(dir.path(), SEALED_MARKER.as_bytes())
         .into_iter()
         .filter(|path| !path.to_string_lossy().contains("document.db"))
@@ -213,7 +218,7 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
             .iter()
             .any(|path| path.to_string_lossy().contains("archive.db"))
     );
-    // The document's outbox holds the event sealed too.
+    // The document's outbox contains the event sealed too.
     let envelopes = outbox_envelopes(&dir.path().join("document.db")).await;
     assert_eq!(envelopes.len(), 2);
     let sealed_rows = envelopes
