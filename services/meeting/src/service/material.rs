@@ -9,6 +9,7 @@ use trace_proto::meeting::v1::add_material_request::Source;
 use trace_runtime::clock::timestamp;
 use trace_runtime::context::{CallContext, role};
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -155,7 +156,7 @@ impl MeetingHandler {
         (content, document_id): &(Option<BlobRef>, Option<String>),
     ) -> AttemptResult<proto::AddMaterialResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &material.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &material.meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::AddMaterial)?;
         let caller = &context.principal.user_id;
         let attendees = load_attendees(&txn, &loaded.id).await?;
@@ -189,7 +190,8 @@ impl MeetingHandler {
             added_by: caller.clone(),
             added_at: self.now(),
         };
-        material::Entity::insert(material::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        material::Entity::insert(material::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
 
@@ -252,12 +254,14 @@ impl MeetingHandler {
         review: &ReviewInput,
     ) -> AttemptResult<proto::ReviewMaterialResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &review.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &review.meeting_id).await?;
         let material = material::Entity::find_by_id(review.material_id.clone())
             .filter(material::Column::MeetingId.eq(loaded.id.as_str()))
             .one(&txn)
             .await?
-            .ok_or_else(|| ServiceError::not_found("material", &review.material_id))?;
+            .ok_or_else(|| ServiceError::not_found("material", &review.material_id))?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         check_meeting_step(&loaded, MeetingAction::ReviewMaterial)?;
         check_reviewer(context, &loaded.organiser_id, &material)?;
         if material.review_state != ReviewState::Pending {
@@ -278,7 +282,10 @@ impl MeetingHandler {
             reviewed_at: Some(now),
             ..material
         };
-        material::Entity::update(material::ActiveModel::from(reviewed.clone()).reset_all())
+        let stored = reviewed
+            .clone()
+            .sealed(&self.keyring, loaded.confidentiality);
+        material::Entity::update(material::ActiveModel::from(stored).reset_all())
             .exec(&txn)
             .await?;
 
