@@ -1669,7 +1669,7 @@ struct MarkedMeeting {
 }
 
 /// Plans a meeting and a meeting to cancel at `level`, with `marker` in every free-text field
-/// that the plan, a revision, a material review and a cancellation write.
+/// that the plan, a revision, material content, a material review and a cancellation write.
 async fn plan_marked(
     client: &mut Client,
     level: Confidentiality,
@@ -1705,7 +1705,7 @@ async fn plan_marked(
         kind: MaterialKind::Report as i32,
         author_id: OWNER.to_owned(),
         completed_at: at(-2),
-        source: Some(Source::Content(b"budget figures".to_vec())),
+        source: Some(Source::Content(format!("Material {marker}").into_bytes())),
         media_type: "text/plain; charset=utf-8".to_owned(),
     };
     let material = record(
@@ -1913,7 +1913,7 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
 
     // No database file, blob or broker file holds the plaintext of a confidential or secret
     // meeting. The internal meeting's text is stored as it is, which shows that the scan
-    // reads the database.
+    // reads the database and the blobs.
     let data = service._data.path().to_path_buf();
     for meeting in &meetings[..2] {
         let marker = meeting.marker.as_bytes();
@@ -1929,6 +1929,17 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
             .iter()
             .any(|path| path.to_string_lossy().contains("meeting.db")),
         "{internal:?}"
+    );
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.starts_with(data.join("blobs"))),
+        "{internal:?}"
+    );
+    let sealed_materials = std::fs::read_dir(data.join("blobs/sealed"))?.count();
+    assert_eq!(
+        sealed_materials, 2,
+        "one sealed material per confidential meeting"
     );
     service.stop().await
 }

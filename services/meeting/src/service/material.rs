@@ -6,9 +6,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use trace_proto::common::v1::BlobRef;
 use trace_proto::meeting::v1 as proto;
 use trace_proto::meeting::v1::add_material_request::Source;
+use trace_runtime::blob::sha256_hex;
 use trace_runtime::clock::timestamp;
 use trace_runtime::context::{CallContext, role};
-use trace_runtime::event::pack;
+use trace_runtime::event::{is_sealed_level, pack};
 use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
@@ -114,12 +115,31 @@ impl MeetingHandler {
 
     /// Stores content before the transaction. Blobs are content-addressed, so a blob left
     /// behind by a call that fails later is harmless and reused by the next identical upload.
+    /// Content of a CONFIDENTIAL or SECRET meeting is sealed for the material id instead, at
+    /// `sealed/<material id>/<sha256>` of the blob store.
     async fn store_content(
         &self,
         source: MaterialSource,
+        material_id: &str,
+        confidentiality: i32,
     ) -> ServiceResult<(Option<BlobRef>, Option<String>)> {
         match source {
             MaterialSource::Document(document_id) => Ok((None, Some(document_id))),
+            MaterialSource::Content(content, media_type) if is_sealed_level(confidentiality) => {
+                let blob = BlobRef {
+                    sha256: sha256_hex(&content),
+                    size_bytes: content.len() as u64,
+                    media_type,
+                };
+                let sealed = self.keyring.seal(material_id, &content);
+                self.blobs
+                    .put_sealed(material_id, &blob.sha256, sealed)
+                    .await
+                    .map_err(|error| {
+                        ServiceError::Internal(error.context("failed to store material content"))
+                    })?;
+                Ok((Some(blob), None))
+            }
             MaterialSource::Content(content, media_type) => {
                 let blob = self
                     .blobs
@@ -139,9 +159,14 @@ impl MeetingHandler {
         request: proto::AddMaterialRequest,
     ) -> ServiceResult<proto::AddMaterialResponse> {
         let (material, source) = self.parse_material(request)?;
-        let stored = self.store_content(source).await?;
-
+        // The level is fixed when the meeting is planned, so reading it before the
+        // transaction is safe.
+        let meeting = find_meeting(&self.keyring, &self.db, &material.meeting_id).await?;
         let material_id = Uuid::now_v7().to_string();
+        let stored = self
+            .store_content(source, &material_id, meeting.confidentiality)
+            .await?;
+
         with_retries("add material", || {
             self.try_add_material(context, &material_id, &material, &stored)
         })
