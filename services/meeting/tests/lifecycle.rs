@@ -37,6 +37,7 @@ use trace_proto::meeting::v1::*;
 use trace_runtime::clock::{ManualClock, timestamp};
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
+use trace_runtime::seal::EncryptionSettings;
 
 const ORGANISER: &str = "li.na";
 const TAKER: &str = "chen.qi";
@@ -197,6 +198,22 @@ impl Service {
         database_url: Option<&str>,
         interval_secs: u64,
     ) -> Result<Self> {
+        Self::start_with(
+            nats_url,
+            database_url,
+            interval_secs,
+            EncryptionSettings::default(),
+        )
+        .await
+    }
+
+    /// Starts the service with the key-encryption keys of `encryption`.
+    async fn start_with(
+        nats_url: &str,
+        database_url: Option<&str>,
+        interval_secs: u64,
+        encryption: EncryptionSettings,
+    ) -> Result<Self> {
         let data = tempfile::Builder::new()
             .prefix("meeting-service-")
             .tempdir()?;
@@ -213,6 +230,7 @@ impl Service {
         config.service.outbox.poll_interval_ms = 50;
         config.service.shutdown_grace_secs = 2;
         config.meeting.overdue_check_interval_secs = interval_secs;
+        config.service.encryption = encryption;
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -1941,5 +1959,113 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
         sealed_materials, 2,
         "one sealed material per confidential meeting"
     );
+    service.stop().await
+}
+
+/// Writes a 32-byte key of `byte` as hex and returns the encryption settings with that key
+/// file as the only and active key.
+fn key_file(folder: &std::path::Path, id: &str, byte: u8) -> Result<(String, String)> {
+    let path = folder.join(format!("{id}.hex"));
+    std::fs::write(&path, hex::encode([byte; 32]))?;
+    Ok((id.to_owned(), path.display().to_string()))
+}
+
+fn encryption(keys: &[(String, String)], active: &str) -> EncryptionSettings {
+    EncryptionSettings {
+        key_files: keys.iter().cloned().collect(),
+        active_key_id: Some(active.to_owned()),
+        allow_development_key: false,
+    }
+}
+
+/// Runs `tracectl rewrap` on `database_url` from the old key to the new one and returns
+/// its standard output.
+fn run_rewrap(database_url: &str, keys: &[(String, String)]) -> Result<String> {
+    // The test binary is in `target/debug/deps`; `cargo build --workspace --bins` puts
+    // tracectl in `target/debug`.
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("test binary folder")?
+        .join("tracectl");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found; run cargo build --workspace --bins first",
+        binary.display()
+    );
+    let mut command = Command::new(&binary);
+    command.args(["rewrap", "--database", database_url, "--active", "k2026"]);
+    for (id, path) in keys {
+        command.args(["--key", &format!("{id}={path}")]);
+    }
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "tracectl rewrap failed: {output:?}"
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_keeps_sealed_text_readable() -> Result<()> {
+    let nats = Nats::start()?;
+    let folder = tempfile::Builder::new()
+        .prefix("meeting-rewrap-")
+        .tempdir()?;
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        folder.path().join("meeting.db").display()
+    );
+    let old = key_file(folder.path(), "k2025", 0x11)?;
+    let new = key_file(folder.path(), "k2026", 0x22)?;
+
+    let service = Service::start_with(
+        &nats.url(),
+        Some(&database_url),
+        3600,
+        encryption(std::slice::from_ref(&old), "k2025"),
+    )
+    .await?;
+    let mut client = service.client().await?;
+    let meeting = plan_marked(&mut client, Confidentiality::Secret, "marker-77c0 轮换").await?;
+    service.clock.advance(chrono::Duration::hours(27));
+    follow_up_marked(&mut client, &meeting).await?;
+    service.wait_until_published().await?;
+    let before = minutes::Entity::find().one(&service.db).await?;
+    let before = before.context("minutes row")?.discussions;
+    service.stop().await?;
+
+    // Every sealed text value of the two secret meetings moves to the new key: four agenda
+    // items, a plan revision, a material review, two minutes columns, a confirmation, a
+    // cancel reason, two resolutions, three update columns and two delay columns.
+    let keys = [old, new.clone()];
+    let output = run_rewrap(&database_url, &keys)?;
+    assert!(
+        output.contains("rewrapped 17 of 17 sealed text values to key k2026"),
+        "{output}"
+    );
+    let again = run_rewrap(&database_url, &keys)?;
+    assert!(
+        again.contains("rewrapped 0 of 17 sealed text values to key k2026"),
+        "{again}"
+    );
+
+    // The service with only the new key reads the same plaintext.
+    let service = Service::start_with(
+        &nats.url(),
+        Some(&database_url),
+        3600,
+        encryption(&[new], "k2026"),
+    )
+    .await?;
+    let after = minutes::Entity::find().one(&service.db).await?;
+    let after = after.context("minutes row")?.discussions;
+    assert_ne!(after, before);
+    assert!(
+        after.starts_with(trace_runtime::sealed_text::PREFIX),
+        "{after}"
+    );
+    let mut client = service.client().await?;
+    check_marked_plaintext(&mut client, &meeting).await?;
     service.stop().await
 }
