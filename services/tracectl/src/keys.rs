@@ -67,7 +67,7 @@ struct SealedTextTable {
 const ID_KEY: &[(&str, KeyType)] = &[("id", KeyType::Text)];
 
 /// Builds a [`SealedTextTable`] entry in the prefixed base64 encoding.
-const fn sealed_text(
+const fn sealed_table(
     table: &'static str,
     key: &'static [(&'static str, KeyType)],
     columns: &'static [&'static str],
@@ -84,13 +84,13 @@ const fn sealed_text(
 /// must match the `sealed_text_columns!` declaration in the service's `sealing` module.
 const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
     // Meeting service.
-    sealed_text("meetings", ID_KEY, &["cancel_reason"]),
-    sealed_text(
+    sealed_table("meetings", ID_KEY, &["cancel_reason"]),
+    sealed_table(
         "agenda_items",
         &[("meeting_id", KeyType::Text), ("number", KeyType::Integer)],
         &["title"],
     ),
-    sealed_text(
+    sealed_table(
         "plan_revisions",
         &[
             ("meeting_id", KeyType::Text),
@@ -98,13 +98,13 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
         &["change_summary"],
     ),
-    sealed_text("materials", ID_KEY, &["review_opinion"]),
-    sealed_text(
+    sealed_table("materials", ID_KEY, &["review_opinion"]),
+    sealed_table(
         "minutes",
         &[("meeting_id", KeyType::Text), ("version", KeyType::Integer)],
         &["discussions", "change_summary"],
     ),
-    sealed_text(
+    sealed_table(
         "minutes_confirmations",
         &[
             ("meeting_id", KeyType::Text),
@@ -113,8 +113,8 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
         &["comment"],
     ),
-    sealed_text("resolutions", ID_KEY, &["decision_text"]),
-    sealed_text(
+    sealed_table("resolutions", ID_KEY, &["decision_text"]),
+    sealed_table(
         "resolution_updates",
         &[
             ("resolution_id", KeyType::Text),
@@ -122,14 +122,14 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
         &["progress_note", "problems", "solutions"],
     ),
-    sealed_text("delay_requests", ID_KEY, &["reason", "opinion"]),
+    sealed_table("delay_requests", ID_KEY, &["reason", "opinion"]),
     // Project service.
-    sealed_text(
+    sealed_table(
         "applications",
         &[("project_id", KeyType::Text), ("round", KeyType::Integer)],
         &["background", "goals", "resource_needs", "expected_results"],
     ),
-    sealed_text(
+    sealed_table(
         "application_tasks",
         &[
             ("project_id", KeyType::Text),
@@ -138,7 +138,7 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
         &["description"],
     ),
-    sealed_text(
+    sealed_table(
         "approvals",
         &[
             ("project_id", KeyType::Text),
@@ -147,23 +147,23 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
         &["opinion"],
     ),
-    sealed_text(
+    sealed_table(
         "decisions",
         ID_KEY,
         &["process", "reason", "content", "approval_opinion"],
     ),
-    sealed_text("document_updates", ID_KEY, &["summary"]),
-    sealed_text(
+    sealed_table("document_updates", ID_KEY, &["summary"]),
+    sealed_table(
         "progress_reports",
         ID_KEY,
         &["progress", "problems", "solutions"],
     ),
-    sealed_text(
+    sealed_table(
         "summaries",
         &[("project_id", KeyType::Text)],
         &["lessons", "results", "shortcomings"],
     ),
-    sealed_text(
+    sealed_table(
         "acceptances",
         ID_KEY,
         &[
@@ -173,7 +173,7 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
             "open_issues",
         ],
     ),
-    sealed_text(
+    sealed_table(
         "acceptance_members",
         &[
             ("acceptance_id", KeyType::Text),
@@ -182,7 +182,29 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         &["opinion", "open_issues"],
     ),
     // Worklog service.
-    sealed_text("communications", ID_KEY, &["content", "outcome", "notice"]),
+    sealed_table("communications", ID_KEY, &["content", "outcome", "notice"]),
+    // Document service.
+    sealed_table("reviews", ID_KEY, &["opinion"]),
+    sealed_table(
+        "revisions",
+        &[
+            ("document_id", KeyType::Text),
+            ("revision", KeyType::Integer),
+        ],
+        &["change_summary"],
+    ),
+    sealed_table(
+        "borrowings",
+        ID_KEY,
+        &[
+            "reason",
+            "approver_opinion",
+            "condition_note",
+            "loss_description",
+            "handling_result",
+        ],
+    ),
+    sealed_table("access_requests", ID_KEY, &["purpose", "opinion"]),
 ];
 
 /// Counts of one rewrap run.
