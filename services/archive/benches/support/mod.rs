@@ -41,5 +41,6 @@ pub fn envelope(index: u64) -> Envelope {
         causation_id: String::new(),
         trace_context: None,
         payload: Some(trace_runtime::event::pack(&payload)),
+        sealed_payload: None,
     }
 }
