@@ -50,7 +50,7 @@ enum KeyType {
 #[derive(Debug, Clone, Copy)]
 enum TextEncoding {
     /// `trace_runtime::sealed_text`: the prefix `trseal1:` and the base64 of a sealed value
-    /// bound to `"{table}.{column}:{key}"`, in a text column that also holds plaintext.
+    /// bound to `"{table}.{column}:{key}"`, in a text column that may also contain plaintext.
     PrefixedBase64,
 }
 

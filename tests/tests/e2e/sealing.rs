@@ -156,7 +156,8 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
 
     let sealed_event =
         create_draft(&document.address, SEALED_MARKER, Confidentiality::Secret).await;
-    let plain_event = create_draft(&document.address, PLAIN_MARKER, Confidentiality::Internal).await;
+    let plain_event =
+        create_draft(&document.address, PLAIN_MARKER, Confidentiality::Internal).await;
     let produced = [sealed_event.clone(), plain_event.clone()];
     wait_until_archived(&archive.address, &produced, Duration::from_secs(30)).await;
 
@@ -175,7 +176,11 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
         &sealed_event,
     )
     .await;
-    assert!(cleared.payload_json.contains(SEALED_MARKER), "{}", cleared.payload_json);
+    assert!(
+        cleared.payload_json.contains(SEALED_MARKER),
+        "{}",
+        cleared.payload_json
+    );
     let below = entry_as(
         &archive.address,
         AUDITOR,
