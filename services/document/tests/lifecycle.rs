@@ -2390,8 +2390,8 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
     }
     service.wait_until_published().await?;
 
-    // No database file, blob or broker file holds the plaintext of a confidential or secret
-    // document's text columns. The internal document's text is stored as it is, which shows
+    // No database file, blob or broker file contains the plaintext of a confidential or
+    // secret document's text columns. The internal document's text is stored as it is, which shows
     // that the scan reads the database.
     let data = service._data.path().to_path_buf();
     for (_, marker) in &levels[..2] {

@@ -1929,7 +1929,7 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
     }
     service.wait_until_published().await?;
 
-    // No database file, blob or broker file holds the plaintext of a confidential or secret
+    // No database file, blob or broker file contains the plaintext of a confidential or secret
     // meeting. The internal meeting's text is stored as it is, which shows that the scan
     // reads the database and the blobs.
     let data = service._data.path().to_path_buf();
@@ -1962,8 +1962,8 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
     service.stop().await
 }
 
-/// Writes a 32-byte key of `byte` as hex and returns the encryption settings with that key
-/// file as the only and active key.
+/// Writes a 32-byte key of `byte` as hex to `{id}.hex` in `folder`, and returns the key id
+/// and the file path.
 fn key_file(folder: &std::path::Path, id: &str, byte: u8) -> Result<(String, String)> {
     let path = folder.join(format!("{id}.hex"));
     std::fs::write(&path, hex::encode([byte; 32]))?;

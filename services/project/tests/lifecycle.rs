@@ -1715,7 +1715,7 @@ async fn confidential_text_is_sealed_at_rest() {
     }
     wait_until_published(&service).await;
 
-    // No database file or broker file holds the plaintext of a confidential or secret
+    // No database file or broker file contains the plaintext of a confidential or secret
     // project. The internal project's text is stored as it is, which shows that the scan
     // reads the database.
     let data = service._folder.path().to_path_buf();

@@ -1812,7 +1812,7 @@ async fn confidential_communication_is_sealed_at_rest() -> Result<()> {
     );
     service.wait_until_published().await?;
 
-    // No database file, blob or broker file holds the plaintext of a confidential or secret
+    // No database file, blob or broker file contains the plaintext of a confidential or secret
     // communication. The internal one is stored as it is, which shows that the scan reads
     // the database and the blobs.
     let data = service._data.path().to_path_buf();
