@@ -366,13 +366,18 @@ def check_production(checker: Checker, objects: list[dict[str, Any]]) -> None:
             archive = config.get("archive", {})
             for key in ("backup_url", "backup_key_file", "checkpoint_signing_key_file"):
                 checker.check(key in archive, f"production: {where} needs [archive] {key}")
-        if config_map["metadata"]["name"].endswith("-document"):
-            encryption = config.get("encryption", {})
-            active = encryption.get("active_key_id")
-            checker.check(encryption.get("allow_development_key") is False,
-                          f"production: {where} must refuse the development encryption key")
-            checker.check(active in encryption.get("key_files", {}),
-                          f"production: {where} needs a key file for encryption.active_key_id {active!r}")
+        # Every service seals confidential event payloads, and the archive opens them.
+        encryption = config.get("encryption", {})
+        active = encryption.get("active_key_id")
+        checker.check(encryption.get("allow_development_key") is False,
+                      f"production: {where} must refuse the development encryption key")
+        checker.check(active in encryption.get("key_files", {}),
+                      f"production: {where} needs a key file for encryption.active_key_id {active!r}")
+        auth = config.get("auth", {})
+        checker.check(auth.get("allow_development_secret") is False,
+                      f"production: {where} must reject tokens signed with the development secret")
+        checker.check(bool(auth.get("jwks_file") or auth.get("jwks_url")),
+                      f"production: {where} needs auth.jwks_file or auth.jwks_url")
 
 
 def check_default(checker: Checker, objects: list[dict[str, Any]]) -> None:

@@ -155,5 +155,8 @@ expect_render_failure secret-as-plain-backup-env \
 expect_render_failure credentials-in-backup-url \
   $'archive:\n  backupUrl: az://backups/ledger?sig=plain' \
   "/archive/backupUrl"
+expect_render_failure jwks-url-not-https \
+  $'auth:\n  jwt:\n    jwksUrl: http://login.example.com/jwks.json' \
+  "/auth/jwt/jwksUrl"
 
 printf '\nchart-test: all checks passed\n'

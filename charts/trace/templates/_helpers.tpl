@@ -201,16 +201,21 @@ max_receipt_timeout_secs = {{ int64 $values.outbox.maxReceiptTimeoutSecs }}
 retention_days = {{ int64 $values.outbox.retentionDays }}
 max_event_bytes = {{ int64 $values.outbox.maxEventBytes }}
 {{- with $values.auth.jwt }}
-{{- if .existingSecret }}
+{{- if or .existingSecret .jwksUrl }}
 
 [auth]
 issuer = {{ .issuer | toJson }}
 audience = {{ .audience | toJson }}
+{{- if .existingSecret }}
 jwks_file = {{ printf "%s/jwt-key" (include "trace.secretsDir" $root) | toJson }}
+{{- end }}
+{{- if .jwksUrl }}
+jwks_url = {{ .jwksUrl | toJson }}
+jwks_refresh_secs = {{ int64 .jwksRefreshSecs }}
+{{- end }}
 allow_development_secret = false
 {{- end }}
 {{- end }}
-{{- if eq $service.name "document" }}
 {{- with $values.encryption }}
 {{- if .existingSecret }}
 
@@ -220,7 +225,6 @@ allow_development_key = false
 
 [encryption.key_files]
 {{ .activeKeyId }} = {{ printf "%s/encryption-key" (include "trace.secretsDir" $root) | toJson }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- $table := dict }}

@@ -2255,3 +2255,161 @@ async fn confidential_content_is_sealed_at_rest() -> Result<()> {
     }
     service.stop().await
 }
+
+/// Takes a document at `level` through a revision, review, registration, borrowing and,
+/// when confidential or secret, an access request, with `marker` in every free-text field that is sealed for confidential
+/// documents; returns the document id.
+async fn marked_document(
+    service: &Service,
+    client: &mut Client,
+    level: Confidentiality,
+    marker: &str,
+) -> Result<String> {
+    let mut draft = draft_request("Supply terms", "CONTRACT");
+    draft.confidentiality = level as i32;
+    let created = client
+        .create_draft(as_user(DRAFTER, draft))
+        .await?
+        .into_inner();
+    let document_id = document_of(created.document).document_id;
+    let revise = revise_request(&document_id, "second draft", &format!("Revision {marker}"));
+    client.revise_draft(as_user(DRAFTER, revise)).await?;
+    client
+        .submit_for_review(as_user(DRAFTER, submit_request(&document_id)))
+        .await?;
+    let review = review_request(
+        &document_id,
+        ReviewDecision::Approve,
+        &format!("Review {marker}"),
+    );
+    client.review_document(as_user(REVIEWER, review)).await?;
+    client
+        .register_document(as_user(KEEPER, register_request(&document_id)))
+        .await?;
+
+    let mut apply = apply_request(&document_id, service.today() + chrono::Days::new(7));
+    apply.reason = format!("Borrowing {marker}");
+    let applied = client
+        .apply_borrowing(as_user(BORROWER, apply))
+        .await?
+        .into_inner();
+    let borrowing_id = document_of(applied.borrowing).borrowing_id;
+    let mut decide = decide_request(&borrowing_id, true);
+    decide.opinion = format!("Lending {marker}");
+    client.decide_borrowing(as_user(APPROVER, decide)).await?;
+
+    // Only confidential and secret documents take access requests.
+    if level == Confidentiality::Internal {
+        return Ok(document_id);
+    }
+    let requested = client
+        .request_access(as_user(
+            BORROWER,
+            RequestAccessRequest {
+                document_id: document_id.clone(),
+                purpose: format!("Purpose {marker}"),
+                revision: 0,
+            },
+        ))
+        .await?
+        .into_inner();
+    let request_id = document_of(requested.access_request).access_request_id;
+    let expires = service.clock.now() + chrono::Duration::days(7);
+    let mut decide = approval(&request_id, expires);
+    decide.opinion = format!("Access {marker}");
+    client
+        .decide_access(as_department_head(APPROVER, DEPARTMENT, decide))
+        .await?;
+    Ok(document_id)
+}
+
+/// Checks that the API returns every marked field of a document as plaintext.
+async fn check_marked_document(
+    client: &mut Client,
+    document_id: &str,
+    level: Confidentiality,
+    marker: &str,
+) -> Result<()> {
+    let revisions = client
+        .list_revisions(as_user(
+            DRAFTER,
+            ListRevisionsRequest {
+                document_id: document_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .revisions;
+    assert_eq!(revisions[0].change_summary, "");
+    assert_eq!(revisions[1].change_summary, format!("Revision {marker}"));
+
+    let borrowings = client
+        .list_borrowings(as_user(
+            KEEPER,
+            ListBorrowingsRequest {
+                document_id: document_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .borrowings;
+    assert_eq!(borrowings[0].reason, format!("Borrowing {marker}"));
+    assert_eq!(borrowings[0].approver_opinion, format!("Lending {marker}"));
+    if level == Confidentiality::Internal {
+        return Ok(());
+    }
+
+    let requests = client
+        .list_access_requests(as_user(
+            BORROWER,
+            ListAccessRequestsRequest {
+                document_id: document_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .access_requests;
+    assert_eq!(requests[0].purpose, format!("Purpose {marker}"));
+    assert_eq!(requests[0].opinion, format!("Access {marker}"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_text_is_sealed_at_rest() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let levels = [
+        (Confidentiality::Confidential, "marker-b3a1 审阅意见"),
+        (Confidentiality::Secret, "marker-0f6e 借阅事由"),
+        (Confidentiality::Internal, "internal-marker-d27c"),
+    ];
+    for (level, marker) in levels {
+        let document_id = marked_document(&service, &mut client, level, marker).await?;
+        check_marked_document(&mut client, &document_id, level, marker).await?;
+    }
+    service.wait_until_published().await?;
+
+    // No database file, blob or broker file contains the plaintext of a confidential or
+    // secret document's text columns. The internal document's text is stored as it is, which shows
+    // that the scan reads the database.
+    let data = service._data.path().to_path_buf();
+    for (_, marker) in &levels[..2] {
+        assert_eq!(
+            files_containing(&data, marker.as_bytes())?,
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            files_containing(nats.store.path(), marker.as_bytes())?,
+            Vec::<PathBuf>::new()
+        );
+    }
+    let internal = files_containing(&data, levels[2].1.as_bytes())?;
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.to_string_lossy().contains("document.db")),
+        "{internal:?}"
+    );
+    service.stop().await
+}

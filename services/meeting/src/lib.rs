@@ -8,6 +8,7 @@ pub mod config;
 pub mod entity;
 pub mod migration;
 pub mod rules;
+mod sealing;
 pub mod service;
 pub mod state;
 

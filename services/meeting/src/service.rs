@@ -29,6 +29,7 @@ use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 
 use crate::config::MeetingSettings;
 
@@ -44,6 +45,7 @@ pub struct MeetingHandler {
     outbox: Outbox,
     clock: SharedClock,
     blobs: BlobStore,
+    keyring: Keyring,
     zone: Tz,
     settings: MeetingSettings,
 }
@@ -61,6 +63,7 @@ impl MeetingHandler {
             outbox: runtime.outbox.clone(),
             clock: runtime.clock.clone(),
             blobs,
+            keyring: runtime.keyring.clone(),
             zone,
             settings,
         }

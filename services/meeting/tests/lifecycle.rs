@@ -37,6 +37,7 @@ use trace_proto::meeting::v1::*;
 use trace_runtime::clock::{ManualClock, timestamp};
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
+use trace_runtime::seal::EncryptionSettings;
 
 const ORGANISER: &str = "li.na";
 const TAKER: &str = "chen.qi";
@@ -59,7 +60,7 @@ type Client = MeetingServiceClient<GrpcChannel>;
 struct Nats {
     process: Child,
     port: u16,
-    _store: TempDir,
+    store: TempDir,
 }
 
 impl Nats {
@@ -85,7 +86,7 @@ impl Nats {
         let nats = Self {
             process,
             port,
-            _store: store,
+            store,
         };
         wait_for_port(port)?;
         Ok(nats)
@@ -197,6 +198,22 @@ impl Service {
         database_url: Option<&str>,
         interval_secs: u64,
     ) -> Result<Self> {
+        Self::start_with(
+            nats_url,
+            database_url,
+            interval_secs,
+            EncryptionSettings::default(),
+        )
+        .await
+    }
+
+    /// Starts the service with the key-encryption keys of `encryption`.
+    async fn start_with(
+        nats_url: &str,
+        database_url: Option<&str>,
+        interval_secs: u64,
+        encryption: EncryptionSettings,
+    ) -> Result<Self> {
         let data = tempfile::Builder::new()
             .prefix("meeting-service-")
             .tempdir()?;
@@ -213,6 +230,7 @@ impl Service {
         config.service.outbox.poll_interval_ms = 50;
         config.service.shutdown_grace_secs = 2;
         config.meeting.overdue_check_interval_secs = interval_secs;
+        config.service.encryption = encryption;
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -1638,5 +1656,416 @@ async fn run_concurrent_updates(database_url: Option<&str>) -> Result<()> {
         .collect();
     let expected: Vec<u32> = (1..=u32::try_from(succeeded)?).collect();
     assert_eq!(numbers, expected);
+    service.stop().await
+}
+
+/// Returns the files under `root` whose bytes contain `needle`.
+fn files_containing(root: &std::path::Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if std::fs::read(&path)?
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Ids of a meeting written with a marker in every sealed text field.
+struct MarkedMeeting {
+    marker: String,
+    meeting_id: String,
+    cancelled_id: String,
+}
+
+/// Plans a meeting and a meeting to cancel at `level`, with `marker` in every free-text field
+/// that the plan, a revision, material content, a material review and a cancellation write.
+async fn plan_marked(
+    client: &mut Client,
+    level: Confidentiality,
+    marker: &str,
+) -> Result<MarkedMeeting> {
+    let mut plan = plan_request();
+    plan.confidentiality = level as i32;
+    plan.agenda[0].title = format!("Agenda {marker}");
+    let meeting = record(
+        client
+            .plan_meeting(as_user(ORGANISER, plan.clone()))
+            .await?
+            .into_inner()
+            .meeting,
+    );
+    let meeting_id = meeting.meeting_id;
+    let notices = RecordNoticesRequest {
+        meeting_id: meeting_id.clone(),
+        recipient_ids: attendees(),
+    };
+    client.record_notices(as_user(ORGANISER, notices)).await?;
+    let revision = RevisePlanRequest {
+        meeting_id: meeting_id.clone(),
+        change_summary: format!("Revision {marker}"),
+        location: Some("Meeting room 5, head office".to_owned()),
+        ..Default::default()
+    };
+    client.revise_plan(as_user(ORGANISER, revision)).await?;
+
+    let material = AddMaterialRequest {
+        meeting_id: meeting_id.clone(),
+        title: "Budget report Q1".to_owned(),
+        kind: MaterialKind::Report as i32,
+        author_id: OWNER.to_owned(),
+        completed_at: at(-2),
+        source: Some(Source::Content(format!("Material {marker}").into_bytes())),
+        media_type: "text/plain; charset=utf-8".to_owned(),
+    };
+    let material = record(
+        client
+            .add_material(as_user(OWNER, material))
+            .await?
+            .into_inner()
+            .material,
+    );
+    let review = ReviewMaterialRequest {
+        meeting_id: meeting_id.clone(),
+        material_id: material.material_id,
+        review_state: ReviewState::Approved as i32,
+        opinion: format!("Opinion {marker}"),
+    };
+    client.review_material(as_user(ORGANISER, review)).await?;
+
+    let cancelled = record(
+        client
+            .plan_meeting(as_user(ORGANISER, plan))
+            .await?
+            .into_inner()
+            .meeting,
+    );
+    let cancel = CancelMeetingRequest {
+        meeting_id: cancelled.meeting_id.clone(),
+        reason: format!("Cancelled {marker}"),
+    };
+    client.cancel_meeting(as_user(ORGANISER, cancel)).await?;
+    Ok(MarkedMeeting {
+        marker: marker.to_owned(),
+        meeting_id,
+        cancelled_id: cancelled.meeting_id,
+    })
+}
+
+/// Records minutes, a confirmation, a resolution update and a decided delay, with the
+/// meeting's marker in every free-text field, after the meeting was held.
+async fn follow_up_marked(client: &mut Client, meeting: &MarkedMeeting) -> Result<()> {
+    let marker = &meeting.marker;
+    let mut minutes = minutes_request(&meeting.meeting_id);
+    minutes.discussions[0].text = format!("Discussion {marker}");
+    minutes.decisions[0].text = format!("Decision {marker}");
+    client.record_minutes(as_user(TAKER, minutes)).await?;
+    let send = SendMinutesForConfirmationRequest {
+        meeting_id: meeting.meeting_id.clone(),
+        recipient_ids: vec![OWNER.to_owned()],
+    };
+    client
+        .send_minutes_for_confirmation(as_user(TAKER, send))
+        .await?;
+    let confirm = ConfirmMinutesRequest {
+        meeting_id: meeting.meeting_id.clone(),
+        minutes_version: 1,
+        verdict: Verdict::Object as i32,
+        comment: format!("Objection {marker}"),
+    };
+    client.confirm_minutes(as_user(OWNER, confirm)).await?;
+
+    let table = client
+        .get_tracking_table(as_user(
+            ORGANISER,
+            GetTrackingTableRequest {
+                meeting_id: meeting.meeting_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let resolution_id = record(table.resolutions[0].resolution.clone()).resolution_id;
+    let update = UpdateResolutionRequest {
+        problems: format!("Problems {marker}"),
+        solutions: format!("Solutions {marker}"),
+        ..update_request(
+            &resolution_id,
+            ResolutionStatus::InProgress,
+            &format!("Progress {marker}"),
+        )
+    };
+    client.update_resolution(as_user(OWNER, update)).await?;
+    let delay = RequestDelayRequest {
+        resolution_id: resolution_id.clone(),
+        reason: format!("Delay {marker}"),
+        proposed_due_date: date(2026, 3, 10),
+        approver_id: String::new(),
+    };
+    let delay = record(
+        client
+            .request_delay(as_user(OWNER, delay))
+            .await?
+            .into_inner()
+            .delay,
+    );
+    let decide = DecideDelayRequest {
+        resolution_id,
+        delay_id: delay.delay_id,
+        approve: true,
+        opinion: format!("Approved {marker}"),
+    };
+    client.decide_delay(as_user(ORGANISER, decide)).await?;
+    Ok(())
+}
+
+/// Checks that the API returns every marked field as plaintext.
+async fn check_marked_plaintext(client: &mut Client, meeting: &MarkedMeeting) -> Result<()> {
+    let marker = &meeting.marker;
+    let read = client
+        .get_meeting(as_user(
+            ORGANISER,
+            GetMeetingRequest {
+                meeting_id: meeting.meeting_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let planned = record(read.meeting);
+    assert_eq!(planned.agenda[0].title, format!("Agenda {marker}"));
+    assert_eq!(planned.agenda[1].title, "Supplier contracts");
+    assert_eq!(
+        read.revisions[0].change_summary,
+        format!("Revision {marker}")
+    );
+    assert_eq!(
+        read.materials[0].review_opinion,
+        format!("Opinion {marker}")
+    );
+    assert_eq!(
+        read.minutes[0].discussions[0].text,
+        format!("Discussion {marker}")
+    );
+    assert_eq!(read.minutes[0].discussions[1].text, discussions()[1].text);
+    assert_eq!(read.confirmations[0].comment, format!("Objection {marker}"));
+
+    let table = client
+        .get_tracking_table(as_user(
+            ORGANISER,
+            GetTrackingTableRequest {
+                meeting_id: meeting.meeting_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let tracked = &table.resolutions[0];
+    let resolution = record(tracked.resolution.clone());
+    assert_eq!(resolution.decision_text, format!("Decision {marker}"));
+    assert_eq!(resolution.due_date, date(2026, 3, 10));
+    assert_eq!(
+        tracked.updates[0].progress_note,
+        format!("Progress {marker}")
+    );
+    assert_eq!(tracked.updates[0].problems, format!("Problems {marker}"));
+    assert_eq!(tracked.updates[0].solutions, format!("Solutions {marker}"));
+    assert_eq!(tracked.delays[0].reason, format!("Delay {marker}"));
+    assert_eq!(tracked.delays[0].opinion, format!("Approved {marker}"));
+
+    let open = client
+        .list_open_resolutions(as_user(OWNER, ListOpenResolutionsRequest::default()))
+        .await?
+        .into_inner();
+    let listed = open
+        .resolutions
+        .iter()
+        .find(|listed| listed.resolution_id == resolution.resolution_id)
+        .context("the resolution is listed as open")?;
+    assert_eq!(listed.decision_text, format!("Decision {marker}"));
+
+    let cancelled = client
+        .get_meeting(as_user(
+            ORGANISER,
+            GetMeetingRequest {
+                meeting_id: meeting.cancelled_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        record(cancelled.meeting).cancel_reason,
+        format!("Cancelled {marker}")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_text_is_sealed_at_rest() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+
+    let levels = [
+        (Confidentiality::Confidential, "marker-c41e 保密议题"),
+        (Confidentiality::Secret, "marker-5b7d 绝密决议"),
+        (Confidentiality::Internal, "internal-marker-93fa"),
+    ];
+    let mut meetings = Vec::new();
+    for (level, marker) in levels {
+        meetings.push(plan_marked(&mut client, level, marker).await?);
+    }
+    service.clock.advance(chrono::Duration::hours(27));
+    for meeting in &meetings {
+        follow_up_marked(&mut client, meeting).await?;
+    }
+    for meeting in &meetings {
+        check_marked_plaintext(&mut client, meeting).await?;
+    }
+    service.wait_until_published().await?;
+
+    // No database file, blob or broker file contains the plaintext of a confidential or secret
+    // meeting. The internal meeting's text is stored as it is, which shows that the scan
+    // reads the database and the blobs.
+    let data = service._data.path().to_path_buf();
+    for meeting in &meetings[..2] {
+        let marker = meeting.marker.as_bytes();
+        assert_eq!(files_containing(&data, marker)?, Vec::<PathBuf>::new());
+        assert_eq!(
+            files_containing(nats.store.path(), marker)?,
+            Vec::<PathBuf>::new()
+        );
+    }
+    let internal = files_containing(&data, meetings[2].marker.as_bytes())?;
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.to_string_lossy().contains("meeting.db")),
+        "{internal:?}"
+    );
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.starts_with(data.join("blobs"))),
+        "{internal:?}"
+    );
+    let sealed_materials = std::fs::read_dir(data.join("blobs/sealed"))?.count();
+    assert_eq!(
+        sealed_materials, 2,
+        "one sealed material per confidential meeting"
+    );
+    service.stop().await
+}
+
+/// Writes a 32-byte key of `byte` as hex to `{id}.hex` in `folder`, and returns the key id
+/// and the file path.
+fn key_file(folder: &std::path::Path, id: &str, byte: u8) -> Result<(String, String)> {
+    let path = folder.join(format!("{id}.hex"));
+    std::fs::write(&path, hex::encode([byte; 32]))?;
+    Ok((id.to_owned(), path.display().to_string()))
+}
+
+fn encryption(keys: &[(String, String)], active: &str) -> EncryptionSettings {
+    EncryptionSettings {
+        key_files: keys.iter().cloned().collect(),
+        active_key_id: Some(active.to_owned()),
+        allow_development_key: false,
+    }
+}
+
+/// Runs `tracectl rewrap` on `database_url` from the old key to the new one and returns
+/// its standard output.
+fn run_rewrap(database_url: &str, keys: &[(String, String)]) -> Result<String> {
+    // The test binary is in `target/debug/deps`; `cargo build --workspace --bins` puts
+    // tracectl in `target/debug`.
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("test binary folder")?
+        .join("tracectl");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found; run cargo build --workspace --bins first",
+        binary.display()
+    );
+    let mut command = Command::new(&binary);
+    command.args(["rewrap", "--database", database_url, "--active", "k2026"]);
+    for (id, path) in keys {
+        command.args(["--key", &format!("{id}={path}")]);
+    }
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "tracectl rewrap failed: {output:?}"
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_keeps_sealed_text_readable() -> Result<()> {
+    let nats = Nats::start()?;
+    let folder = tempfile::Builder::new()
+        .prefix("meeting-rewrap-")
+        .tempdir()?;
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        folder.path().join("meeting.db").display()
+    );
+    let old = key_file(folder.path(), "k2025", 0x11)?;
+    let new = key_file(folder.path(), "k2026", 0x22)?;
+
+    let service = Service::start_with(
+        &nats.url(),
+        Some(&database_url),
+        3600,
+        encryption(std::slice::from_ref(&old), "k2025"),
+    )
+    .await?;
+    let mut client = service.client().await?;
+    let meeting = plan_marked(&mut client, Confidentiality::Secret, "marker-77c0 轮换").await?;
+    service.clock.advance(chrono::Duration::hours(27));
+    follow_up_marked(&mut client, &meeting).await?;
+    service.wait_until_published().await?;
+    let before = minutes::Entity::find().one(&service.db).await?;
+    let before = before.context("minutes row")?.discussions;
+    service.stop().await?;
+
+    // Every sealed text value of the two secret meetings moves to the new key: four agenda
+    // items, a plan revision, a material review, two minutes columns, a confirmation, a
+    // cancel reason, two resolutions, three update columns and two delay columns.
+    let keys = [old, new.clone()];
+    let output = run_rewrap(&database_url, &keys)?;
+    assert!(
+        output.contains("rewrapped 17 of 17 sealed text values to key k2026"),
+        "{output}"
+    );
+    let again = run_rewrap(&database_url, &keys)?;
+    assert!(
+        again.contains("rewrapped 0 of 17 sealed text values to key k2026"),
+        "{again}"
+    );
+
+    // The service with only the new key reads the same plaintext.
+    let service = Service::start_with(
+        &nats.url(),
+        Some(&database_url),
+        3600,
+        encryption(&[new], "k2026"),
+    )
+    .await?;
+    let after = minutes::Entity::find().one(&service.db).await?;
+    let after = after.context("minutes row")?.discussions;
+    assert_ne!(after, before);
+    assert!(
+        after.starts_with(trace_runtime::sealed_text::PREFIX),
+        "{after}"
+    );
+    let mut client = service.client().await?;
+    check_marked_plaintext(&mut client, &meeting).await?;
     service.stop().await
 }

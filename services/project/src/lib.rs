@@ -7,6 +7,7 @@ pub mod config;
 pub mod entity;
 pub mod migration;
 pub mod rules;
+mod sealing;
 pub mod service;
 pub mod state;
 

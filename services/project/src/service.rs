@@ -27,6 +27,7 @@ use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 use trace_runtime::{ServiceResult, validate};
 
 /// Service name in event subjects and envelopes.
@@ -38,6 +39,7 @@ pub struct ProjectHandler {
     db: DatabaseConnection,
     outbox: Outbox,
     clock: SharedClock,
+    keyring: Keyring,
     zone: Tz,
 }
 
@@ -48,6 +50,7 @@ impl ProjectHandler {
             db: runtime.db.clone(),
             outbox: runtime.outbox.clone(),
             clock: runtime.clock.clone(),
+            keyring: runtime.keyring.clone(),
             zone,
         }
     }

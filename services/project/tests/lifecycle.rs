@@ -1457,3 +1457,284 @@ async fn list_projects_pages_by_id() {
     assert_eq!(approved[0].project_id, approved_id);
     service.stop().await;
 }
+
+/// Returns the files under `root` whose bytes contain `needle`.
+fn files_containing(root: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Waits until the relay has published every outbox row to the broker.
+async fn wait_until_published(service: &Service) {
+    let statement = Statement::from_string(
+        service.db.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
+    );
+    let started = Instant::now();
+    loop {
+        let row = service
+            .db
+            .query_one_raw(statement.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "outbox rows still unpublished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a project at `level` from its application to its summary, with `marker` in every
+/// free-text field that is sealed for confidential projects; returns the project id.
+async fn marked_project(service: &mut Service, level: Confidentiality, marker: &str) -> String {
+    let client = &mut service.client.clone();
+    let mut submit = application();
+    submit.confidentiality = level as i32;
+    submit.background = format!("Background {marker}");
+    submit.goals = format!("Goals {marker}");
+    submit.tasks[0].description = format!("Task {marker}");
+    submit.resource_needs = format!("Resources {marker}");
+    submit.expected_results = format!("Results {marker}");
+    let submitted = client
+        .submit_application(call(submit, MANAGER))
+        .await
+        .unwrap();
+    let project_id = submitted.into_inner().project.unwrap().project_id;
+    for approver in [FIRST_APPROVER, SECOND_APPROVER] {
+        let approve = proto::RecordApprovalRequest {
+            opinion: format!("Approval {marker}"),
+            ..approval(&project_id)
+        };
+        client
+            .record_approval(call(approve, approver))
+            .await
+            .unwrap();
+    }
+    client
+        .add_member(call(member(&project_id, DEVELOPER), MANAGER))
+        .await
+        .unwrap();
+    let start = proto::StartProjectRequest {
+        project_id: project_id.clone(),
+    };
+    client.start_project(call(start, MANAGER)).await.unwrap();
+
+    let report = proto::RecordProgressRequest {
+        progress: format!("Progress {marker}"),
+        problems: format!("Problems {marker}"),
+        solutions: format!("Solutions {marker}"),
+        ..progress(&project_id)
+    };
+    client
+        .record_progress(call(report, DEVELOPER))
+        .await
+        .unwrap();
+    let update = proto::RecordDocumentUpdateRequest {
+        summary: format!("Update {marker}"),
+        ..document_update(&project_id, proto::DocumentKind::TestReport)
+    };
+    client
+        .record_document_update(call(update, DEVELOPER))
+        .await
+        .unwrap();
+    let record = proto::RecordDecisionRequest {
+        process: format!("Process {marker}"),
+        reason: format!("Reason {marker}"),
+        content: format!("Content {marker}"),
+        ..decision(&project_id)
+    };
+    let recorded = client
+        .record_decision(call(record, DEVELOPER))
+        .await
+        .unwrap()
+        .into_inner();
+    let review = proto::ApproveDecisionRequest {
+        project_id: project_id.clone(),
+        decision_id: recorded.decision.unwrap().decision_id,
+        decision: proto::ApprovalDecision::Approve as i32,
+        opinion: format!("Decision opinion {marker}"),
+    };
+    client
+        .approve_decision(call(review, FIRST_APPROVER))
+        .await
+        .unwrap();
+
+    let apply = proto::ApplyForAcceptanceRequest {
+        results_report: format!("Report {marker}"),
+        user_feedback: format!("Feedback {marker}"),
+        ..acceptance_application(&project_id)
+    };
+    client
+        .apply_for_acceptance(call(apply, MANAGER))
+        .await
+        .unwrap();
+    let group = proto::SetAcceptanceGroupRequest {
+        project_id: project_id.clone(),
+        members: [GROUP_LEAD, USER_REPRESENTATIVE]
+            .map(|user_id| proto::GroupMemberEntry {
+                user_id: user_id.to_owned(),
+                name: user_id.to_owned(),
+            })
+            .to_vec(),
+    };
+    client
+        .set_acceptance_group(call_with_roles(
+            group,
+            DEPARTMENT_HEAD,
+            &["department_head"],
+        ))
+        .await
+        .unwrap();
+    for signer in [GROUP_LEAD, USER_REPRESENTATIVE] {
+        let sign = proto::SignOffRequest {
+            opinion: format!("Sign-off {marker}"),
+            open_issues: format!("Sign-off issues {marker}"),
+            ..sign_off(&project_id)
+        };
+        client.sign_off(call(sign, signer)).await.unwrap();
+    }
+    let result = proto::RecordAcceptanceResultRequest {
+        project_id: project_id.clone(),
+        result: proto::AcceptanceResult::Passed as i32,
+        group_opinion: format!("Group opinion {marker}"),
+        open_issues: format!("Open issues {marker}"),
+    };
+    client
+        .record_acceptance_result(call(result, GROUP_LEAD))
+        .await
+        .unwrap();
+    let summary = proto::SubmitSummaryRequest {
+        project_id: project_id.clone(),
+        lessons: format!("Lessons {marker}"),
+        results: format!("Summary results {marker}"),
+        shortcomings: format!("Shortcomings {marker}"),
+    };
+    client.submit_summary(call(summary, MANAGER)).await.unwrap();
+    project_id
+}
+
+/// Checks that the API returns every marked field of a project as plaintext.
+async fn check_marked_project(service: &mut Service, project_id: &str, marker: &str) {
+    let details = service.project(project_id).await;
+    let application = details.application.unwrap();
+    assert_eq!(application.background, format!("Background {marker}"));
+    assert_eq!(application.goals, format!("Goals {marker}"));
+    assert_eq!(application.tasks[0].description, format!("Task {marker}"));
+    assert_eq!(application.tasks[0].title, "Requirements");
+    assert_eq!(application.resource_needs, format!("Resources {marker}"));
+    assert_eq!(application.expected_results, format!("Results {marker}"));
+    for approval in &details.approvals {
+        assert_eq!(approval.opinion, format!("Approval {marker}"));
+    }
+    let acceptance = details.latest_acceptance.unwrap();
+    assert_eq!(acceptance.results_report, format!("Report {marker}"));
+    assert_eq!(acceptance.user_feedback, format!("Feedback {marker}"));
+    assert_eq!(acceptance.group_opinion, format!("Group opinion {marker}"));
+    assert_eq!(acceptance.open_issues, format!("Open issues {marker}"));
+    for member in &acceptance.members {
+        assert_eq!(member.opinion, format!("Sign-off {marker}"));
+        assert_eq!(member.open_issues, format!("Sign-off issues {marker}"));
+    }
+    let summary = details.summary.unwrap();
+    assert_eq!(summary.lessons, format!("Lessons {marker}"));
+    assert_eq!(summary.results, format!("Summary results {marker}"));
+    assert_eq!(summary.shortcomings, format!("Shortcomings {marker}"));
+
+    let reports = service
+        .client
+        .list_progress(call(
+            proto::ListProgressRequest {
+                project_id: project_id.to_owned(),
+                page: None,
+            },
+            MANAGER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reports;
+    assert_eq!(reports[0].progress, format!("Progress {marker}"));
+    assert_eq!(reports[0].problems, format!("Problems {marker}"));
+    assert_eq!(reports[0].solutions, format!("Solutions {marker}"));
+    let decisions = service
+        .client
+        .list_decisions(call(
+            proto::ListDecisionsRequest {
+                project_id: project_id.to_owned(),
+                page: None,
+            },
+            MANAGER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert_eq!(decisions[0].process, format!("Process {marker}"));
+    assert_eq!(decisions[0].reason, format!("Reason {marker}"));
+    assert_eq!(decisions[0].content, format!("Content {marker}"));
+    assert_eq!(
+        decisions[0].approval_opinion,
+        format!("Decision opinion {marker}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_text_is_sealed_at_rest() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let levels = [
+        (Confidentiality::Confidential, "marker-2d8e 机密项目"),
+        (Confidentiality::Secret, "marker-a06c 绝密方案"),
+        (Confidentiality::Internal, "internal-marker-47b1"),
+    ];
+    let mut projects = Vec::new();
+    for (level, marker) in levels {
+        let project_id = marked_project(&mut service, level, marker).await;
+        check_marked_project(&mut service, &project_id, marker).await;
+        projects.push(project_id);
+    }
+    wait_until_published(&service).await;
+
+    // No database file or broker file contains the plaintext of a confidential or secret
+    // project. The internal project's text is stored as it is, which shows that the scan
+    // reads the database.
+    let data = service._folder.path().to_path_buf();
+    for (_, marker) in &levels[..2] {
+        assert_eq!(
+            files_containing(&data, marker.as_bytes()),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            files_containing(nats._store.path(), marker.as_bytes()),
+            Vec::<PathBuf>::new()
+        );
+    }
+    let internal = files_containing(&data, levels[2].1.as_bytes());
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.to_string_lossy().contains("project.db")),
+        "{internal:?}"
+    );
+    service.stop().await;
+}

@@ -98,6 +98,13 @@ impl ServiceRuntime {
             authenticator,
             tasks: TaskTracker::new(),
         };
+        if let Some(refresh) = runtime
+            .authenticator
+            .start_jwks_refresh(runtime.shutdown.clone())
+            .await
+        {
+            runtime.spawn(refresh);
+        }
         runtime.spawn_stream_provisioning();
         runtime.spawn_outbox_tasks();
         Ok(runtime)

@@ -3,6 +3,7 @@
 //! and tests.
 
 mod keys;
+mod remote;
 #[cfg(test)]
 mod tests;
 
@@ -113,8 +114,10 @@ pub struct Authenticator {
 struct Inner {
     /// HS256 key; verifies only HS256 tokens.
     hs256: Option<DecodingKey>,
-    /// JWKS keys by `kid`; each verifies only its own algorithm.
+    /// JWKS keys by `kid` from `auth.jwks_file`; each verifies only its own algorithm.
     jwks: BTreeMap<String, keys::JwksKey>,
+    /// Keys from `auth.jwks_url`, looked up after the file's.
+    remote: Option<Arc<remote::RemoteJwks>>,
     uses_development_secret: bool,
     issuer: String,
     audience: String,
@@ -130,6 +133,7 @@ impl std::fmt::Debug for Authenticator {
             .debug_struct("Authenticator")
             .field("hs256", &inner.hs256.is_some())
             .field("jwks_key_ids", &inner.jwks.keys().collect::<Vec<_>>())
+            .field("remote_jwks", &inner.remote)
             .field("uses_development_secret", &inner.uses_development_secret)
             .field("issuer", &inner.issuer)
             .field("audience", &inner.audience)
@@ -152,11 +156,25 @@ impl Authenticator {
             Some(path) => keys::load_jwks(path)?,
             None => BTreeMap::new(),
         };
-        if secret.is_none() && jwks.is_empty() {
+        let remote = match &settings.jwks_url {
+            Some(url) => {
+                let url = remote::parse_url(url)?;
+                if settings.jwks_refresh_secs == 0 {
+                    return Err(AuthError::invalid(
+                        "auth.jwks_refresh_secs",
+                        "must be at least 1 second",
+                    ));
+                }
+                let refresh = Duration::from_secs(settings.jwks_refresh_secs);
+                Some(Arc::new(remote::RemoteJwks::new(url, refresh)?))
+            }
+            None => None,
+        };
+        if secret.is_none() && jwks.is_empty() && remote.is_none() {
             return Err(AuthError::invalid(
                 "auth.allow_development_secret",
-                "no key is configured: set auth.hs256_secret_file, auth.hs256_secret or \
-                 auth.jwks_file, or allow the development secret",
+                "no key is configured: set auth.hs256_secret_file, auth.hs256_secret, \
+                 auth.jwks_file or auth.jwks_url, or allow the development secret",
             ));
         }
         let hs256 = secret
@@ -176,12 +194,14 @@ impl Authenticator {
             audience = %settings.audience,
             hs256 = hs256.is_some(),
             jwks_keys = jwks.len(),
+            jwks_url = settings.jwks_url.as_deref().unwrap_or(""),
             "bearer token authentication configured"
         );
         Ok(Self {
             inner: Arc::new(Inner {
                 hs256,
                 jwks,
+                remote,
                 uses_development_secret,
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
@@ -190,6 +210,27 @@ impl Authenticator {
             }),
             metrics: None,
         })
+    }
+
+    /// Fetches the keys of `auth.jwks_url` once, then keeps them fresh in a task until
+    /// `shutdown`. Returns `None` without a JWKS URL. A failed first fetch is logged, and
+    /// tokens signed with the provider's keys are rejected until a retry succeeds.
+    pub async fn start_jwks_refresh(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let remote = self.inner.remote.clone()?;
+        let primed = match remote.fetch().await {
+            Ok(count) => {
+                tracing::info!(keys = count, "JWKS fetched");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "failed to fetch the JWKS at start; retrying in the background");
+                false
+            }
+        };
+        Some(remote.run(primed, shutdown))
     }
 
     /// Counts the calls this authenticator rejects in `metrics`, as
@@ -212,6 +253,7 @@ impl Authenticator {
                 inner: Arc::new(Inner {
                     hs256: DecodingKey::from_secret(settings.hs256_secret.as_bytes()).ok(),
                     jwks: BTreeMap::new(),
+                    remote: None,
                     uses_development_secret: true,
                     issuer: settings.issuer,
                     audience: settings.audience,
@@ -309,17 +351,17 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.leeway = self.inner.leeway_secs;
 
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
+        jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|error| unauthenticated(describe(error.kind())))
     }
 
     /// Selects the key for the token's algorithm: the secret for HS256, the JWKS key named by
     /// `kid` for RS256 and ES256. Any other algorithm, including `none`, has no key.
-    fn key_for(&self, header: &Header) -> Result<(&DecodingKey, Algorithm), ServiceError> {
+    fn key_for(&self, header: &Header) -> Result<(DecodingKey, Algorithm), ServiceError> {
         match header.alg {
             Algorithm::HS256 => match &self.inner.hs256 {
-                Some(key) => Ok((key, Algorithm::HS256)),
+                Some(key) => Ok((key.clone(), Algorithm::HS256)),
                 None => Err(unauthenticated("HS256 tokens are not accepted")),
             },
             Algorithm::RS256 | Algorithm::ES256 => {
@@ -327,17 +369,21 @@ impl Authenticator {
                     .kid
                     .as_deref()
                     .ok_or_else(|| unauthenticated("the token header has no kid"))?;
-                let key =
-                    self.inner.jwks.get(kid).ok_or_else(|| {
-                        unauthenticated("no configured key matches the token's kid")
-                    })?;
+                let file_key = self.inner.jwks.get(kid);
+                let remote_key = match (file_key, &self.inner.remote) {
+                    (None, Some(remote)) => remote.key(kid),
+                    _ => None,
+                };
+                let key = file_key
+                    .or(remote_key.as_deref())
+                    .ok_or_else(|| unauthenticated("no configured key matches the token's kid"))?;
                 if key.algorithm != header.alg {
                     return Err(unauthenticated(format!(
                         "the token's algorithm {:?} does not match its key",
                         header.alg
                     )));
                 }
-                Ok((&key.key, key.algorithm))
+                Ok((key.key.clone(), key.algorithm))
             }
             other => Err(unauthenticated(format!(
                 "tokens signed with {other:?} are not accepted"

@@ -159,9 +159,10 @@ pub const DEVELOPMENT_SECRET: &str = "trace-development-secret-public-do-not-use
 /// tokens verify only with the secret and RS256 or ES256 tokens only with a JWKS key, so
 /// `alg: none` and algorithm confusion are rejected. The metadata headers `x-trace-user-id`,
 /// `x-trace-department`, `x-trace-roles` and `x-trace-display-name-bin` are ignored.
-//
-// NOTE: keys are read once at start; fetching a JWKS by URL and key rotation without a
-// restart are not supported yet.
+///
+/// A JWKS file is read once at start. A JWKS URL (`https`, or `http` to a loopback host) is
+/// fetched at start, every `jwks_refresh_secs`, and early when a token names an unknown key
+/// id, so that the identity provider can rotate keys without a restart.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
@@ -170,6 +171,9 @@ pub struct AuthSettings {
     pub hs256_secret: String,
     pub hs256_secret_file: Option<String>,
     pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    /// Seconds between two fetches of `jwks_url`.
+    pub jwks_refresh_secs: u64,
     pub leeway_secs: u64,
     pub allow_development_secret: bool,
 }
@@ -182,6 +186,8 @@ impl Default for AuthSettings {
             hs256_secret: DEVELOPMENT_SECRET.to_owned(),
             hs256_secret_file: None,
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
             leeway_secs: 30,
             allow_development_secret: true,
         }
@@ -205,6 +211,8 @@ impl std::fmt::Debug for AuthSettings {
             .field("hs256_secret", &secret)
             .field("hs256_secret_file", &self.hs256_secret_file)
             .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_refresh_secs", &self.jwks_refresh_secs)
             .field("leeway_secs", &self.leeway_secs)
             .field("allow_development_secret", &self.allow_development_secret)
             .finish()

@@ -150,9 +150,8 @@ pub fn rewrap_payload(keyring: &Keyring, raw: &[u8]) -> Result<Option<Vec<u8>>, 
 }
 
 /// Returns the bytes of an encoded envelope that the archive hashes. For a record at
-/// CONFIDENTIAL or above with a sealed payload, that is the envelope re-encoded without the
-/// payload's key wrapping, so that rewrapping keeps the digest; otherwise the bytes as they
-/// are. The level comes from the stored entry, so the rule depends only on stored columns.
+/// CONFIDENTIAL or above with a sealed payload, these are the envelope re-encoded without the
+/// payload's key wrapping, so rewrapping keeps the digest. Other envelopes hash as they are. The level comes from the stored entry, so the rule depends only on stored columns.
 pub fn digest_form(raw: &[u8], confidentiality: i32) -> Cow<'_, [u8]> {
     if !is_sealed_level(confidentiality) {
         return Cow::Borrowed(raw);

@@ -19,6 +19,7 @@ pub mod nats;
 pub mod outbox;
 pub mod propagation;
 pub mod seal;
+pub mod sealed_text;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;

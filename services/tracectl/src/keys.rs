@@ -12,6 +12,7 @@ use trace_proto::event::v1::Envelope;
 use trace_runtime::blob::BlobStore;
 use trace_runtime::event::{open_payload, rewrap_payload};
 use trace_runtime::seal::{EncryptionSettings, Keyring};
+use trace_runtime::sealed_text;
 
 /// Rows read and written per transaction when rewrapping a database.
 const DATABASE_PAGE_ROWS: i64 = 500;
@@ -38,6 +39,174 @@ const ENVELOPE_COLUMNS: &[EnvelopeColumn] = &[
     },
 ];
 
+/// Type of a primary key column of a table with sealed text.
+#[derive(Debug, Clone, Copy)]
+enum KeyType {
+    Text,
+    Integer,
+}
+
+/// Storage format of a sealed text column.
+#[derive(Debug, Clone, Copy)]
+enum TextEncoding {
+    /// `trace_runtime::sealed_text`: the prefix `trseal1:` and the base64 of a sealed value
+    /// bound to `"{table}.{column}:{key}"`, in a text column that may also contain plaintext.
+    PrefixedBase64,
+}
+
+/// A table of a service whose free-text columns are sealed for confidential records, with
+/// its primary key columns in key order. The key text of a row, which each value is bound
+/// to, is the key columns joined by `/`.
+struct SealedTextTable {
+    table: &'static str,
+    key: &'static [(&'static str, KeyType)],
+    columns: &'static [&'static str],
+    encoding: TextEncoding,
+}
+
+const ID_KEY: &[(&str, KeyType)] = &[("id", KeyType::Text)];
+
+/// Builds a [`SealedTextTable`] entry in the prefixed base64 encoding.
+const fn sealed_table(
+    table: &'static str,
+    key: &'static [(&'static str, KeyType)],
+    columns: &'static [&'static str],
+) -> SealedTextTable {
+    SealedTextTable {
+        table,
+        key,
+        columns,
+        encoding: TextEncoding::PrefixedBase64,
+    }
+}
+
+/// Sealed text columns of the meeting, project, worklog and document services. Each entry
+/// must match the `sealed_text_columns!` declaration in the service's `sealing` module.
+const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
+    // Meeting service.
+    sealed_table("meetings", ID_KEY, &["cancel_reason"]),
+    sealed_table(
+        "agenda_items",
+        &[("meeting_id", KeyType::Text), ("number", KeyType::Integer)],
+        &["title"],
+    ),
+    sealed_table(
+        "plan_revisions",
+        &[
+            ("meeting_id", KeyType::Text),
+            ("revision", KeyType::Integer),
+        ],
+        &["change_summary"],
+    ),
+    sealed_table("materials", ID_KEY, &["review_opinion"]),
+    sealed_table(
+        "minutes",
+        &[("meeting_id", KeyType::Text), ("version", KeyType::Integer)],
+        &["discussions", "change_summary"],
+    ),
+    sealed_table(
+        "minutes_confirmations",
+        &[
+            ("meeting_id", KeyType::Text),
+            ("minutes_version", KeyType::Integer),
+            ("participant_id", KeyType::Text),
+        ],
+        &["comment"],
+    ),
+    sealed_table("resolutions", ID_KEY, &["decision_text"]),
+    sealed_table(
+        "resolution_updates",
+        &[
+            ("resolution_id", KeyType::Text),
+            ("number", KeyType::Integer),
+        ],
+        &["progress_note", "problems", "solutions"],
+    ),
+    sealed_table("delay_requests", ID_KEY, &["reason", "opinion"]),
+    // Project service.
+    sealed_table(
+        "applications",
+        &[("project_id", KeyType::Text), ("round", KeyType::Integer)],
+        &["background", "goals", "resource_needs", "expected_results"],
+    ),
+    sealed_table(
+        "application_tasks",
+        &[
+            ("project_id", KeyType::Text),
+            ("round", KeyType::Integer),
+            ("position", KeyType::Integer),
+        ],
+        &["description"],
+    ),
+    sealed_table(
+        "approvals",
+        &[
+            ("project_id", KeyType::Text),
+            ("round", KeyType::Integer),
+            ("position", KeyType::Integer),
+        ],
+        &["opinion"],
+    ),
+    sealed_table(
+        "decisions",
+        ID_KEY,
+        &["process", "reason", "content", "approval_opinion"],
+    ),
+    sealed_table("document_updates", ID_KEY, &["summary"]),
+    sealed_table(
+        "progress_reports",
+        ID_KEY,
+        &["progress", "problems", "solutions"],
+    ),
+    sealed_table(
+        "summaries",
+        &[("project_id", KeyType::Text)],
+        &["lessons", "results", "shortcomings"],
+    ),
+    sealed_table(
+        "acceptances",
+        ID_KEY,
+        &[
+            "results_report",
+            "user_feedback",
+            "group_opinion",
+            "open_issues",
+        ],
+    ),
+    sealed_table(
+        "acceptance_members",
+        &[
+            ("acceptance_id", KeyType::Text),
+            ("position", KeyType::Integer),
+        ],
+        &["opinion", "open_issues"],
+    ),
+    // Worklog service.
+    sealed_table("communications", ID_KEY, &["content", "outcome", "notice"]),
+    // Document service.
+    sealed_table("reviews", ID_KEY, &["opinion"]),
+    sealed_table(
+        "revisions",
+        &[
+            ("document_id", KeyType::Text),
+            ("revision", KeyType::Integer),
+        ],
+        &["change_summary"],
+    ),
+    sealed_table(
+        "borrowings",
+        ID_KEY,
+        &[
+            "reason",
+            "approver_opinion",
+            "condition_note",
+            "loss_description",
+            "handling_result",
+        ],
+    ),
+    sealed_table("access_requests", ID_KEY, &["purpose", "opinion"]),
+];
+
 /// Counts of one rewrap run.
 #[derive(Debug, Default, serde::Serialize)]
 struct Counts {
@@ -46,6 +215,8 @@ struct Counts {
     payloads_sealed: usize,
     payloads_rewrapped: usize,
     already_active: usize,
+    text_values_sealed: usize,
+    text_values_rewrapped: usize,
 }
 
 /// Parses `ID=PATH` key arguments.
@@ -60,7 +231,7 @@ fn key_files(keys: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// What to rewrap and how.
+/// Locations to rewrap, keys and mode of one `tracectl rewrap` run.
 #[derive(Debug)]
 pub struct RewrapRequest<'a> {
     pub blob_stores: &'a [String],
@@ -99,6 +270,16 @@ pub async fn rewrap(request: RewrapRequest<'_>, json: bool) -> anyhow::Result<bo
                     })?;
             }
         }
+        for table in SEALED_TEXT_TABLES {
+            if !table_exists(&db, table.table).await? {
+                continue;
+            }
+            for &column in table.columns {
+                rewrap_text_column(&db, table, column, &keyring, request.dry_run, &mut counts)
+                    .await
+                    .with_context(|| format!("failed to rewrap {}.{column}", table.table))?;
+            }
+        }
     }
 
     let active = request.active;
@@ -118,6 +299,13 @@ pub async fn rewrap(request: RewrapRequest<'_>, json: bool) -> anyhow::Result<bo
             counts.payloads_sealed,
             counts.already_active
         );
+        if !request.databases.is_empty() {
+            out!(
+                "{verb} {} of {} sealed text values to key {active}",
+                counts.text_values_rewrapped,
+                counts.text_values_sealed
+            );
+        }
     }
     Ok(true)
 }
@@ -230,6 +418,110 @@ async fn rewrap_envelopes(
                     .await?;
             }
             counts.payloads_rewrapped += 1;
+        }
+        transaction.commit().await?;
+    }
+}
+
+/// Rewraps the sealed values of one text column, a page of rows per transaction, in primary
+/// key order. A rewrapped value keeps its prefix, so the rows of later pages stay in place.
+/// Each rewrapped value must open for its row before it replaces the old one.
+async fn rewrap_text_column(
+    db: &DatabaseConnection,
+    table: &SealedTextTable,
+    column: &'static str,
+    keyring: &Keyring,
+    dry_run: bool,
+    counts: &mut Counts,
+) -> anyhow::Result<()> {
+    let TextEncoding::PrefixedBase64 = table.encoding;
+    let backend = db.get_database_backend();
+    let placeholder = |index: usize| match backend {
+        DatabaseBackend::Postgres => format!("${index}"),
+        _ => "?".to_owned(),
+    };
+    let name = table.table;
+    let selected_keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|(key, key_type)| match key_type {
+            KeyType::Text => key.to_string(),
+            KeyType::Integer => format!("CAST({key} AS BIGINT)"),
+        })
+        .collect();
+    let order: Vec<&str> = table.key.iter().map(|(key, _)| *key).collect();
+    let select = format!(
+        "SELECT {}, {column} FROM {name} WHERE {column} LIKE {} ORDER BY {} LIMIT {DATABASE_PAGE_ROWS} OFFSET {}",
+        selected_keys.join(", "),
+        placeholder(1),
+        order.join(", "),
+        placeholder(2),
+    );
+    let conditions: Vec<String> = table
+        .key
+        .iter()
+        .enumerate()
+        .map(|(index, (key, _))| format!("{key} = {}", placeholder(index + 2)))
+        .collect();
+    let update = format!(
+        "UPDATE {name} SET {column} = {} WHERE {}",
+        placeholder(1),
+        conditions.join(" AND ")
+    );
+    let text_column = sealed_text::TextColumn::new(name, column);
+    let pattern = format!("{}%", sealed_text::PREFIX);
+
+    let mut offset: i64 = 0;
+    loop {
+        let transaction = db.begin().await?;
+        let rows = transaction
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                &select,
+                [pattern.clone().into(), offset.into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        offset += i64::try_from(rows.len())?;
+        for row in &rows {
+            let mut key_values: Vec<sea_orm::Value> = Vec::with_capacity(table.key.len());
+            let mut key_parts: Vec<String> = Vec::with_capacity(table.key.len());
+            for (index, (_, key_type)) in table.key.iter().enumerate() {
+                match key_type {
+                    KeyType::Text => {
+                        let value: String = row.try_get_by_index(index)?;
+                        key_parts.push(value.clone());
+                        key_values.push(value.into());
+                    }
+                    KeyType::Integer => {
+                        let value: i64 = row.try_get_by_index(index)?;
+                        key_parts.push(value.to_string());
+                        key_values.push(value.into());
+                    }
+                }
+            }
+            let key = key_parts.join("/");
+            let stored: String = row.try_get_by_index(table.key.len())?;
+            counts.text_values_sealed += 1;
+            let Some(rewrapped) = sealed_text::rewrap_text(keyring, &stored)
+                .with_context(|| format!("{name}.{column} of row {key}"))?
+            else {
+                counts.already_active += 1;
+                continue;
+            };
+            sealed_text::open_text(keyring, text_column, &key, rewrapped.clone()).with_context(
+                || format!("the rewrapped value of {name}.{column} of row {key} does not open"),
+            )?;
+            if !dry_run {
+                let mut values: Vec<sea_orm::Value> = vec![rewrapped.into()];
+                values.extend(key_values);
+                transaction
+                    .execute_raw(Statement::from_sql_and_values(backend, &update, values))
+                    .await?;
+            }
+            counts.text_values_rewrapped += 1;
         }
         transaction.commit().await?;
     }

@@ -71,8 +71,8 @@ enum Command {
         #[arg(long = "blob-store")]
         blob_stores: Vec<String>,
         /// Database URL of a service or of the archive, for example
-        /// `sqlite:///var/lib/trace/archive.db`; repeatable. The outbox and the archive's
-        /// ledger are rewrapped.
+        /// `sqlite:///var/lib/trace/archive.db`; repeatable. The outbox, the archive's
+        /// ledger and the sealed text columns of the service tables are rewrapped.
         #[arg(long = "database")]
         databases: Vec<String>,
         /// A key-encryption key as ID=PATH; give the old keys and the new one.

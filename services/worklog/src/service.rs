@@ -29,6 +29,7 @@ use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::directory::Directory;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 
 use crate::calendar::WorkCalendar;
 
@@ -45,6 +46,7 @@ pub struct WorklogHandler {
     clock: SharedClock,
     directory: Arc<Directory>,
     blobs: BlobStore,
+    keyring: Keyring,
     zone: Tz,
     /// Time of day in `zone` by which a daily report is due on its work date.
     deadline: NaiveTime,
@@ -66,6 +68,7 @@ impl WorklogHandler {
             clock: runtime.clock.clone(),
             directory: runtime.directory.clone(),
             blobs,
+            keyring: runtime.keyring.clone(),
             zone,
             deadline,
             calendar: Arc::new(calendar),

@@ -32,6 +32,7 @@ use trace_runtime::blob::{BlobStore, sha256_hex};
 use trace_runtime::clock::{Clock, ManualClock, proto_date};
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
+use trace_runtime::seal::Keyring;
 use trace_worklog::WorklogConfig;
 use trace_worklog::entity as table;
 
@@ -997,9 +998,14 @@ async fn communications(service: &Service, client: &mut Client) -> Result<()> {
     let blob = report_of(recorded.attachments[0].content.clone());
     assert_eq!(blob.sha256, sha256_hex(&screenshot));
     assert_eq!(blob.size_bytes, screenshot.len() as u64);
+    // The communication is confidential, so its attachment is sealed for its id.
+    let sealed = service
+        .blobs
+        .get_sealed(&recorded.communication_id, &blob.sha256)
+        .await?;
     assert_eq!(
-        service.blobs.get(&blob.sha256).await?.as_ref(),
-        screenshot.as_slice()
+        Keyring::development().open(&recorded.communication_id, &sealed)?,
+        screenshot
     );
     assert_eq!(recorded.linked_documents[0].document_id, contract_id);
 
@@ -1721,5 +1727,117 @@ async fn report_kinds_take_their_own_actions() -> Result<()> {
         revise_submitted.message()
     );
     assert_eq!(service.row_counts().await?, before);
+    service.stop().await
+}
+
+/// Returns the files under `root` whose bytes contain `needle`.
+fn files_containing(root: &std::path::Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if std::fs::read(&path)?
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_communication_is_sealed_at_rest() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+
+    let levels = [
+        (Confidentiality::Confidential, "marker-e90b 商务谈判"),
+        (Confidentiality::Secret, "marker-13fd 绝密报价"),
+        (Confidentiality::Internal, "internal-marker-6c25"),
+    ];
+    let mut recorded = Vec::new();
+    // Early on the first day, before the manual clock's start at 09:00.
+    for (hour, (level, marker)) in (6..).zip(levels) {
+        // A phone conference, the only kind that carries a notice.
+        let mut request = RecordCommunicationRequest {
+            scope: CommunicationScope::Internal as i32,
+            channel: CommunicationChannel::PhoneConference as i32,
+            counterpart: String::new(),
+            external_participants: Vec::new(),
+            minute_taker_id: COLLEAGUE.to_owned(),
+            ..external_communication("", shanghai(2026, 3, 2, hour, 0))
+        };
+        request.confidentiality = level as i32;
+        request.content = format!("Content {marker}");
+        request.outcome = format!("Outcome {marker}");
+        request.notice = format!("Notice {marker}");
+        request.attachments = vec![Attachment {
+            file_name: "quote.txt".to_owned(),
+            media_type: "text/plain".to_owned(),
+            content: format!("Attachment {marker}").into_bytes(),
+        }];
+        let communication = client
+            .record_communication(as_user(CLERK, request))
+            .await?
+            .into_inner()
+            .communication;
+        recorded.push(report_of(communication).communication_id);
+    }
+
+    // The recorder reads the plaintext back through the API.
+    let listed = client
+        .list_communications(as_user(CLERK, ListCommunicationsRequest::default()))
+        .await?
+        .into_inner()
+        .communications;
+    assert_eq!(listed.len(), 3);
+    for (communication, (_, marker)) in listed.iter().zip(levels) {
+        assert_eq!(communication.content, format!("Content {marker}"));
+        assert_eq!(communication.outcome, format!("Outcome {marker}"));
+        assert_eq!(communication.notice, format!("Notice {marker}"));
+        assert_eq!(communication.subject, "年度框架合同續簽");
+    }
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| c.communication_id.clone())
+            .collect::<Vec<_>>(),
+        recorded
+    );
+    service.wait_until_published().await?;
+
+    // No database file, blob or broker file contains the plaintext of a confidential or secret
+    // communication. The internal one is stored as it is, which shows that the scan reads
+    // the database and the blobs.
+    let data = service._data.path().to_path_buf();
+    for (_, marker) in &levels[..2] {
+        assert_eq!(
+            files_containing(&data, marker.as_bytes())?,
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            files_containing(nats._store.path(), marker.as_bytes())?,
+            Vec::<PathBuf>::new()
+        );
+    }
+    let internal = files_containing(&data, levels[2].1.as_bytes())?;
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.to_string_lossy().contains("worklog.db")),
+        "{internal:?}"
+    );
+    assert!(
+        internal
+            .iter()
+            .any(|path| path.starts_with(data.join("blobs"))),
+        "{internal:?}"
+    );
     service.stop().await
 }

@@ -47,17 +47,17 @@ fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let path = entry.expect("folder entry").path();
             if path.is_dir() {
                 folders.push(path);
-            } else {
-                // nats-server replaces store files while it runs, so a listed file may be
-                // gone by the time it is read.
-                let bytes = match std::fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(error) => panic!("read {}: {error}", path.display()),
-                };
-                if bytes.windows(needle.len()).any(|window| window == needle) {
-                    found.push(path);
-                }
+                continue;
+            }
+            // SQLite removes its -shm and -wal files when the last connection closes, and nats-server
+            // replaces store files while it runs, so a listed file may be gone when it is read.
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => panic!("failed to read {}: {error}", path.display()),
+            };
+            if bytes.windows(needle.len()).any(|window| window == needle) {
+                found.push(path);
             }
         }
     }
@@ -166,7 +166,7 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
     let produced = [sealed_event.clone(), plain_event.clone()];
     wait_until_archived(&archive.address, &produced, Duration::from_secs(30)).await;
 
-    // The auditor without a clearance claim sees that the payload is sealed, not its text.
+    // For the auditor without a clearance claim, the entry shows a sealed payload, not its text.
     let hidden = entry_as(&archive.address, AUDITOR, None, &sealed_event).await;
     let hidden_json: serde_json::Value =
         serde_json::from_str(&hidden.payload_json).expect("payload JSON");
@@ -202,8 +202,8 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
     document.stop().await;
     archive.stop().await;
 
-    // Neither the archive's files nor the broker's store hold the sealed title; the internal
-    // title is found, which shows that the scans read the right files.
+    // Neither the archive's files nor the broker's store contain the sealed title. The
+    // internal title is found, which shows that the scans read the right files.
     let archive_files: Vec<PathBuf> = files_containing(dir.path(), SEALED_MARKER.as_bytes())
         .into_iter()
         .filter(|path| !path.to_string_lossy().contains("document.db"))
@@ -219,7 +219,7 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
             .iter()
             .any(|path| path.to_string_lossy().contains("archive.db"))
     );
-    // The document's outbox holds the event sealed too.
+    // The document's outbox contains the event sealed too.
     let envelopes = outbox_envelopes(&dir.path().join("document.db")).await;
     assert_eq!(envelopes.len(), 2);
     let sealed_rows = envelopes

@@ -10,6 +10,8 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::clock::{micros_from_timestamp, timestamp, timestamp_opt};
 use trace_runtime::context::{CallContext, Clearance, role};
 use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
@@ -17,6 +19,7 @@ use uuid::Uuid;
 use super::write::{AttemptResult, find_document, lock_document, require, with_retries};
 use super::{DocumentHandler, SERVICE, convert};
 use crate::entity::{access_request, agreement, document, revision};
+use crate::sealing::seal_access_opinion;
 use crate::state::AccessRequestState;
 
 /// Maximum approval period a department head may grant, in days.
@@ -259,11 +262,10 @@ impl DocumentHandler {
                     pack(&payload),
                 )
                 .await?;
-            access_request::Entity::insert(
-                access_request::ActiveModel::from(row.clone()).reset_all(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+            let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+            access_request::Entity::insert(access_request::ActiveModel::from(stored).reset_all())
+                .exec_without_returning(&txn)
+                .await?;
             self.commit(txn).await?;
             Ok(proto::RequestAccessResponse {
                 access_request: Some(access_request(&row)),
@@ -294,7 +296,7 @@ impl DocumentHandler {
 
         with_retries("decide access", || async {
             let txn = self.begin().await?;
-            let pending = find_access_request(&txn, &request_id).await?;
+            let pending = find_access_request(&self.keyring, &txn, &request_id).await?;
             let loaded = lock_document(&txn, &pending.document_id).await?;
             let caller = &context.principal;
             require(
@@ -361,7 +363,12 @@ impl DocumentHandler {
                 .set(access_request::ActiveModel {
                     state: Set(state),
                     approver_id: Set(decided.approver_id.clone()),
-                    opinion: Set(decided.opinion.clone()),
+                    opinion: Set(seal_access_opinion(
+                        &self.keyring,
+                        loaded.confidentiality,
+                        &pending.id,
+                        decided.opinion.clone(),
+                    )),
                     decided_at: Set(decided.decided_at),
                     expires_at: Set(expires_at),
                     ..Default::default()
@@ -400,6 +407,7 @@ impl DocumentHandler {
             .order_by_asc(access_request::Column::Id)
             .all(&self.db)
             .await?;
+        let rows = open_rows(&self.keyring, rows)?;
         Ok(proto::ListAccessRequestsResponse {
             access_requests: rows.iter().map(access_request).collect(),
         })
@@ -482,7 +490,7 @@ impl DocumentHandler {
         let caller = context.principal.user_id.as_str();
         let request = match presented {
             // A presented id that does not exist is denied below; other failures propagate.
-            Some(id) => match find_access_request(&self.db, id).await {
+            Some(id) => match find_access_request(&self.keyring, &self.db, id).await {
                 Ok(request) => Some(request),
                 Err(ServiceError::NotFound { .. }) => None,
                 Err(error) => return Err(error),
@@ -587,13 +595,15 @@ impl DocumentHandler {
 }
 
 async fn find_access_request<C: sea_orm::ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     id: &str,
 ) -> ServiceResult<access_request::Model> {
-    access_request::Entity::find_by_id(id.to_owned())
+    let row = access_request::Entity::find_by_id(id.to_owned())
         .one(connection)
         .await?
-        .ok_or_else(|| ServiceError::not_found("access request", id))
+        .ok_or_else(|| ServiceError::not_found("access request", id))?;
+    Ok(row.opened(keyring)?)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::clock::{date_from_key, date_key};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
@@ -20,6 +21,7 @@ use super::write::{
 use super::{DocumentHandler, convert};
 use crate::entity::borrowing;
 use crate::rules;
+use crate::sealing::seal_borrowing_changes;
 use crate::state::{BorrowingAction, BorrowingState, DocumentAction, ReturnCondition};
 
 /// Changes of one borrowing step, and the event that records them.
@@ -108,7 +110,8 @@ impl DocumentHandler {
             )
             .await?;
 
-        borrowing::Entity::insert(borrowing::ActiveModel::from(row.clone()).reset_all())
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        borrowing::Entity::insert(borrowing::ActiveModel::from(stored).reset_all())
             .exec_without_returning(&txn)
             .await?;
         self.commit(txn).await?;
@@ -376,15 +379,27 @@ impl DocumentHandler {
         F: Fn(&borrowing::Model) -> ServiceResult<BorrowingStep>,
     {
         let txn = self.begin().await?;
-        let loaded = lock_borrowing(&txn, borrowing_id).await?;
+        let loaded = lock_borrowing(&txn, borrowing_id)
+            .await?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         let document = lock_document(&txn, &loaded.document_id).await?;
 
-        let step = plan(&loaded)?;
+        let mut step = plan(&loaded)?;
+        seal_borrowing_changes(
+            &self.keyring,
+            document.confidentiality,
+            &loaded.id,
+            &mut step.changes,
+        );
         if is_activation(loaded.state, step.state) {
             require_no_active_borrowing(&txn, &loaded).await?;
         }
 
-        let borrowing = update_borrowing(&txn, &loaded, step.changes).await?;
+        let borrowing = update_borrowing(&txn, &loaded, step.changes)
+            .await?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         let (_, event_id) = self
             .record_change(
                 &txn,

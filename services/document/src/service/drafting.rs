@@ -9,6 +9,7 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::blob::sha256_hex;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
@@ -141,6 +142,7 @@ impl DocumentHandler {
         let txn = self.begin().await?;
 
         insert_document(&txn, &document).await?;
+        let first_revision = first_revision.sealed(&self.keyring, document.confidentiality);
         insert_revision(&txn, first_revision).await?;
 
         let payload = proto::DocumentDrafted {
@@ -223,7 +225,7 @@ impl DocumentHandler {
             self.now(),
             &input.change_summary,
         );
-        insert_revision(&txn, row).await?;
+        insert_revision(&txn, row.sealed(&self.keyring, document.confidentiality)).await?;
         self.commit(txn).await?;
 
         Ok(proto::ReviseDraftResponse {
@@ -334,6 +336,7 @@ impl DocumentHandler {
             opinion: input.opinion.clone(),
             reviewed_at: self.now(),
         };
+        let row = row.sealed(&self.keyring, document.confidentiality);
         review::Entity::insert(review::ActiveModel::from(row).reset_all())
             .exec_without_returning(&txn)
             .await?;

@@ -6,6 +6,7 @@ use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, sea_query::Expr,
 };
 use trace_proto::document::v1 as proto;
+use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::write::find_document;
@@ -189,6 +190,7 @@ impl DocumentHandler {
             .order_by_asc(revision::Column::Revision)
             .all(&self.db)
             .await?;
+        let rows = open_rows(&self.keyring, rows)?;
 
         Ok(proto::ListRevisionsResponse {
             revisions: rows.iter().map(convert::revision).collect(),
@@ -208,6 +210,7 @@ impl DocumentHandler {
             .order_by_asc(borrowing::Column::Id)
             .all(&self.db)
             .await?;
+        let rows = open_rows(&self.keyring, rows)?;
 
         Ok(proto::ListBorrowingsResponse {
             borrowings: rows.iter().map(convert::borrowing).collect(),

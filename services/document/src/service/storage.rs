@@ -11,6 +11,7 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::blob::sha256_hex;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
@@ -245,10 +246,13 @@ impl DocumentHandler {
             number => i32::try_from(number).unwrap_or(i32::MAX),
         };
 
-        revision::Entity::find_by_id((document_id.to_owned(), number))
+        let row = revision::Entity::find_by_id((document_id.to_owned(), number))
             .one(&self.db)
             .await?
-            .ok_or_else(|| ServiceError::not_found("revision", format!("{document_id}/{number}")))
+            .ok_or_else(|| {
+                ServiceError::not_found("revision", format!("{document_id}/{number}"))
+            })?;
+        Ok(row.opened(&self.keyring)?)
     }
 
     async fn try_record_read(

@@ -6,9 +6,11 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use trace_proto::common::v1::BlobRef;
 use trace_proto::meeting::v1 as proto;
 use trace_proto::meeting::v1::add_material_request::Source;
+use trace_runtime::blob::sha256_hex;
 use trace_runtime::clock::timestamp;
 use trace_runtime::context::{CallContext, role};
-use trace_runtime::event::pack;
+use trace_runtime::event::{is_sealed_level, pack};
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -114,12 +116,31 @@ impl MeetingHandler {
 
     /// Stores content before the transaction. Blobs are content-addressed, so a blob left
     /// behind by a call that fails later is harmless and reused by the next identical upload.
+    /// Content of a CONFIDENTIAL or SECRET meeting is sealed for the material id instead, at
+    /// `sealed/<material id>/<sha256>` of the blob store.
     async fn store_content(
         &self,
         source: MaterialSource,
+        material_id: &str,
+        confidentiality: i32,
     ) -> ServiceResult<(Option<BlobRef>, Option<String>)> {
         match source {
             MaterialSource::Document(document_id) => Ok((None, Some(document_id))),
+            MaterialSource::Content(content, media_type) if is_sealed_level(confidentiality) => {
+                let blob = BlobRef {
+                    sha256: sha256_hex(&content),
+                    size_bytes: content.len() as u64,
+                    media_type,
+                };
+                let sealed = self.keyring.seal(material_id, &content);
+                self.blobs
+                    .put_sealed(material_id, &blob.sha256, sealed)
+                    .await
+                    .map_err(|error| {
+                        ServiceError::Internal(error.context("failed to store material content"))
+                    })?;
+                Ok((Some(blob), None))
+            }
             MaterialSource::Content(content, media_type) => {
                 let blob = self
                     .blobs
@@ -139,9 +160,14 @@ impl MeetingHandler {
         request: proto::AddMaterialRequest,
     ) -> ServiceResult<proto::AddMaterialResponse> {
         let (material, source) = self.parse_material(request)?;
-        let stored = self.store_content(source).await?;
-
+        // The level is fixed when the meeting is planned, so reading it before the
+        // transaction is safe.
+        let meeting = find_meeting(&self.keyring, &self.db, &material.meeting_id).await?;
         let material_id = Uuid::now_v7().to_string();
+        let stored = self
+            .store_content(source, &material_id, meeting.confidentiality)
+            .await?;
+
         with_retries("add material", || {
             self.try_add_material(context, &material_id, &material, &stored)
         })
@@ -156,7 +182,7 @@ impl MeetingHandler {
         (content, document_id): &(Option<BlobRef>, Option<String>),
     ) -> AttemptResult<proto::AddMaterialResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &material.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &material.meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::AddMaterial)?;
         let caller = &context.principal.user_id;
         let attendees = load_attendees(&txn, &loaded.id).await?;
@@ -190,7 +216,8 @@ impl MeetingHandler {
             added_by: caller.clone(),
             added_at: self.now(),
         };
-        material::Entity::insert(material::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        material::Entity::insert(material::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
 
@@ -253,12 +280,14 @@ impl MeetingHandler {
         review: &ReviewInput,
     ) -> AttemptResult<proto::ReviewMaterialResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &review.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &review.meeting_id).await?;
         let material = material::Entity::find_by_id(review.material_id.clone())
             .filter(material::Column::MeetingId.eq(loaded.id.as_str()))
             .one(&txn)
             .await?
-            .ok_or_else(|| ServiceError::not_found("material", &review.material_id))?;
+            .ok_or_else(|| ServiceError::not_found("material", &review.material_id))?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         check_meeting_step(&loaded, MeetingAction::ReviewMaterial)?;
         check_reviewer(context, &loaded.organiser_id, &material)?;
         if material.review_state != ReviewState::Pending {
@@ -279,7 +308,10 @@ impl MeetingHandler {
             reviewed_at: Some(now),
             ..material
         };
-        material::Entity::update(material::ActiveModel::from(reviewed.clone()).reset_all())
+        let stored = reviewed
+            .clone()
+            .sealed(&self.keyring, loaded.confidentiality);
+        material::Entity::update(material::ActiveModel::from(stored).reset_all())
             .exec(&txn)
             .await?;
 

@@ -10,6 +10,7 @@ use trace_proto::meeting::v1 as proto;
 use trace_runtime::clock::date_key;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -36,6 +37,7 @@ struct MinutesContent {
 /// One minutes version to insert.
 struct NewVersion<'a> {
     meeting_id: &'a str,
+    confidentiality: i32,
     version: i32,
     content: &'a MinutesContent,
     discussions: &'a [StoredDiscussion],
@@ -118,7 +120,7 @@ impl MeetingHandler {
         content: &MinutesContent,
     ) -> ServiceResult<Vec<StoredDiscussion>> {
         let attendees = load_attendees(txn, &loaded.id).await?;
-        let agenda = load_agenda(txn, &loaded.id).await?;
+        let agenda = load_agenda(&self.keyring, txn, &loaded.id).await?;
         rules::check_attendance(&content.present, &content.absent, &attendees)?;
         let discussions = input::discussions(&content.discussions, agenda.len())?;
         rules::check_held_times(
@@ -151,7 +153,8 @@ impl MeetingHandler {
             discussions: input::to_json(&new.discussions)?,
             change_summary: new.change_summary.to_owned(),
         };
-        minutes::Entity::insert(minutes::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, new.confidentiality);
+        minutes::Entity::insert(minutes::ActiveModel::from(stored))
             .exec_without_returning(txn)
             .await?;
         Ok(row)
@@ -193,7 +196,7 @@ impl MeetingHandler {
         resolution_ids: &[String],
     ) -> AttemptResult<proto::RecordMinutesResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &record.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &record.meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::RecordMinutes)?;
         self.require_attendee_or_organiser(&txn, context, &loaded)
             .await?;
@@ -206,6 +209,7 @@ impl MeetingHandler {
 
         let new = NewVersion {
             meeting_id: &loaded.id,
+            confidentiality: loaded.confidentiality,
             version: 1,
             content: &record.content,
             discussions: &discussions,
@@ -245,7 +249,7 @@ impl MeetingHandler {
             self.stage_resolution_created(&txn, context, model).await?;
         }
         let attendees = load_attendees(&txn, &loaded.id).await?;
-        let agenda = load_agenda(&txn, &loaded.id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, &loaded.id).await?;
         self.commit(txn).await?;
 
         Ok(proto::RecordMinutesResponse {
@@ -306,7 +310,10 @@ impl MeetingHandler {
             .collect();
         if !rows.is_empty() {
             resolution::Entity::insert_many(
-                rows.iter().cloned().map(resolution::ActiveModel::from),
+                rows.iter()
+                    .cloned()
+                    .map(|row| row.sealed(&self.keyring, loaded.confidentiality))
+                    .map(resolution::ActiveModel::from),
             )
             .exec_without_returning(txn)
             .await?;
@@ -364,7 +371,7 @@ impl MeetingHandler {
         amendment: &AmendInput,
     ) -> AttemptResult<proto::AmendMinutesResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &amendment.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &amendment.meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::AmendMinutes)?;
         let current = minutes::Entity::find_by_id((loaded.id.clone(), loaded.minutes_version))
             .one(&txn)
@@ -374,7 +381,9 @@ impl MeetingHandler {
                     "minutes",
                     format!("{} version {}", loaded.id, loaded.minutes_version),
                 )
-            })?;
+            })?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         let caller = &context.principal.user_id;
         require(
             *caller == loaded.organiser_id || *caller == current.taker_id,
@@ -392,6 +401,7 @@ impl MeetingHandler {
         let version = loaded.minutes_version + 1;
         let new = NewVersion {
             meeting_id: &loaded.id,
+            confidentiality: loaded.confidentiality,
             version,
             content: &amendment.content,
             discussions: &discussions,
@@ -418,7 +428,7 @@ impl MeetingHandler {
             )
             .await?;
         let attendees = load_attendees(&txn, &loaded.id).await?;
-        let agenda = load_agenda(&txn, &loaded.id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, &loaded.id).await?;
         self.commit(txn).await?;
 
         Ok(proto::AmendMinutesResponse {

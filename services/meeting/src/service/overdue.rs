@@ -89,7 +89,7 @@ impl MeetingHandler {
         as_of: NaiveDate,
     ) -> AttemptResult<bool> {
         let txn = self.begin().await?;
-        let loaded = find_resolution(&txn, resolution_id).await?;
+        let loaded = find_resolution(&self.keyring, &txn, resolution_id).await?;
         let Some(due) = date_from_key(loaded.due_date) else {
             return Ok(false);
         };

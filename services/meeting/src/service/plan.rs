@@ -8,6 +8,8 @@ use trace_proto::meeting::v1 as proto;
 use trace_runtime::clock::timestamp;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceResult, validate};
 use uuid::Uuid;
 
@@ -85,22 +87,24 @@ pub(super) async fn write_attendees(
 /// Replaces the agenda of a meeting.
 pub(super) async fn write_agenda(
     txn: &DatabaseTransaction,
-    meeting_id: &str,
+    keyring: &Keyring,
+    meeting: &meeting::Model,
     agenda: &[AgendaInput],
 ) -> AttemptResult<()> {
+    let meeting_id = meeting.id.as_str();
     agenda_item::Entity::delete_many()
         .filter(agenda_item::Column::MeetingId.eq(meeting_id))
         .exec(txn)
         .await?;
-    let rows = agenda
-        .iter()
-        .enumerate()
-        .map(|(index, item)| agenda_item::ActiveModel {
-            meeting_id: Set(meeting_id.to_owned()),
-            number: Set(i32::try_from(index + 1).unwrap_or(i32::MAX)),
-            title: Set(item.title.clone()),
-            presenter_id: Set(item.presenter_id.clone()),
-        });
+    let rows = agenda.iter().enumerate().map(|(index, item)| {
+        let row = agenda_item::Model {
+            meeting_id: meeting_id.to_owned(),
+            number: i32::try_from(index + 1).unwrap_or(i32::MAX),
+            title: item.title.clone(),
+            presenter_id: item.presenter_id.clone(),
+        };
+        agenda_item::ActiveModel::from(row.sealed(keyring, meeting.confidentiality))
+    });
     agenda_item::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
@@ -151,7 +155,7 @@ impl MeetingHandler {
             .exec_without_returning(&txn)
             .await?;
         write_attendees(&txn, meeting_id, &plan.attendees).await?;
-        write_agenda(&txn, meeting_id, &plan.agenda).await?;
+        write_agenda(&txn, &self.keyring, &row, &plan.agenda).await?;
 
         let payload = proto::MeetingPlanned {
             topic: row.topic.clone(),
@@ -173,7 +177,7 @@ impl MeetingHandler {
                 pack(&payload),
             )
             .await?;
-        let agenda = load_agenda(&txn, meeting_id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, meeting_id).await?;
         self.commit(txn).await?;
 
         Ok(proto::PlanMeetingResponse {
@@ -204,7 +208,7 @@ impl MeetingHandler {
         recipients: &[String],
     ) -> AttemptResult<proto::RecordNoticesResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::RecordNotices)?;
         require_organiser(context, &loaded, "record notices for")?;
         let attendees = load_attendees(&txn, meeting_id).await?;
@@ -269,13 +273,18 @@ impl MeetingHandler {
         reason: &str,
     ) -> AttemptResult<proto::CancelMeetingResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::Cancel)?;
         require_organiser(context, &loaded, "cancel")?;
 
+        let sealed = meeting::Model {
+            cancel_reason: Some(reason.to_owned()),
+            ..loaded.clone()
+        }
+        .sealed(&self.keyring, loaded.confidentiality);
         let changes = meeting::ActiveModel {
             state: Set(MeetingState::Cancelled),
-            cancel_reason: Set(Some(reason.to_owned())),
+            cancel_reason: Set(sealed.cancel_reason),
             cancelled_at: Set(Some(self.now())),
             ..Default::default()
         };
@@ -286,7 +295,7 @@ impl MeetingHandler {
             .change_meeting(&txn, context, &loaded, changes, "cancelled", pack(&payload))
             .await?;
         let attendees = load_attendees(&txn, meeting_id).await?;
-        let agenda = load_agenda(&txn, meeting_id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, meeting_id).await?;
         self.commit(txn).await?;
 
         Ok(proto::CancelMeetingResponse {

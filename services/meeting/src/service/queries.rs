@@ -10,6 +10,8 @@ use sea_orm::{
 };
 use trace_proto::meeting::v1 as proto;
 use trace_runtime::context::CallContext;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::input;
@@ -144,6 +146,7 @@ impl MeetingFilter {
 
 /// Loads attendees and agendas of several meetings with one query each.
 async fn plans_of<C: ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     meeting_ids: &[String],
 ) -> ServiceResult<(
@@ -171,7 +174,7 @@ async fn plans_of<C: ConnectionTrait>(
         .all(connection)
         .await?;
     let mut agendas: HashMap<String, Vec<agenda_item::Model>> = HashMap::new();
-    for row in agenda_rows {
+    for row in open_rows(keyring, agenda_rows)? {
         agendas.entry(row.meeting_id.clone()).or_default().push(row);
     }
     Ok((attendees, agendas))
@@ -188,14 +191,15 @@ impl MeetingHandler {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
         let db = &self.db;
 
-        let model = find_meeting(db, &meeting_id).await?;
+        let model = find_meeting(&self.keyring, db, &meeting_id).await?;
         let attendees = load_attendees(db, &meeting_id).await?;
-        let agenda = load_agenda(db, &meeting_id).await?;
+        let agenda = load_agenda(&self.keyring, db, &meeting_id).await?;
         let revisions = plan_revision::Entity::find()
             .filter(plan_revision::Column::MeetingId.eq(meeting_id.as_str()))
             .order_by_asc(plan_revision::Column::Revision)
             .all(db)
             .await?;
+        let revisions = open_rows(&self.keyring, revisions)?;
         let notices = notice::Entity::find()
             .filter(notice::Column::MeetingId.eq(meeting_id.as_str()))
             .order_by_asc(notice::Column::Id)
@@ -206,11 +210,13 @@ impl MeetingHandler {
             .order_by_asc(material::Column::Id)
             .all(db)
             .await?;
+        let materials = open_rows(&self.keyring, materials)?;
         let minutes_versions = minutes::Entity::find()
             .filter(minutes::Column::MeetingId.eq(meeting_id.as_str()))
             .order_by_asc(minutes::Column::Version)
             .all(db)
             .await?;
+        let minutes_versions = open_rows(&self.keyring, minutes_versions)?;
         let dispatches = dispatch::Entity::find()
             .filter(dispatch::Column::MeetingId.eq(meeting_id.as_str()))
             .order_by_asc(dispatch::Column::SentAt)
@@ -223,6 +229,7 @@ impl MeetingHandler {
             .order_by_asc(confirmation::Column::ParticipantId)
             .all(db)
             .await?;
+        let confirmations = open_rows(&self.keyring, confirmations)?;
 
         Ok(proto::GetMeetingResponse {
             meeting: Some(convert::meeting(&model, &attendees, &agenda)),
@@ -249,17 +256,18 @@ impl MeetingHandler {
         let filter = MeetingFilter::parse(&request)?;
 
         // Fetching one row more than the page shows whether another page follows.
-        let mut rows = meeting::Entity::find()
+        let rows = meeting::Entity::find()
             .filter(filter.condition())
             .order_by_asc(meeting::Column::StartAt)
             .order_by_asc(meeting::Column::Id)
             .limit(filter.page_size + 1)
             .all(&self.db)
             .await?;
+        let mut rows = open_rows(&self.keyring, rows)?;
         let has_more = rows.len() as u64 > filter.page_size;
         rows.truncate(usize::try_from(filter.page_size).unwrap_or(usize::MAX));
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-        let (attendees, agendas) = plans_of(&self.db, &ids).await?;
+        let (attendees, agendas) = plans_of(&self.keyring, &self.db, &ids).await?;
 
         let next_page_token = match rows.last() {
             Some(last) if has_more => format!("{}:{}", last.start_at, last.id),
@@ -285,17 +293,18 @@ impl MeetingHandler {
         request: proto::GetTrackingTableRequest,
     ) -> ServiceResult<proto::GetTrackingTableResponse> {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
-        find_meeting(&self.db, &meeting_id).await?;
+        find_meeting(&self.keyring, &self.db, &meeting_id).await?;
 
         let rows = resolution::Entity::find()
             .filter(resolution::Column::MeetingId.eq(meeting_id.as_str()))
             .order_by_asc(resolution::Column::DecisionNumber)
             .all(&self.db)
             .await?;
+        let rows = open_rows(&self.keyring, rows)?;
         let today = self.today();
         let mut resolutions = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (updates, delays) = history(&self.db, &row.id).await?;
+            let (updates, delays) = history(&self.keyring, &self.db, &row.id).await?;
             let marks = overdue_mark::Entity::find()
                 .filter(overdue_mark::Column::ResolutionId.eq(row.id.as_str()))
                 .order_by_asc(overdue_mark::Column::DueDate)
@@ -328,6 +337,7 @@ impl MeetingHandler {
             .order_by_asc(resolution::Column::Id)
             .all(&self.db)
             .await?;
+        let rows = open_rows(&self.keyring, rows)?;
 
         let today = self.today();
         Ok(proto::ListOpenResolutionsResponse {

@@ -13,6 +13,8 @@ use trace_proto::meeting::v1 as proto;
 use trace_runtime::clock::{date_from_key, date_key};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -111,6 +113,7 @@ fn due_date(model: &resolution::Model) -> ServiceResult<NaiveDate> {
 
 /// Fails unless the caller owns the resolution or organised its meeting.
 async fn require_owner_or_organiser(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     context: &CallContext,
     loaded: &resolution::Model,
@@ -119,7 +122,7 @@ async fn require_owner_or_organiser(
     if *caller == loaded.owner_id {
         return Ok(());
     }
-    let meeting = find_meeting(txn, &loaded.meeting_id).await?;
+    let meeting = find_meeting(keyring, txn, &loaded.meeting_id).await?;
     require(*caller == meeting.organiser_id, || {
         format!(
             "only the owner {} or the meeting organiser may update resolution {}, not {caller}",
@@ -145,9 +148,9 @@ impl MeetingHandler {
         update: &UpdateInput,
     ) -> AttemptResult<proto::UpdateResolutionResponse> {
         let txn = self.begin().await?;
-        let loaded = find_resolution(&txn, &update.resolution_id).await?;
+        let loaded = find_resolution(&self.keyring, &txn, &update.resolution_id).await?;
         let status = check_resolution_step(&loaded, ResolutionAction::Update(update.status))?;
-        require_owner_or_organiser(&txn, context, &loaded).await?;
+        require_owner_or_organiser(&self.keyring, &txn, context, &loaded).await?;
 
         let earlier = resolution_update::Entity::find()
             .filter(resolution_update::Column::ResolutionId.eq(loaded.id.as_str()))
@@ -164,7 +167,8 @@ impl MeetingHandler {
             problems: update.problems.clone(),
             solutions: update.solutions.clone(),
         };
-        resolution_update::Entity::insert(resolution_update::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        resolution_update::Entity::insert(resolution_update::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
 
@@ -209,7 +213,7 @@ impl MeetingHandler {
         delay: &DelayInput,
     ) -> AttemptResult<proto::RequestDelayResponse> {
         let txn = self.begin().await?;
-        let loaded = find_resolution(&txn, &delay.resolution_id).await?;
+        let loaded = find_resolution(&self.keyring, &txn, &delay.resolution_id).await?;
         check_resolution_step(&loaded, ResolutionAction::RequestDelay)?;
         let caller = &context.principal.user_id;
         require(*caller == loaded.owner_id, || {
@@ -249,7 +253,8 @@ impl MeetingHandler {
             decided_at: None,
             opinion: None,
         };
-        delay_request::Entity::insert(delay_request::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        delay_request::Entity::insert(delay_request::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
 
@@ -297,12 +302,14 @@ impl MeetingHandler {
         decision: &DecisionInput,
     ) -> AttemptResult<proto::DecideDelayResponse> {
         let txn = self.begin().await?;
-        let loaded = find_resolution(&txn, &decision.resolution_id).await?;
+        let loaded = find_resolution(&self.keyring, &txn, &decision.resolution_id).await?;
         let delay = delay_request::Entity::find_by_id(decision.delay_id.clone())
             .filter(delay_request::Column::ResolutionId.eq(loaded.id.as_str()))
             .one(&txn)
             .await?
-            .ok_or_else(|| ServiceError::not_found("delay request", &decision.delay_id))?;
+            .ok_or_else(|| ServiceError::not_found("delay request", &decision.delay_id))?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         if delay.state != DelayState::Pending {
             return Err(ServiceError::wrong_state(
                 "delay request",
@@ -313,7 +320,7 @@ impl MeetingHandler {
             .into());
         }
         check_resolution_step(&loaded, ResolutionAction::DecideDelay)?;
-        let meeting = find_meeting(&txn, &loaded.meeting_id).await?;
+        let meeting = find_meeting(&self.keyring, &txn, &loaded.meeting_id).await?;
         check_delay_decider(context, &meeting.organiser_id, &delay)?;
 
         let (state, action) = if decision.approve {
@@ -328,11 +335,12 @@ impl MeetingHandler {
             opinion: Some(decision.opinion.clone()),
             ..delay
         };
-        delay_request::Entity::update(
-            delay_request::ActiveModel::from(decided.clone()).reset_all(),
-        )
-        .exec(&txn)
-        .await?;
+        let stored = decided
+            .clone()
+            .sealed(&self.keyring, loaded.confidentiality);
+        delay_request::Entity::update(delay_request::ActiveModel::from(stored).reset_all())
+            .exec(&txn)
+            .await?;
 
         let due_date = if decision.approve {
             decided.proposed_due_date
@@ -385,6 +393,7 @@ fn check_delay_decider(
 
 /// Lists the full history of one resolution for the tracking table.
 pub(super) async fn history<C: sea_orm::ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     resolution_id: &str,
 ) -> ServiceResult<(Vec<resolution_update::Model>, Vec<delay_request::Model>)> {
@@ -399,7 +408,7 @@ pub(super) async fn history<C: sea_orm::ConnectionTrait>(
         .order_by_asc(delay_request::Column::Id)
         .all(connection)
         .await?;
-    Ok((updates, delays))
+    Ok((open_rows(keyring, updates)?, open_rows(keyring, delays)?))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use trace_proto::meeting::v1 as proto;
 use trace_runtime::clock::timestamp;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::input::{self, AgendaInput, MAX_ATTENDEES};
@@ -169,12 +170,12 @@ impl MeetingHandler {
     ) -> AttemptResult<proto::RevisePlanResponse> {
         let meeting_id = revision.meeting_id.as_str();
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::RevisePlan)?;
         require_organiser(context, &loaded, "revise the plan of")?;
 
         let attendees = load_attendees(&txn, meeting_id).await?;
-        let agenda = load_agenda(&txn, meeting_id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, meeting_id).await?;
         let current_agenda = agenda
             .iter()
             .map(|item| AgendaInput {
@@ -208,14 +209,15 @@ impl MeetingHandler {
             change_summary: revision.change_summary.clone(),
             changed_fields: plan.changed_fields.join(","),
         };
-        plan_revision::Entity::insert(plan_revision::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        plan_revision::Entity::insert(plan_revision::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
         if plan.changed_fields.contains(&"attendee_ids") {
             write_attendees(&txn, meeting_id, &plan.attendees).await?;
         }
         if plan.changed_fields.contains(&"agenda") {
-            write_agenda(&txn, meeting_id, &plan.agenda).await?;
+            write_agenda(&txn, &self.keyring, &loaded, &plan.agenda).await?;
         }
 
         let changes = plan.changes(number);
@@ -230,7 +232,7 @@ impl MeetingHandler {
                 pack(&payload),
             )
             .await?;
-        let agenda = load_agenda(&txn, meeting_id).await?;
+        let agenda = load_agenda(&self.keyring, &txn, meeting_id).await?;
         self.commit(txn).await?;
 
         Ok(proto::RevisePlanResponse {

@@ -12,6 +12,8 @@ use sea_orm::{
 use trace_proto::common::v1::Confidentiality;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::{self, EventSpec};
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::{MeetingHandler, SERVICE};
@@ -95,24 +97,28 @@ where
 
 /// Loads a meeting; `NOT_FOUND` when it does not exist.
 pub(super) async fn find_meeting<C: ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     meeting_id: &str,
 ) -> ServiceResult<meeting::Model> {
-    meeting::Entity::find_by_id(meeting_id.to_owned())
+    let model = meeting::Entity::find_by_id(meeting_id.to_owned())
         .one(connection)
         .await?
-        .ok_or_else(|| ServiceError::not_found("meeting", meeting_id))
+        .ok_or_else(|| ServiceError::not_found("meeting", meeting_id))?;
+    Ok(model.opened(keyring)?)
 }
 
 /// Loads a resolution; `NOT_FOUND` when it does not exist.
 pub(super) async fn find_resolution<C: ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     resolution_id: &str,
 ) -> ServiceResult<resolution::Model> {
-    resolution::Entity::find_by_id(resolution_id.to_owned())
+    let model = resolution::Entity::find_by_id(resolution_id.to_owned())
         .one(connection)
         .await?
-        .ok_or_else(|| ServiceError::not_found("resolution", resolution_id))
+        .ok_or_else(|| ServiceError::not_found("resolution", resolution_id))?;
+    Ok(model.opened(keyring)?)
 }
 
 /// Loads the planned attendees of a meeting in their planned order.
@@ -130,14 +136,16 @@ pub(super) async fn load_attendees<C: ConnectionTrait>(
 
 /// Loads the agenda of a meeting by item number.
 pub(super) async fn load_agenda<C: ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     meeting_id: &str,
 ) -> ServiceResult<Vec<agenda_item::Model>> {
-    Ok(agenda_item::Entity::find()
+    let rows = agenda_item::Entity::find()
         .filter(agenda_item::Column::MeetingId.eq(meeting_id))
         .order_by_asc(agenda_item::Column::Number)
         .all(connection)
-        .await?)
+        .await?;
+    Ok(open_rows(keyring, rows)?)
 }
 
 /// Fails with `FAILED_PRECONDITION` naming the state unless `action` is allowed.
@@ -234,7 +242,7 @@ impl MeetingHandler {
             )));
         }
 
-        let meeting = find_meeting(txn, &loaded.id).await?;
+        let meeting = find_meeting(&self.keyring, txn, &loaded.id).await?;
         let target = EventTarget::meeting(&meeting);
         let event_id = self
             .stage_event(txn, context, target, action, payload)
@@ -266,7 +274,7 @@ impl MeetingHandler {
             )));
         }
 
-        let resolution = find_resolution(txn, &loaded.id).await?;
+        let resolution = find_resolution(&self.keyring, txn, &loaded.id).await?;
         let target = EventTarget::resolution(&resolution);
         let event_id = self
             .stage_event(txn, context, target, action, payload)

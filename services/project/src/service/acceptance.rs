@@ -9,6 +9,8 @@ use sea_orm::{
 use trace_proto::project::v1 as proto;
 use trace_runtime::context::{CallContext, role};
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -108,7 +110,8 @@ impl ProjectHandler {
             )
             .await?;
 
-        acceptance::Entity::insert(acceptance::ActiveModel::from(row.clone()).reset_all())
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        acceptance::Entity::insert(acceptance::ActiveModel::from(stored).reset_all())
             .exec_without_returning(&txn)
             .await?;
         self.commit(txn).await?;
@@ -157,7 +160,7 @@ impl ProjectHandler {
         let loaded = find_project(&txn, project_id).await?;
 
         checked_transition(&loaded, ProjectAction::SetAcceptanceGroup)?;
-        let open = open_acceptance(&txn, &loaded).await?;
+        let open = open_acceptance(&self.keyring, &txn, &loaded).await?;
         if open.group_set_at.is_some() {
             let detail = "and its acceptance group is already set";
             return Err(wrong_state(&loaded, ProjectAction::SetAcceptanceGroup, detail).into());
@@ -181,7 +184,8 @@ impl ProjectHandler {
 
         let rows = members
             .iter()
-            .map(|row| group_member::ActiveModel::from(row.clone()).reset_all());
+            .map(|row| row.clone().sealed(&self.keyring, loaded.confidentiality))
+            .map(|row| group_member::ActiveModel::from(row).reset_all());
         group_member::Entity::insert_many(rows)
             .exec_without_returning(&txn)
             .await?;
@@ -190,10 +194,14 @@ impl ProjectHandler {
             group_set_at: Some(now),
             ..open
         };
-        acceptance::ActiveModel::from(updated.clone())
-            .reset_all()
-            .update(&txn)
-            .await?;
+        acceptance::ActiveModel::from(
+            updated
+                .clone()
+                .sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .update(&txn)
+        .await?;
         self.commit(txn).await?;
 
         Ok(proto::SetAcceptanceGroupResponse {
@@ -330,6 +338,7 @@ fn group_rows(
 
 /// Loads the latest acceptance of a project in acceptance; it has no result yet.
 pub(super) async fn open_acceptance(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     project: &project::Model,
 ) -> AttemptResult<acceptance::Model> {
@@ -339,7 +348,7 @@ pub(super) async fn open_acceptance(
         .one(txn)
         .await?;
     match latest {
-        Some(row) if row.result.is_none() => Ok(row),
+        Some(row) if row.result.is_none() => Ok(row.opened(keyring)?),
         _ => Err(ServiceError::Internal(anyhow::anyhow!(
             "project {} is {} but has no open acceptance",
             project.id,
@@ -351,12 +360,14 @@ pub(super) async fn open_acceptance(
 
 /// Loads the members of an acceptance group in position order.
 pub(super) async fn group_members<C: sea_orm::ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     acceptance: &acceptance::Model,
-) -> Result<Vec<group_member::Model>, sea_orm::DbErr> {
-    group_member::Entity::find()
+) -> ServiceResult<Vec<group_member::Model>> {
+    let rows = group_member::Entity::find()
         .filter(group_member::Column::AcceptanceId.eq(acceptance.id.as_str()))
         .order_by_asc(group_member::Column::Position)
         .all(connection)
-        .await
+        .await?;
+    Ok(open_rows(keyring, rows)?)
 }

@@ -2,10 +2,12 @@
 //! required rejection rejects the round, and the last decision without one approves it.
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
 use trace_proto::project::v1 as proto;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::write::{
@@ -59,7 +61,7 @@ impl ProjectHandler {
             return Err(wrong_state(&loaded, ProjectAction::RecordApproval, "").into());
         }
 
-        let mut chain = round_approvals(&txn, &loaded).await?;
+        let mut chain = round_approvals(&self.keyring, &txn, &loaded).await?;
         let index = turn_of(&loaded, &chain, context)?;
         chain[index].decision = Some(input.decision);
         chain[index].opinion = Some(input.opinion.clone());
@@ -94,7 +96,7 @@ impl ProjectHandler {
             )
             .await?;
 
-        save_decision(&txn, decided).await?;
+        save_decision(&txn, decided, &self.keyring, loaded.confidentiality).await?;
         self.commit(txn).await?;
 
         Ok(proto::RecordApprovalResponse {
@@ -171,23 +173,31 @@ fn turn_of(
 
 /// Loads the approval chain of the project's current round, in order.
 async fn round_approvals(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     project: &project::Model,
-) -> Result<Vec<approval::Model>, DbErr> {
-    approval::Entity::find()
+) -> AttemptResult<Vec<approval::Model>> {
+    let rows = approval::Entity::find()
         .filter(approval::Column::ProjectId.eq(project.id.as_str()))
         .filter(approval::Column::Round.eq(project.round))
         .order_by_asc(approval::Column::Position)
         .all(txn)
-        .await
+        .await?;
+    Ok(open_rows(keyring, rows)?)
 }
 
 /// Stores one approver's decision. The row must still be undecided; the project's version
 /// check already serialises decisions, so this guards only against a corrupt chain.
-async fn save_decision(txn: &DatabaseTransaction, decided: &approval::Model) -> AttemptResult<()> {
+async fn save_decision(
+    txn: &DatabaseTransaction,
+    decided: &approval::Model,
+    keyring: &Keyring,
+    confidentiality: i32,
+) -> AttemptResult<()> {
+    let sealed = decided.clone().sealed(keyring, confidentiality);
     let changes = approval::ActiveModel {
         decision: Set(decided.decision),
-        opinion: Set(decided.opinion.clone()),
+        opinion: Set(sealed.opinion),
         decided_at: Set(decided.decided_at),
         ..Default::default()
     };

@@ -6,6 +6,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryF
 use trace_proto::project::v1 as proto;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceResult, validate};
 
 use super::write::{
@@ -57,7 +59,7 @@ impl ProjectHandler {
 
         checked_transition(&loaded, ProjectAction::SubmitSummary)?;
         require_manager(&loaded, context, ProjectAction::SubmitSummary)?;
-        if find_summary(&txn, &loaded).await?.is_some() {
+        if find_summary(&self.keyring, &txn, &loaded).await?.is_some() {
             let detail = "and its summary is already submitted";
             return Err(wrong_state(&loaded, ProjectAction::SubmitSummary, detail).into());
         }
@@ -77,7 +79,8 @@ impl ProjectHandler {
             .record_event(&txn, context, &loaded, "summary_submitted", pack(&payload))
             .await?;
 
-        summary::Entity::insert(summary::ActiveModel::from(row.clone()).reset_all())
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        summary::Entity::insert(summary::ActiveModel::from(stored).reset_all())
             .exec_without_returning(&txn)
             .await?;
         self.commit(txn).await?;
@@ -109,7 +112,7 @@ impl ProjectHandler {
 
         let state = checked_transition(&loaded, ProjectAction::Close)?;
         require_manager(&loaded, context, ProjectAction::Close)?;
-        if find_summary(&txn, &loaded).await?.is_none() {
+        if find_summary(&self.keyring, &txn, &loaded).await?.is_none() {
             return Err(wrong_state(&loaded, ProjectAction::Close, "without a summary").into());
         }
 
@@ -139,10 +142,12 @@ impl ProjectHandler {
 }
 
 pub(super) async fn find_summary<C: sea_orm::ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     project: &project::Model,
-) -> Result<Option<summary::Model>, sea_orm::DbErr> {
-    summary::Entity::find_by_id(project.id.clone())
+) -> ServiceResult<Option<summary::Model>> {
+    let row = summary::Entity::find_by_id(project.id.clone())
         .one(connection)
-        .await
+        .await?;
+    Ok(row.map(|row| row.opened(keyring)).transpose()?)
 }

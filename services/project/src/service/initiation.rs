@@ -7,6 +7,8 @@ use trace_proto::project::v1 as proto;
 use trace_runtime::clock::{date_key, proto_date, timestamp};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
 
@@ -63,7 +65,7 @@ impl ProjectHandler {
         project::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;
-        insert_round(&txn, project_id, 1, input, applicant, now).await?;
+        insert_round(&self.keyring, &txn, project_id, 1, input, applicant, now).await?;
 
         let payload = submitted_payload(input, 1, applicant, now);
         let event_id = self
@@ -131,6 +133,7 @@ impl ProjectHandler {
             .await?;
 
         insert_round(
+            &self.keyring,
             &txn,
             project_id,
             round,
@@ -230,6 +233,7 @@ fn submitted_payload(
 
 /// Inserts the application, tasks, milestones and approval chain of one round.
 async fn insert_round(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     project_id: &str,
     round: i32,
@@ -249,30 +253,33 @@ async fn insert_round(
         submitted_by: submitted_by.to_owned(),
         submitted_at,
     };
-    application::Entity::insert(application::ActiveModel::from(application).reset_all())
+    let confidentiality = input.confidentiality as i32;
+    let stored = application.sealed(keyring, confidentiality);
+    application::Entity::insert(application::ActiveModel::from(stored).reset_all())
         .exec_without_returning(txn)
         .await?;
 
-    insert_tasks(txn, project_id, round, input).await?;
+    insert_tasks(keyring, txn, project_id, round, input).await?;
     insert_milestones(txn, project_id, round, input).await?;
     insert_chain(txn, project_id, round, input).await
 }
 
 async fn insert_tasks(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     project_id: &str,
     round: i32,
     input: &ApplicationInput,
 ) -> Result<(), DbErr> {
     let tasks = input.tasks.iter().zip(1..).map(|(item, position)| {
-        task::ActiveModel::from(task::Model {
+        let row = task::Model {
             project_id: project_id.to_owned(),
             round,
             position,
             title: item.title.clone(),
             description: item.description.clone(),
-        })
-        .reset_all()
+        };
+        task::ActiveModel::from(row.sealed(keyring, input.confidentiality as i32)).reset_all()
     });
     task::Entity::insert_many(tasks)
         .exec_without_returning(txn)

@@ -10,6 +10,8 @@ use trace_proto::project::v1 as proto;
 use trace_runtime::clock::date_key;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -140,7 +142,8 @@ impl ProjectHandler {
             .record_event(&txn, context, &loaded, "progress_recorded", pack(&payload))
             .await?;
 
-        progress::Entity::insert(progress::ActiveModel::from(report.clone()).reset_all())
+        let stored = report.clone().sealed(&self.keyring, loaded.confidentiality);
+        progress::Entity::insert(progress::ActiveModel::from(stored).reset_all())
             .exec_without_returning(&txn)
             .await?;
         self.commit(txn).await?;
@@ -199,7 +202,8 @@ impl ProjectHandler {
             .record_event(&txn, context, &loaded, "document_updated", pack(&payload))
             .await?;
 
-        let row = document_update::ActiveModel::from(update.clone()).reset_all();
+        let stored = update.clone().sealed(&self.keyring, loaded.confidentiality);
+        let row = document_update::ActiveModel::from(stored).reset_all();
         document_update::Entity::insert(row)
             .exec_without_returning(&txn)
             .await?;
@@ -274,7 +278,10 @@ impl ProjectHandler {
             .record_event(&txn, context, &loaded, "decision_recorded", pack(&payload))
             .await?;
 
-        decision::Entity::insert(decision::ActiveModel::from(decision.clone()).reset_all())
+        let stored = decision
+            .clone()
+            .sealed(&self.keyring, loaded.confidentiality);
+        decision::Entity::insert(decision::ActiveModel::from(stored).reset_all())
             .exec_without_returning(&txn)
             .await?;
         self.commit(txn).await?;
@@ -315,7 +322,7 @@ impl ProjectHandler {
         let loaded = find_project(&txn, &input.project_id).await?;
 
         checked_transition(&loaded, ProjectAction::ApproveDecision)?;
-        let pending = find_pending_decision(&txn, input, context).await?;
+        let pending = find_pending_decision(&self.keyring, &txn, input, context).await?;
 
         let (state, action) = match input.decision {
             ApprovalDecision::Approve => (DecisionState::Approved, "decision_approved"),
@@ -336,10 +343,14 @@ impl ProjectHandler {
             decided_at: Some(self.now()),
             ..pending
         };
-        decision::ActiveModel::from(decided.clone())
-            .reset_all()
-            .update(&txn)
-            .await?;
+        decision::ActiveModel::from(
+            decided
+                .clone()
+                .sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .update(&txn)
+        .await?;
         self.commit(txn).await?;
 
         Ok(proto::ApproveDecisionResponse {
@@ -354,6 +365,7 @@ impl ProjectHandler {
 /// `FAILED_PRECONDITION` unless it is pending, `PERMISSION_DENIED` unless the caller is its
 /// named approver.
 async fn find_pending_decision(
+    keyring: &Keyring,
     txn: &DatabaseTransaction,
     input: &DecisionReview,
     context: &CallContext,
@@ -362,7 +374,8 @@ async fn find_pending_decision(
         .filter(decision::Column::ProjectId.eq(input.project_id.as_str()))
         .one(txn)
         .await?
-        .ok_or_else(|| ServiceError::not_found("decision", &input.decision_id))?;
+        .ok_or_else(|| ServiceError::not_found("decision", &input.decision_id))?
+        .opened(keyring)?;
     if pending.state != DecisionState::Pending {
         return Err(ServiceError::wrong_state(
             "decision",

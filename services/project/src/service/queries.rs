@@ -4,6 +4,7 @@
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use trace_proto::common::v1::PageRequest;
 use trace_proto::project::v1 as proto;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::acceptance::group_members;
@@ -91,12 +92,13 @@ impl ProjectHandler {
             .order_by_asc(approval::Column::Position)
             .all(&self.db)
             .await?;
+        let approvals = open_rows(&self.keyring, approvals)?;
         let members = member::Entity::find()
             .filter(member::Column::ProjectId.eq(project_id.as_str()))
             .order_by_asc(member::Column::Id)
             .all(&self.db)
             .await?;
-        let summary = find_summary(&self.db, &project).await?;
+        let summary = find_summary(&self.keyring, &self.db, &project).await?;
 
         Ok(proto::GetProjectResponse {
             application: self.current_application(&project).await?,
@@ -116,12 +118,14 @@ impl ProjectHandler {
         let Some(application) = application::Entity::find_by_id(key).one(&self.db).await? else {
             return Ok(None);
         };
+        let application = application.opened(&self.keyring)?;
         let tasks = task::Entity::find()
             .filter(task::Column::ProjectId.eq(project.id.as_str()))
             .filter(task::Column::Round.eq(project.round))
             .order_by_asc(task::Column::Position)
             .all(&self.db)
             .await?;
+        let tasks = open_rows(&self.keyring, tasks)?;
         let milestones = milestone::Entity::find()
             .filter(milestone::Column::ProjectId.eq(project.id.as_str()))
             .filter(milestone::Column::Round.eq(project.round))
@@ -147,7 +151,8 @@ impl ProjectHandler {
         let Some(latest) = latest else {
             return Ok(None);
         };
-        let members = group_members(&self.db, &latest).await?;
+        let latest = latest.opened(&self.keyring)?;
+        let members = group_members(&self.keyring, &self.db, &latest).await?;
         Ok(Some(convert::acceptance(&latest, &members)))
     }
 
@@ -198,6 +203,7 @@ impl ProjectHandler {
             .all(&self.db)
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
+        let rows = open_rows(&self.keyring, rows)?;
 
         Ok(proto::ListProgressResponse {
             reports: rows.iter().map(convert::progress).collect(),
@@ -219,6 +225,7 @@ impl ProjectHandler {
             .all(&self.db)
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
+        let rows = open_rows(&self.keyring, rows)?;
 
         Ok(proto::ListDecisionsResponse {
             decisions: rows.iter().map(convert::decision).collect(),

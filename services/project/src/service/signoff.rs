@@ -6,6 +6,7 @@ use sea_orm::ActiveValue::Set;
 use trace_proto::project::v1 as proto;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::acceptance::{group_members, open_acceptance};
@@ -56,8 +57,8 @@ impl ProjectHandler {
         let loaded = find_project(&txn, &input.project_id).await?;
 
         checked_transition(&loaded, ProjectAction::SignOff)?;
-        let open = open_acceptance(&txn, &loaded).await?;
-        let mut members = group_members(&txn, &open).await?;
+        let open = open_acceptance(&self.keyring, &txn, &loaded).await?;
+        let mut members = group_members(&self.keyring, &txn, &open).await?;
         let index = signer_index(&loaded, &members, context)?;
 
         let signer = &mut members[index];
@@ -76,10 +77,12 @@ impl ProjectHandler {
             .record_event(&txn, context, &loaded, "signed_off", pack(&payload))
             .await?;
 
-        group_member::ActiveModel::from(signer.clone())
-            .reset_all()
-            .update(&txn)
-            .await?;
+        group_member::ActiveModel::from(
+            signer.clone().sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .update(&txn)
+        .await?;
         self.commit(txn).await?;
 
         Ok(proto::SignOffResponse {
@@ -128,8 +131,8 @@ impl ProjectHandler {
             AcceptanceResult::Failed => ProjectAction::FailAcceptance,
         };
         let state = checked_transition(&loaded, action)?;
-        let open = open_acceptance(&txn, &loaded).await?;
-        let members = group_members(&txn, &open).await?;
+        let open = open_acceptance(&self.keyring, &txn, &loaded).await?;
+        let members = group_members(&self.keyring, &txn, &open).await?;
         check_result_allowed(&loaded, &members, input.value, context, action)?;
 
         let payload = proto::AcceptanceDecided {
@@ -162,10 +165,14 @@ impl ProjectHandler {
             decided_at: Some(now),
             ..open
         };
-        acceptance::ActiveModel::from(decided.clone())
-            .reset_all()
-            .update(&txn)
-            .await?;
+        acceptance::ActiveModel::from(
+            decided
+                .clone()
+                .sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .update(&txn)
+        .await?;
         self.commit(txn).await?;
 
         Ok(proto::RecordAcceptanceResultResponse {

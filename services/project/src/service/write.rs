@@ -39,6 +39,12 @@ impl From<ServiceError> for AttemptError {
     }
 }
 
+impl From<trace_runtime::seal::SealError> for AttemptError {
+    fn from(error: trace_runtime::seal::SealError) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
 impl From<DbErr> for AttemptError {
     fn from(error: DbErr) -> Self {
         if trace_runtime::db::is_busy(&error) {

@@ -65,32 +65,41 @@ pub(super) fn load_jwks(path: &str) -> Result<BTreeMap<String, JwksKey>, AuthErr
         path: path.to_owned(),
         source,
     })?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|error| {
-        AuthError::invalid("auth.jwks_file", format!("{path} is not a JWKS: {error}"))
-    })?;
+    parse_jwks(&text, "auth.jwks_file", path)
+}
+
+/// Parses a JWKS document read from `source` (a file path or URL), as [`load_jwks`] does.
+/// Errors name the configuration key `setting`.
+pub(super) fn parse_jwks(
+    text: &str,
+    setting: &'static str,
+    source: &str,
+) -> Result<BTreeMap<String, JwksKey>, AuthError> {
+    let set: JwkSet = serde_json::from_str(text)
+        .map_err(|error| AuthError::invalid(setting, format!("{source} is not a JWKS: {error}")))?;
 
     let mut keys = BTreeMap::new();
     for jwk in &set.keys {
         if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
             continue;
         }
-        let kid = jwk.common.key_id.clone().ok_or_else(|| {
-            AuthError::invalid("auth.jwks_file", format!("a key in {path} has no kid"))
-        })?;
-        let key = jwks_key(jwk).map_err(|reason| {
-            AuthError::invalid("auth.jwks_file", format!("key {kid}: {reason}"))
-        })?;
+        let kid =
+            jwk.common.key_id.clone().ok_or_else(|| {
+                AuthError::invalid(setting, format!("a key in {source} has no kid"))
+            })?;
+        let key = jwks_key(jwk)
+            .map_err(|reason| AuthError::invalid(setting, format!("key {kid}: {reason}")))?;
         if keys.insert(kid.clone(), key).is_some() {
             return Err(AuthError::invalid(
-                "auth.jwks_file",
-                format!("kid {kid} is listed twice in {path}"),
+                setting,
+                format!("kid {kid} is listed twice in {source}"),
             ));
         }
     }
     if keys.is_empty() {
         return Err(AuthError::invalid(
-            "auth.jwks_file",
-            format!("{path} contains no signature keys"),
+            setting,
+            format!("{source} contains no signature keys"),
         ));
     }
     Ok(keys)

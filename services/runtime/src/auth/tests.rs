@@ -535,3 +535,154 @@ async fn interceptor_guards_a_tonic_service() {
     assert_eq!(authenticated.unwrap_err().code(), Code::InvalidArgument);
     server.abort();
 }
+
+/// Serves `body` as `application/json` on a free port of 127.0.0.1 and counts the requests.
+/// The body can be replaced while the server runs.
+struct JwksServer {
+    url: String,
+    body: Arc<std::sync::Mutex<String>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(body: String) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let body = Arc::new(std::sync::Mutex::new(body));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (body.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = vec![0; 4096];
+                let _ = stream.read(&mut buffer).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        Self {
+            url,
+            body,
+            requests,
+        }
+    }
+}
+
+fn jwks_of(keys: Vec<Jwk>) -> String {
+    serde_json::to_string(&JwkSet { keys }).unwrap()
+}
+
+fn rsa_jwk(kid: &str) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk
+}
+
+fn ec_jwk(kid: &str) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(&ec_key(), Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk
+}
+
+#[tokio::test]
+async fn jwks_url_keys_verify_and_rotate() {
+    let server = JwksServer::start(jwks_of(vec![rsa_jwk("rsa-url-1")])).await;
+    let settings = AuthSettings {
+        jwks_url: Some(server.url.clone()),
+        jwks_refresh_secs: 1,
+        allow_development_secret: false,
+        ..AuthSettings::default()
+    };
+    let authenticator = Authenticator::new(&settings, Arc::new(Directory::default())).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let refresh = authenticator
+        .start_jwks_refresh(shutdown.clone())
+        .await
+        .expect("a refresh task for the URL");
+    let refresher = tokio::spawn(refresh);
+
+    let rs256 = signed(&claims("li.na"), Algorithm::RS256, &rsa_key(), "rsa-url-1");
+    assert_eq!(authenticator.verify(&rs256).unwrap().sub, "li.na");
+
+    // The provider rotates to a new key; a token signed with it verifies after a refresh, and
+    // the old key stops verifying.
+    *server.body.lock().unwrap() = jwks_of(vec![ec_jwk("ec-url-2")]);
+    let es256 = signed(&claims("li.na"), Algorithm::ES256, &ec_key(), "ec-url-2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while authenticator.verify(&es256).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key was not fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = Status::from(authenticator.verify(&rs256).unwrap_err());
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("kid"), "{}", status.message());
+    assert!(server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    shutdown.cancel();
+    refresher.await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_jwks_url_rejects_tokens_until_it_answers() {
+    // Bind and drop a listener to get a port that refuses connections.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = AuthSettings {
+        jwks_url: Some(format!("http://127.0.0.1:{port}/jwks.json")),
+        allow_development_secret: false,
+        ..AuthSettings::default()
+    };
+    let authenticator = Authenticator::new(&settings, Arc::new(Directory::default())).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    assert!(
+        authenticator
+            .start_jwks_refresh(shutdown.clone())
+            .await
+            .is_some()
+    );
+    let rs256 = signed(&claims("li.na"), Algorithm::RS256, &rsa_key(), "rsa-url-1");
+    let status = Status::from(authenticator.verify(&rs256).unwrap_err());
+    assert_eq!(status.code(), Code::Unauthenticated);
+    shutdown.cancel();
+}
+
+#[test]
+fn jwks_url_needs_https_off_loopback() {
+    let with_url = |url: &str| {
+        let settings = AuthSettings {
+            jwks_url: Some(url.to_owned()),
+            allow_development_secret: false,
+            ..AuthSettings::default()
+        };
+        Authenticator::new(&settings, Arc::new(Directory::default()))
+    };
+    for accepted in [
+        "https://login.example.com/.well-known/jwks.json",
+        "http://127.0.0.1:8080/jwks.json",
+        "http://localhost/jwks.json",
+        "http://[::1]/jwks.json",
+    ] {
+        assert!(with_url(accepted).is_ok(), "{accepted}");
+    }
+    for (rejected, expected) in [
+        ("http://login.example.com/jwks.json", "https"),
+        ("ftp://127.0.0.1/jwks.json", "scheme"),
+        ("not a url", "auth.jwks_url"),
+    ] {
+        let error = with_url(rejected).unwrap_err().to_string();
+        assert!(error.contains(expected), "{rejected}: {error}");
+        assert!(error.contains("auth.jwks_url"), "{rejected}: {error}");
+    }
+}

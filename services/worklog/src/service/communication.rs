@@ -9,9 +9,11 @@ use sea_orm::{ActiveModelTrait, DatabaseTransaction};
 use trace_proto::common::v1::{BlobRef, Confidentiality};
 use trace_proto::worklog::v1 as proto;
 use trace_proto::worklog::v1::{CommunicationChannel, CommunicationScope};
+use trace_runtime::blob::sha256_hex;
 use trace_runtime::clock::{micros_from_timestamp, timestamp};
 use trace_runtime::context::CallContext;
-use trace_runtime::event::pack;
+use trace_runtime::event::{is_sealed_level, pack};
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -70,15 +72,20 @@ impl WorklogHandler {
         let input = self.validate_communication(context, &request)?;
         let attachments = attachments(std::mem::take(&mut request.attachments), input.channel)?;
 
+        let communication_id = Uuid::now_v7().to_string();
+        let sealed = is_sealed_level(input.confidentiality as i32);
         let mut stored = Vec::with_capacity(attachments.len());
         for attachment in attachments {
-            stored.push((
-                attachment.file_name.clone(),
-                self.store_attachment(attachment).await?,
-            ));
+            let file_name = attachment.file_name.clone();
+            let blob = if sealed {
+                self.store_sealed_attachment(&communication_id, attachment)
+                    .await?
+            } else {
+                self.store_attachment(attachment).await?
+            };
+            stored.push((file_name, blob));
         }
 
-        let communication_id = Uuid::now_v7().to_string();
         with_retries("record communication", || {
             self.try_record(context, &communication_id, &input, &stored)
         })
@@ -92,6 +99,28 @@ impl WorklogHandler {
             .put(Bytes::from(attachment.content), &attachment.media_type)
             .await
             .map_err(|error| ServiceError::Internal(error.context("failed to store an attachment")))
+    }
+
+    /// Stores an attachment of a CONFIDENTIAL or SECRET communication sealed for the
+    /// communication id, at `sealed/<communication id>/<sha256>` of the blob store.
+    async fn store_sealed_attachment(
+        &self,
+        communication_id: &str,
+        attachment: AttachmentInput,
+    ) -> ServiceResult<BlobRef> {
+        let blob = BlobRef {
+            sha256: sha256_hex(&attachment.content),
+            size_bytes: attachment.content.len() as u64,
+            media_type: attachment.media_type,
+        };
+        let sealed = self.keyring.seal(communication_id, &attachment.content);
+        self.blobs
+            .put_sealed(communication_id, &blob.sha256, sealed)
+            .await
+            .map_err(|error| {
+                ServiceError::Internal(error.context("failed to store an attachment"))
+            })?;
+        Ok(blob)
     }
 
     fn validate_communication(
@@ -232,7 +261,8 @@ impl WorklogHandler {
         let row = communication_row(context, communication_id, input, self.now());
         let txn = self.begin().await?;
 
-        communication::ActiveModel::from(row.clone())
+        let stored = row.clone().sealed(&self.keyring, row.confidentiality);
+        communication::ActiveModel::from(stored)
             .reset_all()
             .insert(&txn)
             .await?;

@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use trace_proto::worklog::v1 as proto;
 use trace_runtime::clock::date_key;
 use trace_runtime::context::CallContext;
+use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::paging::{Cursor, Page};
@@ -216,6 +217,7 @@ impl WorklogHandler {
             sort_key: row.occurred_at,
             id: row.id.clone(),
         });
+        let rows = open_rows(&self.keyring, rows)?;
         Ok(proto::ListCommunicationsResponse {
             communications: communication_views(&self.db, &rows).await?,
             next_page_token,

@@ -6,6 +6,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use trace_proto::meeting::v1 as proto;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::super::input::MAX_ATTENDEES;
@@ -77,7 +78,7 @@ impl MeetingHandler {
         recipients: &[String],
     ) -> AttemptResult<proto::SendMinutesForConfirmationResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::SendMinutes)?;
         let version = loaded.minutes_version;
         let current = minutes::Entity::find_by_id((loaded.id.clone(), version))
@@ -85,7 +86,9 @@ impl MeetingHandler {
             .await?
             .ok_or_else(|| {
                 ServiceError::not_found("minutes", format!("{meeting_id} version {version}"))
-            })?;
+            })?
+            .opened(&self.keyring)
+            .map_err(ServiceError::from)?;
         let caller = &context.principal.user_id;
         require(
             *caller == loaded.organiser_id || *caller == current.taker_id,
@@ -170,7 +173,7 @@ impl MeetingHandler {
         input: &ConfirmInput,
     ) -> AttemptResult<proto::ConfirmMinutesResponse> {
         let txn = self.begin().await?;
-        let loaded = find_meeting(&txn, &input.meeting_id).await?;
+        let loaded = find_meeting(&self.keyring, &txn, &input.meeting_id).await?;
         check_meeting_step(&loaded, MeetingAction::ConfirmMinutes)?;
         let version = loaded.minutes_version;
         if input.minutes_version != version {
@@ -215,7 +218,8 @@ impl MeetingHandler {
             comment: input.comment.clone(),
             confirmed_at: self.now(),
         };
-        confirmation::Entity::insert(confirmation::ActiveModel::from(row.clone()))
+        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
+        confirmation::Entity::insert(confirmation::ActiveModel::from(stored))
             .exec_without_returning(&txn)
             .await?;
 
