@@ -94,8 +94,15 @@ fn start_load(address: &str, recorder: &Recorder) -> Load {
     )
 }
 
+/// Prints a progress line to stderr, so that a slow or stuck scenario shows its last step.
+fn progress(step: &str, recorder: &Recorder) {
+    eprintln!("fault scenario: {step} after {} OK calls", recorder.ok_count());
+}
+
 async fn wait_through_fault(recorder: &Recorder) {
-    let target = recorder.ok_count() + OK_CALLS_DURING_FAULT;
+    // A slow fault step (a PostgreSQL restart) can outlast the load, so stop at its end.
+    let target =
+        (recorder.ok_count() + OK_CALLS_DURING_FAULT).min(LOAD_TASKS * OK_CALLS_PER_TASK);
     recorder.wait_for_ok_calls(target, LOAD_TIMEOUT).await;
 }
 
@@ -122,11 +129,15 @@ async fn broker_killed_under_load() {
         recorder
             .wait_for_ok_calls(FAULT_AFTER_OK_CALLS, LOAD_TIMEOUT)
             .await;
+        progress("killing nats-server", &recorder);
         tokio::task::block_in_place(|| nats.kill()).expect("kill nats-server");
         wait_through_fault(&recorder).await;
+        progress("restarting nats-server", &recorder);
         tokio::task::block_in_place(|| nats.restart()).expect("restart nats-server");
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0, "calls must not fail while the broker is down");
@@ -156,11 +167,15 @@ async fn archive_killed_under_load() {
         while ledger_size(&archive.address).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        progress("killing the archive", &recorder);
         archive.kill();
         wait_through_fault(&recorder).await;
+        progress("restarting the archive", &recorder);
         archive.restart();
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0, "calls must not fail while the archive is down");
@@ -208,18 +223,24 @@ async fn document_killed_under_load() {
             .await;
         // With the broker down, the calls below commit rows that the relay cannot publish,
         // so the kill is sure to leave committed but unpublished events behind.
+        progress("killing nats-server", &recorder);
         tokio::task::block_in_place(|| nats.kill()).expect("kill nats-server");
         wait_through_fault(&recorder).await;
+        progress("killing the document service", &recorder);
         document.kill();
         let unpublished = unpublished_rows(dir.path()).await;
         assert!(
             unpublished > 0,
             "the kill must leave unpublished outbox rows behind"
         );
+        progress("restarting nats-server", &recorder);
         tokio::task::block_in_place(|| nats.restart()).expect("restart nats-server");
+        progress("restarting the document service", &recorder);
         document.restart();
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert!(
@@ -244,10 +265,14 @@ async fn postgres_restarted_under_load() {
         };
         let nats = NatsServer::start().expect("start nats-server");
         let dir = tempfile::tempdir().unwrap();
-        let archive = start_archive_with(&nats.url(), dir.path(), |config| {
-            config.service.database_url = cluster.url();
-        })
-        .await;
+        let log_file = dir.path().join("archive.log");
+        let mut archive = ArchiveProcess::start_logged(
+            &nats.url(),
+            dir.path(),
+            20,
+            &cluster.url(),
+            Some(log_file.clone()),
+        );
         let document = start_document(&nats.url(), dir.path()).await;
         let recorder = Recorder::default();
         let load = start_load(&document.address, &recorder);
@@ -255,16 +280,28 @@ async fn postgres_restarted_under_load() {
         recorder
             .wait_for_ok_calls(FAULT_AFTER_OK_CALLS, LOAD_TIMEOUT)
             .await;
+        // Restart only once the archive is past its start-up and has stored a batch: an
+        // archive that cannot reach its database at start exits with the error.
+        while ledger_size(&archive.address).await == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        progress("restarting PostgreSQL", &recorder);
         tokio::task::block_in_place(|| cluster.restart_immediate())
             .unwrap_or_else(|error| panic!("{error:#}\n{}", cluster.log()));
         wait_through_fault(&recorder).await;
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
+        assert!(
+            archive.is_running(),
+            "the archive exited after the PostgreSQL restart:\n{}",
+            std::fs::read_to_string(&log_file).unwrap_or_default()
+        );
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0, "the archive's database is not on the call path");
         document.stop().await;
-        archive.stop().await;
         Some(summary)
     })
     .await;
@@ -320,13 +357,17 @@ async fn stream_purged_under_load() {
             .await;
         // Stop the archive so that the events published meanwhile wait unconsumed in the
         // stream, then remove them; only the outbox's republication can bring them back.
+        progress("killing the archive", &recorder);
         archive.kill();
         wait_through_fault(&recorder).await;
         let purged = purge_trace_stream(&nats.url()).await;
         assert!(purged > 0, "the purge must remove unconsumed events");
+        progress("restarting the archive", &recorder);
         archive.restart();
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0, "calls must not fail while the archive is down");
@@ -449,9 +490,12 @@ async fn poison_messages_under_load() {
         while ledger_size(&archive.address).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        progress("publishing poison messages", &recorder);
         let poison = publish_poison(&nats.url(), &archive.address).await;
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0);
@@ -554,6 +598,7 @@ async fn archive_disk_full_under_load() {
             .wait_for_ok_calls(FAULT_AFTER_OK_CALLS, LOAD_TIMEOUT)
             .await;
         let filler = mount.path.join("filler");
+        progress("filling the archive's disk", &recorder);
         let filled = fill_file_system(&filler);
         assert!(filled > 0, "the filler must take the free space");
         wait_through_fault(&recorder).await;
@@ -564,9 +609,12 @@ async fn archive_disk_full_under_load() {
             "the archive log must name the full disk:\n{log}"
         );
         assert!(archive.is_running(), "the archive must survive a full disk");
+        progress("freeing the archive's disk", &recorder);
         std::fs::remove_file(&filler).expect("remove the filler file");
+        progress("waiting for the load to finish", &recorder);
         load.join().await;
 
+        progress("checking the history", &recorder);
         let summary = check_history(&archive.address, &document.address, &recorder, CHECK_TIMEOUT)
             .await;
         assert_eq!(summary.failed, 0, "the outbox holds events while the archive's disk is full");
