@@ -73,7 +73,16 @@ impl PostgresCluster {
         };
         run(cluster
             .command("initdb")
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&cluster.data))?;
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {}",
@@ -140,10 +149,7 @@ impl Drop for PostgresCluster {
 }
 
 fn is_root() -> Result<bool> {
-    let output = Command::new("id")
-        .arg("-u")
-        .output()
-        .context("run id -u")?;
+    let output = Command::new("id").arg("-u").output().context("run id -u")?;
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
