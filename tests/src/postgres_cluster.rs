@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-/// Folder that holds one folder per installed PostgreSQL major version.
+/// Folder that contains one folder per installed PostgreSQL major version.
 const INSTALL_ROOT: &str = "/usr/lib/postgresql";
 
 /// System user that runs the cluster when the test runs as root.

@@ -1,4 +1,4 @@
-//! A history of calls made under load, and the check that the archive holds exactly what
+//! A history of calls made under load, and the check that the archive contains exactly what
 //! those calls promised.
 //!
 //! Load tasks log every call in a [`Recorder`]: the operation, the entity id and either the
