@@ -41,7 +41,7 @@ EXTRA_TEST_TARGETS := chart-test
 
 CLIPPY := cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: tools build run demo test proto-lint fmt lint clean-var FORCE
+.PHONY: tools build run demo test faults proto-lint fmt lint clean-var FORCE
 
 tools: $(VENV_STAMP) $(NPM_STAMP)
 
@@ -90,6 +90,15 @@ test: tools
 	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) TRACE_MOTO_SERVER=$(abspath $(MOTO_SERVER)) \
 		cargo test --workspace
 	$(if $(strip $(EXTRA_TEST_TARGETS)),$(MAKE) $(EXTRA_TEST_TARGETS))
+
+# Runs the fault scenarios (tests/tests/e2e/faults) FAULT_REPEAT times each, one at a time.
+# `make test` runs them once. Some scenarios mount a tmpfs or start PostgreSQL and print
+# why they skip when they cannot.
+FAULT_REPEAT ?= 10
+
+faults: tools
+	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) TRACE_FAULT_REPEAT=$(FAULT_REPEAT) \
+		cargo test -p trace-tests --test e2e faults:: -- --nocapture --test-threads=1
 
 proto-lint: tools
 	cd proto && $(abspath $(BUF)) lint

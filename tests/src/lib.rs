@@ -12,6 +12,8 @@
 //! - [`postgres::fresh_database`] creates a new PostgreSQL database for one test on
 //!   the server named by `TRACE_TEST_DATABASE_URL` and returns `None` when that
 //!   variable is unset, so a test can fall back to SQLite.
+//! - [`postgres_cluster::PostgresCluster`] starts a private PostgreSQL cluster that a
+//!   fault test may restart, or reports that the server binaries are absent.
 //!
 //! `make test` installs the pinned `nats-server` and `moto_server` with `make tools`
 //! and points `TRACE_NATS_SERVER` and `TRACE_MOTO_SERVER` at them. `.ci/run` also starts PostgreSQL and sets
@@ -33,3 +35,4 @@ pub mod corpus;
 pub mod moto;
 pub mod nats;
 pub mod postgres;
+pub mod postgres_cluster;

@@ -194,18 +194,34 @@ pub struct ArchiveProcess {
     child: Child,
     port: u16,
     environment: Vec<(String, String)>,
+    log_file: Option<PathBuf>,
 }
 
 impl ArchiveProcess {
     /// Starts `trace-archive` on a free port with its database in `dir`.
     pub fn start(nats_url: &str, dir: &Path, batch_size: usize) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_on(nats_url, dir, batch_size, &sqlite_url(dir, "archive"))
+    }
+
+    /// Starts `trace-archive` on a free port with its database at `database_url` and its
+    /// blobs in `dir`.
+    pub fn start_on(nats_url: &str, dir: &Path, batch_size: usize, database_url: &str) -> Self {
+        Self::start_logged(nats_url, dir, batch_size, database_url, None)
+    }
+
+    /// Starts `trace-archive` like [`Self::start_on`], appending its log (stdout, at warn
+    /// level) to `log_file` when one is given.
+    pub fn start_logged(
+        nats_url: &str,
+        dir: &Path,
+        batch_size: usize,
+        database_url: &str,
+        log_file: Option<PathBuf>,
+    ) -> Self {
+        let port = free_port();
         let environment = vec![
             ("TRACE_GRPC_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-            ("TRACE_DATABASE_URL".to_owned(), sqlite_url(dir, "archive")),
+            ("TRACE_DATABASE_URL".to_owned(), database_url.to_owned()),
             (
                 "TRACE_BLOB_STORE_URL".to_owned(),
                 format!("file://{}", dir.join("blobs/archive").display()),
@@ -218,12 +234,13 @@ impl ArchiveProcess {
             ("TRACE_ARCHIVE__ACK_WAIT_SECS".to_owned(), "5".to_owned()),
             ("TRACE_LOG_LEVEL".to_owned(), "warn".to_owned()),
         ];
-        let child = spawn_archive(&environment);
+        let child = spawn_archive(&environment, log_file.as_deref());
         Self {
             address: format!("http://127.0.0.1:{port}"),
             child,
             port,
             environment,
+            log_file,
         }
     }
 
@@ -236,7 +253,12 @@ impl ArchiveProcess {
     /// Starts the process again with the same port, database and broker.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn_archive(&self.environment);
+        self.child = spawn_archive(&self.environment, self.log_file.as_deref());
+    }
+
+    /// Returns whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn port(&self) -> u16 {
@@ -250,10 +272,95 @@ impl Drop for ArchiveProcess {
     }
 }
 
-fn spawn_archive(environment: &[(String, String)]) -> Child {
-    Command::new(binary("trace-archive"))
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The document service running as a child process, so that a test can kill it with SIGKILL
+/// between committing a call and publishing its event.
+pub struct DocumentProcess {
+    pub address: String,
+    child: Child,
+    environment: Vec<(String, String)>,
+}
+
+impl DocumentProcess {
+    /// Starts `trace-document` on a free port with its database and blobs in `dir`, and the
+    /// short receipt timeouts of the in-process services.
+    pub fn start(nats_url: &str, dir: &Path) -> Self {
+        let port = free_port();
+        let environment = vec![
+            ("TRACE_GRPC_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+            ("TRACE_DATABASE_URL".to_owned(), sqlite_url(dir, "document")),
+            (
+                "TRACE_BLOB_STORE_URL".to_owned(),
+                format!("file://{}", dir.join("blobs/document").display()),
+            ),
+            ("TRACE_NATS__URL".to_owned(), nats_url.to_owned()),
+            (
+                "TRACE_OUTBOX__RECEIPT_TIMEOUT_SECS".to_owned(),
+                "2".to_owned(),
+            ),
+            (
+                "TRACE_OUTBOX__MAX_RECEIPT_TIMEOUT_SECS".to_owned(),
+                "4".to_owned(),
+            ),
+            ("TRACE_OUTBOX__POLL_INTERVAL_MS".to_owned(), "50".to_owned()),
+            ("TRACE_LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ];
+        let child = spawn_document(&environment);
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            child,
+            environment,
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again with the same port, database and broker.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_document(&self.environment);
+    }
+}
+
+impl Drop for DocumentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_document(environment: &[(String, String)]) -> Child {
+    Command::new(binary("trace-document"))
         .envs(environment.iter().cloned())
         .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start trace-document")
+}
+
+fn spawn_archive(environment: &[(String, String)], log_file: Option<&Path>) -> Child {
+    let stdout = match log_file {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open the archive log file"),
+        ),
+        None => Stdio::null(),
+    };
+    Command::new(binary("trace-archive"))
+        .envs(environment.iter().cloned())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start trace-archive")
