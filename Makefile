@@ -91,14 +91,14 @@ test: tools
 		cargo test --workspace
 	$(if $(strip $(EXTRA_TEST_TARGETS)),$(MAKE) $(EXTRA_TEST_TARGETS))
 
-# Runs the fault scenarios (tests/tests/e2e/faults) FAULT_REPEAT times each, one at a time.
-# `make test` runs them once. Some scenarios mount a tmpfs or start PostgreSQL and print
-# why they skip when they cannot.
+# Runs the fault scenarios (tests/tests/e2e/faults), the ignored ones included,
+# FAULT_REPEAT times each, one at a time. `make test` runs the fast ones once. Some
+# scenarios mount a tmpfs or start PostgreSQL and print why they skip when they cannot.
 FAULT_REPEAT ?= 10
 
 faults: tools
 	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) TRACE_FAULT_REPEAT=$(FAULT_REPEAT) \
-		cargo test -p trace-tests --test e2e faults:: -- --nocapture --test-threads=1
+		cargo test -p trace-tests --test e2e faults:: -- --include-ignored --nocapture --test-threads=1
 
 proto-lint: tools
 	cd proto && $(abspath $(BUF)) lint
