@@ -1,6 +1,6 @@
 //! Transactional outbox. A service writes its state change and the event in one database
 //! transaction ([`Outbox::stage`]); the [`relay`] publishes committed rows with
-//! `Nats-Msg-Id` = event id (a new id per later attempt), and a row is done only when the archive's receipt arrives
+//! `Nats-Msg-Id` = event id, and a row is done only when the archive's receipt arrives
 //! ([`receipts`]). Rows without a receipt are published again after a timeout, and the
 //! archive absorbs the duplicates.
 

@@ -197,7 +197,7 @@ impl Relay {
             let span = publish_span(row);
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(row.envelope.clone()))
-                .message_id(message_id(row));
+                .message_id(&row.event_id);
             match propagation::headers_of(&span) {
                 Some(headers) => {
                     message = message.header(TRACEPARENT, headers.traceparent.as_str());
@@ -320,20 +320,6 @@ impl Relay {
 
 /// Starts the producer span of one publish, following the OpenTelemetry messaging
 /// conventions, as a child of the trace context stored with the row.
-/// Returns the `Nats-Msg-Id` of a publish of `row`. The first publish uses the event id, so
-/// the broker drops a copy sent again within its duplicate window after a relay crash. A
-/// later publish, after a failure or a missing receipt, gets a new id per attempt, because
-/// the broker may have lost the stored message (a purged stream, a lost volume), and a copy
-/// with the old id would be dropped as a duplicate until the window ends. The archive
-/// deduplicates by event id, so the extra copies are absorbed there.
-fn message_id(row: &event::Model) -> String {
-    if row.attempts == 0 {
-        row.event_id.clone()
-    } else {
-        format!("{}.{}", row.event_id, row.attempts)
-    }
-}
-
 fn publish_span(row: &event::Model) -> tracing::Span {
     let span = tracing::info_span!(
         parent: None,
@@ -351,41 +337,4 @@ fn publish_span(row: &event::Model) -> tracing::Span {
     );
     propagation::set_remote_parent(&span, propagation::extract_text(&row.traceparent, ""));
     span
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(attempts: i32) -> event::Model {
-        event::Model {
-            seq: 1,
-            event_id: "0190a000-0000-7000-8000-000000000001".to_owned(),
-            subject: "trace.document.document.drafted".to_owned(),
-            entity_type: "document".to_owned(),
-            entity_id: "d-1".to_owned(),
-            envelope: Vec::new(),
-            traceparent: String::new(),
-            created_at: 0,
-            published_at: None,
-            receipt_due_at: None,
-            archived_at: None,
-            archive_sequence: None,
-            attempts,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn message_id_changes_per_republish() {
-        assert_eq!(message_id(&row(0)), "0190a000-0000-7000-8000-000000000001");
-        assert_eq!(
-            message_id(&row(1)),
-            "0190a000-0000-7000-8000-000000000001.1"
-        );
-        assert_eq!(
-            message_id(&row(2)),
-            "0190a000-0000-7000-8000-000000000001.2"
-        );
-    }
 }
