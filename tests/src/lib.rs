@@ -36,3 +36,4 @@ pub mod moto;
 pub mod nats;
 pub mod postgres;
 pub mod postgres_cluster;
+pub mod scan;

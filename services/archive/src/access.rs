@@ -35,7 +35,7 @@ pub fn visibility(context: &CallContext) -> Visibility {
 
 /// Returns true when `context` may read the sealed payload of `entry`: the caller caused it,
 /// or the caller reads the whole ledger and has a clearance claim at or above the entry's
-/// level. Everyone else sees that the payload is sealed, with its type, and its digest.
+/// level. Everyone else gets the payload type and digest with the payload marked sealed.
 pub fn may_open_payload(context: &CallContext, entry: &ledger_entry::Model) -> bool {
     let principal = &context.principal;
     if !principal.user_id.is_empty() && principal.user_id == entry.actor_id {

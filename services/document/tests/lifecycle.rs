@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::scan::files_containing;
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, TimeZone, Utc};
@@ -2166,26 +2167,6 @@ async fn secret_reads_need_the_agreement() -> Result<()> {
         .into_inner();
     assert_eq!(own.access_requests.len(), 1);
     service.stop().await
-}
-
-/// Returns the files under `root` whose bytes contain `needle`.
-fn files_containing(root: &std::path::Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if std::fs::read(&path)?
-                .windows(needle.len())
-                .any(|window| window == needle)
-            {
-                found.push(path);
-            }
-        }
-    }
-    Ok(found)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

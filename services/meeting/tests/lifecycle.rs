@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::scan::files_containing;
 
 use anyhow::{Context, Result, bail};
 use chrono::{TimeZone, Utc};
@@ -1657,26 +1658,6 @@ async fn run_concurrent_updates(database_url: Option<&str>) -> Result<()> {
     let expected: Vec<u32> = (1..=u32::try_from(succeeded)?).collect();
     assert_eq!(numbers, expected);
     service.stop().await
-}
-
-/// Returns the files under `root` whose bytes contain `needle`.
-fn files_containing(root: &std::path::Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if std::fs::read(&path)?
-                .windows(needle.len())
-                .any(|window| window == needle)
-            {
-                found.push(path);
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// Ids of a meeting written with a marker in every sealed text field.

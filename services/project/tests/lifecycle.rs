@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::scan::files_containing;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
@@ -1458,27 +1459,6 @@ async fn list_projects_pages_by_id() {
     service.stop().await;
 }
 
-/// Returns the files under `root` whose bytes contain `needle`.
-fn files_containing(root: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if std::fs::read(&path)
-                .unwrap()
-                .windows(needle.len())
-                .any(|window| window == needle)
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 /// Waits until the relay has published every outbox row to the broker.
 async fn wait_until_published(service: &Service) {
     let statement = Statement::from_string(
@@ -1721,15 +1701,15 @@ async fn confidential_text_is_sealed_at_rest() {
     let data = service._folder.path().to_path_buf();
     for (_, marker) in &levels[..2] {
         assert_eq!(
-            files_containing(&data, marker.as_bytes()),
+            files_containing(&data, marker.as_bytes()).expect("scan the data folder"),
             Vec::<PathBuf>::new()
         );
         assert_eq!(
-            files_containing(nats._store.path(), marker.as_bytes()),
+            files_containing(nats._store.path(), marker.as_bytes()).expect("scan the broker store"),
             Vec::<PathBuf>::new()
         );
     }
-    let internal = files_containing(&data, levels[2].1.as_bytes());
+    let internal = files_containing(&data, levels[2].1.as_bytes()).expect("scan the data folder");
     assert!(
         internal
             .iter()

@@ -242,7 +242,7 @@ impl ServiceRuntime {
         let address = listener.local_addr()?;
         tracing::info!(service = self.service, %address, "grpc server listening");
         let shutdown = self.shutdown.clone();
-        // Without TCP_NODELAY, Nagle's algorithm holds a response's last segment until the
+        // Without TCP_NODELAY, Nagle's algorithm delays a response's last segment until the
         // client's delayed ACK, which adds about 40 ms to calls on a reused connection.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let served = router

@@ -14,6 +14,7 @@ use trace_runtime::config::AuthSettings;
 use trace_runtime::context::Clearance;
 use trace_runtime::seal::EncryptionSettings;
 use trace_tests::nats::NatsServer;
+use trace_tests::scan::files_containing;
 
 use crate::stack::*;
 
@@ -36,32 +37,6 @@ fn encryption(keys: &[(&str, &str)], active: &str) -> EncryptionSettings {
         active_key_id: Some(active.to_owned()),
         allow_development_key: false,
     }
-}
-
-/// Returns the files under `root` whose bytes contain `needle`.
-fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("read a folder") {
-            let path = entry.expect("folder entry").path();
-            if path.is_dir() {
-                folders.push(path);
-                continue;
-            }
-            // SQLite removes its -shm and -wal files when the last connection closes, and nats-server
-            // replaces store files while it runs, so a listed file may be gone when it is read.
-            let bytes = match std::fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => panic!("failed to read {}: {error}", path.display()),
-            };
-            if bytes.windows(needle.len()).any(|window| window == needle) {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 async fn create_draft(address: &str, title: &str, level: Confidentiality) -> String {
@@ -205,17 +180,23 @@ async fn confidential_payloads_are_sealed_and_rewrap_keeps_hashes() {
     // Neither the archive's files nor the broker's store contain the sealed title. The
     // internal title is found, which shows that the scans read the right files.
     let archive_files: Vec<PathBuf> = files_containing(dir.path(), SEALED_MARKER.as_bytes())
+        .expect("scan the data folder")
         .into_iter()
         .filter(|path| !path.to_string_lossy().contains("document.db"))
         .collect();
     assert_eq!(archive_files, Vec::<PathBuf>::new());
     assert_eq!(
-        files_containing(nats.store_dir(), SEALED_MARKER.as_bytes()),
+        files_containing(nats.store_dir(), SEALED_MARKER.as_bytes()).expect("scan the store"),
         Vec::<PathBuf>::new()
     );
-    assert!(!files_containing(nats.store_dir(), PLAIN_MARKER.as_bytes()).is_empty());
+    assert!(
+        !files_containing(nats.store_dir(), PLAIN_MARKER.as_bytes())
+            .expect("scan the store")
+            .is_empty()
+    );
     assert!(
         files_containing(dir.path(), PLAIN_MARKER.as_bytes())
+            .expect("scan the data folder")
             .iter()
             .any(|path| path.to_string_lossy().contains("archive.db"))
     );

@@ -1,4 +1,4 @@
-//! Faults that must lose nothing. `basic` holds single faults with sequential calls; the
+//! Faults that must lose nothing. `basic` contains single faults with sequential calls, and the
 //! `scenarios` run a fault under concurrent load and check the whole call history against
 //! the archive with `history::check_history`.
 //!
