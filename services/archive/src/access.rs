@@ -1,7 +1,8 @@
 //! Read access to the archive. Audit, administration and system callers read the whole
 //! ledger. A department head reads the entries whose actor belongs to their department, and
-//! any other caller reads the entries they caused. Entries outside the caller's view behave as if
-//! they did not exist, so a denial never reveals that a record is there.
+//! any other caller reads the entries they caused. Queries leave out entries outside the
+//! caller's view, and a single entry outside it is denied exactly as a missing one, so a
+//! denial never reveals that a record is there.
 
 use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trace_proto::common::v1::Confidentiality;
@@ -65,6 +66,19 @@ pub fn restrict(
             query.filter(ledger_entry::Column::ActorDepartment.eq(department.clone()))
         }
         Visibility::Own(user_id) => query.filter(ledger_entry::Column::ActorId.eq(user_id.clone())),
+    }
+}
+
+/// The error for an entry that a `GetEntry` lookup did not find in the caller's view. A
+/// whole-ledger reader learns that it does not exist (`NOT_FOUND`); anyone else gets the same
+/// `PERMISSION_DENIED` whether the entry exists outside their view or not at all, so the
+/// answer reveals nothing, and the denial layer records it as a trace event.
+pub fn entry_not_visible(view: &Visibility, key: &impl std::fmt::Debug) -> ServiceError {
+    match view {
+        Visibility::Whole => ServiceError::not_found("entry", format!("{key:?}")),
+        Visibility::Department(_) | Visibility::Own(_) => ServiceError::denied(format!(
+            "entry {key:?} is not in the caller's view of the ledger, or does not exist"
+        )),
     }
 }
 

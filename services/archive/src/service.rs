@@ -396,13 +396,12 @@ impl ArchiveService for Archive {
             }
             None => return Err(ServiceError::invalid("key", "", "is required").into()),
         };
-        let row = restrict(query, &visibility(&context))
+        let view = visibility(&context);
+        let row = restrict(query, &view)
             .one(&self.db)
             .await
             .map_err(ServiceError::from)?
-            .ok_or_else(|| {
-                ServiceError::not_found("entry", format!("{:?}", request.get_ref().key))
-            })?;
+            .ok_or_else(|| access::entry_not_visible(&view, &request.get_ref().key))?;
         Ok(Response::new(GetEntryResponse {
             entry: Some(self.to_entry(row, &context)),
         }))

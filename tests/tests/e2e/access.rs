@@ -1,11 +1,11 @@
 //! Who may read the archive: the caller's own records for an employee, nothing of others'
-//! (indistinguishable from a missing record), and whole-ledger operations only for audit,
-//! administration and system callers.
+//! (denied exactly like a missing record, and the denial archived), and whole-ledger
+//! operations only for audit, administration and system callers.
 
 use std::time::Duration;
 
 use trace_proto::archive::v1::{
-    GetEntryRequest, GetTimelineRequest, VerifyChainRequest, get_entry_request,
+    GetEntryRequest, GetTimelineRequest, QueryEntriesRequest, VerifyChainRequest, get_entry_request,
 };
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::document::v1::CreateDraftRequest;
@@ -77,12 +77,68 @@ async fn employees_see_only_their_own_records() {
         })
     };
     let hidden = client.get_entry(entry(OTHER_EMPLOYEE)).await.unwrap_err();
-    assert_eq!(
-        hidden.code(),
-        tonic::Code::NotFound,
-        "a hidden record looks missing"
-    );
+    let missing = client
+        .get_entry(OTHER_EMPLOYEE.request(GetEntryRequest {
+            key: Some(get_entry_request::Key::EventId(
+                uuid::Uuid::now_v7().to_string(),
+            )),
+        }))
+        .await
+        .unwrap_err();
+    for (case, status) in [("hidden", &hidden), ("missing", &missing)] {
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{case} entry");
+        assert!(
+            status
+                .message()
+                .ends_with("is not in the caller's view of the ledger, or does not exist"),
+            "{case} entry: {}",
+            status.message()
+        );
+    }
     assert!(client.get_entry(entry(DRAFTER)).await.is_ok());
+    let absent = client
+        .get_entry(AUDITOR.request(GetEntryRequest {
+            key: Some(get_entry_request::Key::Sequence(1_000_000)),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        absent.code(),
+        tonic::Code::NotFound,
+        "a whole-ledger reader learns that an entry does not exist"
+    );
+
+    // Both denials reach the ledger as the archive's own access events, by the employee.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let denials = client
+            .query_entries(AUDITOR.request(QueryEntriesRequest {
+                entity_type: "access".to_owned(),
+                ..Default::default()
+            }))
+            .await
+            .expect("query access denials")
+            .into_inner()
+            .entries;
+        let by_employee = denials
+            .iter()
+            .filter(|entry| {
+                entry.source_service == "archive"
+                    && entry
+                        .actor
+                        .as_ref()
+                        .is_some_and(|actor| actor.user_id == OTHER_EMPLOYEE.user_id)
+            })
+            .count();
+        if by_employee == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{by_employee} of 2 entry denials archived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let denied = client
         .verify_chain(DRAFTER.request(VerifyChainRequest::default()))
