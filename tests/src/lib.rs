@@ -14,6 +14,8 @@
 //!   variable is unset, so a test can fall back to SQLite.
 //! - [`postgres_cluster::PostgresCluster`] starts a private PostgreSQL cluster that a
 //!   fault test may restart, or reports that the server binaries are absent.
+//! - [`receipts::ReceiptSender`] answers a service's events with receipts, for service
+//!   tests that read the stream with no archive running.
 //!
 //! `make test` installs the pinned `nats-server` and `moto_server` with `make tools`
 //! and points `TRACE_NATS_SERVER` and `TRACE_MOTO_SERVER` at them. `.ci/run` also starts PostgreSQL and sets
@@ -36,4 +38,5 @@ pub mod moto;
 pub mod nats;
 pub mod postgres;
 pub mod postgres_cluster;
+pub mod receipts;
 pub mod scan;

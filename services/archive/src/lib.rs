@@ -17,6 +17,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod migration;
 pub mod proofs;
+pub mod receipt_query;
 pub mod render;
 pub mod retention;
 pub mod service;
@@ -58,6 +59,19 @@ pub async fn run(
         clock: clock.clone(),
     };
     runtime.spawn(archiver.run(runtime.shutdown.clone()));
+    let (client, db, shutdown) = (
+        runtime.nats.clone(),
+        runtime.db.clone(),
+        runtime.shutdown.clone(),
+    );
+    runtime.spawn(async move {
+        if let Err(error) = receipt_query::run(client, db, shutdown).await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "receipt query responder stopped"
+            );
+        }
+    });
     if trace_runtime::telemetry::metrics_enabled() {
         runtime.spawn(metrics::report_gauges(
             runtime.db.clone(),

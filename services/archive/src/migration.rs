@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateLedger),
             Box::new(CreateRetention),
             Box::new(AddHoldQuery),
+            Box::new(trace_runtime::outbox::migration::IndexOutboxByEntity),
         ]
     }
 }

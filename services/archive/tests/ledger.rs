@@ -1,14 +1,15 @@
 //! Ledger behaviour against a real SQLite file (and PostgreSQL when
-//! `TRACE_TEST_DATABASE_URL` is set): appends, duplicates, conflicts, rejections and
-//! verification of tampered rows.
+//! `TRACE_TEST_DATABASE_URL` is set): appends, duplicates, conflicts, rejections,
+//! verification of tampered rows and answers to receipt queries.
 
 use bytes::Bytes;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use trace_archive::ledger::{Incoming, Outcome, append_batch};
 use trace_archive::migration::Migrator;
+use trace_archive::receipt_query::archived;
 use trace_archive::verify::verify_range;
-use trace_proto::event::v1::{Actor, Envelope};
+use trace_proto::event::v1::{Actor, Envelope, ReceiptQuery};
 
 fn envelope(entity_id: &str, version: u64, action: &str) -> Envelope {
     Envelope {
@@ -251,4 +252,58 @@ async fn deleted_row_fails_verification() {
         .unwrap();
     let verification = verify_range(&test.db, 1, 0).await.unwrap();
     assert_eq!(verification.broken.map(|(sequence, _)| sequence), Some(2));
+}
+
+#[tokio::test]
+async fn receipt_query_names_own_archived_events() {
+    let test = sqlite().await;
+    let drafted = envelope("doc-1", 1, "drafted");
+    let revised = envelope("doc-1", 2, "revised");
+    let mut meeting = envelope("mtg-1", 1, "planned");
+    meeting.source_service = "meeting".to_owned();
+    meeting.subject = "trace.meeting.meeting.planned".to_owned();
+    meeting.entity_type = "meeting".to_owned();
+    append_batch(
+        &test.db,
+        10,
+        &[
+            incoming(1, &drafted),
+            incoming(2, &revised),
+            incoming(3, &meeting),
+        ],
+    )
+    .await
+    .unwrap();
+    let never_sent = uuid::Uuid::now_v7().to_string();
+
+    let query = ReceiptQuery {
+        event_ids: vec![
+            revised.event_id.clone(),
+            never_sent,
+            meeting.event_id.clone(),
+            drafted.event_id.clone(),
+        ],
+    };
+    let receipt = archived(&test.db, "document", &query).await.unwrap();
+    let mut named: Vec<(String, u64)> = receipt
+        .events
+        .into_iter()
+        .map(|event| (event.event_id, event.sequence))
+        .collect();
+    named.sort_by_key(|(_, sequence)| *sequence);
+    assert_eq!(
+        named,
+        vec![(drafted.event_id.clone(), 1), (revised.event_id.clone(), 2)],
+        "the meeting event and the unknown id must not be named for the document service"
+    );
+
+    let receipt = archived(&test.db, "meeting", &query).await.unwrap();
+    assert_eq!(receipt.events.len(), 1);
+    assert_eq!(receipt.events[0].event_id, meeting.event_id);
+    assert_eq!(receipt.events[0].sequence, 3);
+
+    let empty = archived(&test.db, "document", &ReceiptQuery::default())
+        .await
+        .unwrap();
+    assert!(empty.events.is_empty());
 }

@@ -3,7 +3,7 @@
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
-use trace_runtime::outbox::migration::CreateOutbox;
+use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
     access_request, agreement, backup, borrowing, document, file_number_counter, read, review,
@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateDocumentTables),
             Box::new(CreateAccessTables),
+            Box::new(IndexOutboxByEntity),
         ]
     }
 }

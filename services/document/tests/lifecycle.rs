@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
 use anyhow::{Context, Result, bail};
@@ -219,6 +220,8 @@ struct Service {
     task: Option<JoinHandle<Result<()>>>,
     /// A separate connection for assertions on the service's tables.
     db: DatabaseConnection,
+    /// Stands in for the archive's receipts, which release each entity's next event.
+    _receipts: ReceiptSender,
     _data: TempDir,
 }
 
@@ -262,6 +265,7 @@ impl Service {
         let run = trace_document::run(config, listener, clock.clone(), shutdown.clone());
         let mut task = tokio::spawn(run);
         wait_until_ready(address, &mut task).await?;
+        let receipts = ReceiptSender::start(nats_url, "document").await?;
 
         // Opened only now: two pools that open a new SQLite file at the same time can both
         // try to switch it to WAL, and one of them fails with "database is locked".
@@ -272,6 +276,7 @@ impl Service {
             shutdown,
             task: Some(task),
             db,
+            _receipts: receipts,
             _data: data,
         })
     }
@@ -341,6 +346,22 @@ impl Service {
             .into_iter()
             .filter(|row| row.entity_type == "document")
             .collect())
+    }
+
+    /// Waits until every outbox row has its receipt.
+    async fn wait_until_archived(&self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let rows = self.outbox_rows().await?;
+            if rows.iter().all(|row| row.archived_at.is_some()) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                started.elapsed() < DEADLINE,
+                "outbox rows still without a receipt after {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until every outbox row has been published to the broker.
@@ -1707,7 +1728,7 @@ async fn events_survive_broker_outage() -> Result<()> {
         .await?
         .into_inner();
     let document_id = document_of(drafted.document).document_id;
-    service.wait_until_published().await?;
+    service.wait_until_archived().await?;
 
     nats.stop();
     client

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
 use anyhow::{Context, Result, bail};
@@ -180,6 +181,8 @@ struct Service {
     task: Option<JoinHandle<Result<()>>>,
     /// A separate connection for assertions on the service's tables.
     db: DatabaseConnection,
+    /// Stands in for the archive's receipts, which release each entity's next event.
+    _receipts: Option<ReceiptSender>,
     _data: TempDir,
 }
 
@@ -250,9 +253,11 @@ impl Service {
             shutdown,
             task: Some(task),
             db: trace_runtime::db::connect(&database_url).await?,
+            _receipts: None,
             _data: data,
         };
         service.wait_until_ready().await?;
+        service._receipts = Some(ReceiptSender::start(nats_url, "meeting").await?);
         Ok(service)
     }
 

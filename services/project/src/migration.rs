@@ -3,7 +3,7 @@
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
-use trace_runtime::outbox::migration::CreateOutbox;
+use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
     acceptance, application, approval, decision, document_update, group_member, member, milestone,
@@ -16,7 +16,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox), Box::new(CreateProjectTables)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreateProjectTables),
+            Box::new(IndexOutboxByEntity),
+        ]
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -111,6 +112,8 @@ struct Service {
     clock: Arc<ManualClock>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Stands in for the archive's receipts, which release each entity's next event.
+    _receipts: ReceiptSender,
     _folder: tempfile::TempDir,
 }
 
@@ -145,12 +148,14 @@ impl Service {
 
         let client = connect(address).await;
         let db = trace_runtime::db::connect(&database_url).await.unwrap();
+        let receipts = ReceiptSender::start(&nats.url(), "project").await.unwrap();
         Self {
             client,
             db,
             clock,
             shutdown,
             task: Some(task),
+            _receipts: receipts,
             _folder: folder,
         }
     }

@@ -150,7 +150,9 @@ impl ServiceRuntime {
     fn spawn_outbox_tasks(&self) {
         let relay = Relay::new(
             &self.outbox,
+            self.nats.clone(),
             self.jetstream.clone(),
+            self.service,
             self.settings.nats.clone(),
             self.settings.outbox.clone(),
             self.metrics.clone(),
@@ -166,16 +168,17 @@ impl ServiceRuntime {
             ));
         }
 
-        let (client, service, db, clock, shutdown) = (
+        let (client, service, db, clock, wake, shutdown) = (
             self.nats.clone(),
             self.service,
             self.db.clone(),
             self.clock.clone(),
+            self.outbox.wake_handle(),
             self.shutdown.clone(),
         );
         self.spawn(async move {
             if let Err(error) =
-                crate::outbox::receipts::run(client, service, db, clock, shutdown).await
+                crate::outbox::receipts::run(client, service, db, clock, wake, shutdown).await
             {
                 tracing::error!(error = format!("{error:#}"), "receipt listener stopped");
             }

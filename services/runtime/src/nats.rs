@@ -12,6 +12,12 @@ pub const TRACE_SUBJECTS: &str = "trace.>";
 /// Prefix of the subjects on which the archive sends receipts to each producing service.
 pub const RECEIPT_PREFIX: &str = "receipt";
 
+/// Prefix of the subjects on which a producing service asks the archive for overdue receipts.
+pub const RECEIPT_QUERY_PREFIX: &str = "receipt-query";
+
+/// Most event ids in one receipt query, and so in its answer.
+pub const RECEIPT_QUERY_LIMIT: usize = 1000;
+
 /// Connects to the broker. The connection keeps retrying in the background, so a service
 /// starts while NATS is down and its outbox fills until the broker returns.
 pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
@@ -105,4 +111,9 @@ pub async fn ensure_stream(
 /// Subject on which the archive sends receipts for events of `service`.
 pub fn receipt_subject(service: &str) -> String {
     format!("{RECEIPT_PREFIX}.{service}")
+}
+
+/// Subject on which `service` asks the archive which of its events are archived.
+pub fn receipt_query_subject(service: &str) -> String {
+    format!("{RECEIPT_QUERY_PREFIX}.{service}")
 }

@@ -3,7 +3,7 @@
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
-use trace_runtime::outbox::migration::CreateOutbox;
+use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
     communication, communication_attachment, communication_document, communication_participant,
@@ -16,7 +16,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox), Box::new(CreateWorklogTables)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreateWorklogTables),
+            Box::new(IndexOutboxByEntity),
+        ]
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
 use anyhow::{Context, Result, bail};
@@ -263,6 +264,8 @@ struct Service {
     /// A separate connection for assertions on the service's tables.
     db: DatabaseConnection,
     blobs: BlobStore,
+    /// Stands in for the archive's receipts, which release each entity's next event.
+    _receipts: Option<ReceiptSender>,
     _data: TempDir,
 }
 
@@ -322,9 +325,11 @@ impl Service {
             task: Some(task),
             db: trace_runtime::db::connect(&database_url).await?,
             blobs: BlobStore::open(&blob_url)?,
+            _receipts: None,
             _data: data,
         };
         service.wait_until_ready().await?;
+        service._receipts = Some(ReceiptSender::start(nats_url, "worklog").await?);
         Ok(service)
     }
 

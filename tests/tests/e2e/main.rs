@@ -4,6 +4,7 @@
 mod access;
 mod backups;
 mod checkpoints;
+mod delivery;
 mod denials;
 mod export;
 mod faults;

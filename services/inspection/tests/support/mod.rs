@@ -24,6 +24,7 @@ use trace_proto::inspection::v1::inspection_service_client::InspectionServiceCli
 use trace_runtime::clock::ManualClock;
 use trace_runtime::context::{CallContext, Principal, attach_identity};
 use trace_runtime::event::{EventSpec, envelope};
+use trace_tests::receipts::ReceiptSender;
 
 /// Maximum wait for servers to start and for events to be consumed.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -154,6 +155,8 @@ pub struct Service {
     pub jetstream: jetstream::Context,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Stands in for the archive's receipts, which release each entity's next event.
+    _receipts: ReceiptSender,
     _folder: tempfile::TempDir,
 }
 
@@ -211,6 +214,9 @@ impl Service {
         trace_runtime::nats::ensure_stream(&jetstream, &config.service.nats)
             .await
             .unwrap();
+        let receipts = ReceiptSender::start(&nats.url(), "inspection")
+            .await
+            .unwrap();
         Self {
             client,
             db,
@@ -218,6 +224,7 @@ impl Service {
             jetstream,
             shutdown,
             task: Some(task),
+            _receipts: receipts,
             _folder: folder,
         }
     }

@@ -5,7 +5,8 @@ use sea_orm_migration::prelude::*;
 
 use super::entity::{event, lease};
 
-/// Creates `outbox` and `outbox_lease`.
+/// Creates `outbox` and `outbox_lease`. Every service's migrator lists it first, and
+/// [`IndexOutboxByEntity`] after its own migrations.
 #[derive(Debug)]
 pub struct CreateOutbox;
 
@@ -58,6 +59,48 @@ impl MigrationTrait for CreateOutbox {
             .await?;
         manager
             .drop_table(Table::drop().table(event::Entity).to_owned())
+            .await
+    }
+}
+
+/// Adds the index on (entity_type, entity_id, seq) that the relay uses to find whether an
+/// entity has an earlier row without a receipt.
+#[derive(Debug)]
+pub struct IndexOutboxByEntity;
+
+const ENTITY_INDEX: &str = "idx_outbox_entity_seq";
+
+impl MigrationName for IndexOutboxByEntity {
+    fn name(&self) -> &str {
+        "m20261205_000001_index_outbox_by_entity"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexOutboxByEntity {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(ENTITY_INDEX)
+                    .table(event::Entity)
+                    .col(event::Column::EntityType)
+                    .col(event::Column::EntityId)
+                    .col(event::Column::Seq)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(ENTITY_INDEX)
+                    .table(event::Entity)
+                    .to_owned(),
+            )
             .await
     }
 }

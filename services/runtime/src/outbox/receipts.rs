@@ -1,23 +1,28 @@
 //! Listens for the archive's receipts and marks the named outbox rows as archived.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use trace_proto::event::v1::Receipt;
 
 use super::entity::event;
 use crate::clock::SharedClock;
 
-/// Applies receipts for `service` until cancelled. The core NATS subscription is re-created by
-/// the client after reconnects; a receipt lost meanwhile only causes a republish, and the
-/// archive confirms that with a new receipt.
+/// Applies receipts for `service` until cancelled, waking the relay after each one, since a
+/// receipt can release the next event of an entity. The core NATS subscription is re-created
+/// by the client after reconnects; a receipt lost meanwhile is recovered by the relay's
+/// receipt query.
 pub async fn run(
     client: async_nats::Client,
     service: &str,
     db: DatabaseConnection,
     clock: SharedClock,
+    relay: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let subject = crate::nats::receipt_subject(service);
@@ -30,11 +35,10 @@ pub async fn run(
         };
         let Some(message) = message else { break };
         match Receipt::decode(message.payload.as_ref()) {
-            Ok(receipt) => {
-                if let Err(error) = apply(&db, &clock, &receipt).await {
-                    tracing::warn!(%error, "failed to apply archive receipt");
-                }
-            }
+            Ok(receipt) => match apply(&db, &clock, &receipt).await {
+                Ok(()) => relay.notify_one(),
+                Err(error) => tracing::warn!(%error, "failed to apply archive receipt"),
+            },
             Err(error) => tracing::warn!(%error, "undecodable archive receipt"),
         }
     }

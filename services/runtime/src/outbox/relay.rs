@@ -1,23 +1,31 @@
 //! Publishes committed outbox rows to JetStream.
 //!
 //! Rows are chosen by their unpublished state, never by "id greater than the last one sent",
-//! so a transaction that commits after a higher id is never skipped. Within one round at most
-//! one row per entity is in flight, which keeps the stream order per entity equal to the
-//! commit order even when a publish fails half-way.
+//! so a transaction that commits after a higher id is never skipped. A row is published only
+//! once every earlier row of its entity has the archive's receipt, so at most one event per
+//! entity is in flight. The ledger order per entity is then the commit order, even when the
+//! broker loses a message or the archive receives a batch again after a crash.
+//!
+//! When receipts are overdue the relay first asks the archive which of those events it holds
+//! ([`ReceiptQuery`]): a receipt lost while NATS restarted is then recovered at once, instead
+//! of after the broker's duplicate window, which drops a republished copy with the same
+//! message id.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
+use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use trace_proto::event::v1::{Receipt, ReceiptQuery};
 use tracing::Instrument;
 
 use super::Outbox;
@@ -33,11 +41,24 @@ const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// Maximum pause between rounds after publish failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long the relay waits for the archive's reply to a receipt query.
+const RECEIPT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Rows of the candidate whose entity has an earlier row without a receipt. Written in SQL
+/// that SQLite and PostgreSQL share; the index on (entity_type, entity_id, seq) serves it.
+const EARLIER_ROW_UNARCHIVED: &str = "EXISTS (SELECT 1 FROM outbox AS earlier \
+     WHERE earlier.entity_type = outbox.entity_type \
+     AND earlier.entity_id = outbox.entity_id \
+     AND earlier.seq < outbox.seq \
+     AND earlier.archived_at IS NULL)";
+
 /// Publishes outbox rows until cancelled.
 #[derive(Debug)]
 pub struct Relay {
     db: DatabaseConnection,
+    client: async_nats::Client,
     jetstream: jetstream::Context,
+    service: &'static str,
     nats: NatsSettings,
     settings: OutboxSettings,
     clock: SharedClock,
@@ -57,14 +78,18 @@ struct Round {
 impl Relay {
     pub fn new(
         outbox: &Outbox,
+        client: async_nats::Client,
         jetstream: jetstream::Context,
+        service: &'static str,
         nats: NatsSettings,
         settings: OutboxSettings,
         metrics: Metrics,
     ) -> Self {
         Self {
             db: outbox.db().clone(),
+            client,
             jetstream,
+            service,
             nats,
             settings,
             clock: outbox.clock().clone(),
@@ -172,19 +197,16 @@ impl Relay {
         Ok(round)
     }
 
-    /// Unpublished rows in commit order, keeping only the oldest row of each entity.
+    /// Unpublished rows in commit order whose entity has no earlier row without a receipt:
+    /// the oldest unarchived row of each entity, when it is not already in flight.
     async fn pending_rows(&self) -> anyhow::Result<Vec<event::Model>> {
-        let rows = event::Entity::find()
+        Ok(event::Entity::find()
             .filter(event::Column::PublishedAt.is_null())
+            .filter(Expr::cust(EARLIER_ROW_UNARCHIVED).not())
             .order_by_asc(event::Column::Seq)
             .limit(self.settings.batch_size)
             .all(&self.db)
-            .await?;
-        let mut seen = HashSet::new();
-        Ok(rows
-            .into_iter()
-            .filter(|row| seen.insert((row.entity_type.clone(), row.entity_id.clone())))
-            .collect())
+            .await?)
     }
 
     /// Sends every row, then waits for all broker acks. Each publish gets a producer span,
@@ -249,9 +271,11 @@ impl Relay {
         Ok(())
     }
 
-    /// Marks published rows whose receipt is overdue as unpublished again.
+    /// Asks the archive about published rows whose receipt is overdue and applies its reply,
+    /// then marks those still without a receipt as unpublished again.
     async fn expire_receipts(&self) -> anyhow::Result<()> {
         let now = self.clock.now().timestamp_micros();
+        self.query_receipts(now).await?;
         let expired = event::Entity::update_many()
             .col_expr(event::Column::PublishedAt, Expr::value(Option::<i64>::None))
             .filter(event::Column::ArchivedAt.is_null())
@@ -264,6 +288,60 @@ impl Relay {
                 events = expired.rows_affected,
                 "no archive receipt in time, publishing again"
             );
+        }
+        Ok(())
+    }
+
+    /// Sends the ids of up to [`crate::nats::RECEIPT_QUERY_LIMIT`] overdue rows to the archive
+    /// and applies the receipt it replies with. Without a reply (archive down, no responders,
+    /// timeout) the rows are simply published again.
+    async fn query_receipts(&self, now: i64) -> anyhow::Result<()> {
+        let event_ids: Vec<String> = event::Entity::find()
+            .select_only()
+            .column(event::Column::EventId)
+            .filter(event::Column::ArchivedAt.is_null())
+            .filter(event::Column::PublishedAt.is_not_null())
+            .filter(event::Column::ReceiptDueAt.lt(now))
+            .order_by_asc(event::Column::Seq)
+            .limit(crate::nats::RECEIPT_QUERY_LIMIT as u64)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let overdue = event_ids.len();
+        let query = ReceiptQuery { event_ids };
+        let subject = crate::nats::receipt_query_subject(self.service);
+        let reply = tokio::time::timeout(
+            RECEIPT_QUERY_TIMEOUT,
+            self.client.request(subject, query.encode_to_vec().into()),
+        )
+        .await;
+        let receipt = match reply {
+            Ok(Ok(message)) => match Receipt::decode(message.payload.as_ref()) {
+                Ok(receipt) => receipt,
+                Err(error) => {
+                    tracing::warn!(%error, "undecodable reply to a receipt query");
+                    return Ok(());
+                }
+            },
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "receipt query failed");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::debug!("receipt query timed out");
+                return Ok(());
+            }
+        };
+        if !receipt.events.is_empty() {
+            tracing::info!(
+                overdue,
+                recovered = receipt.events.len(),
+                "recovered overdue receipts from the archive"
+            );
+            super::receipts::apply(&self.db, &self.clock, &receipt).await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! - no event id is archived twice, including those of failed calls, whose events may or may
 //!   not exist because a call can commit and still fail on its way back to the caller;
 //! - the events of one entity appear in ledger sequence order with `entity_version` strictly
-//!   increasing, unless the scenario passes [`EntityOrder::NotGuaranteed`];
+//!   increasing;
 //! - the ledger sequence has no gap, and `VerifyChain` passes over all of it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -121,17 +121,6 @@ pub struct Summary {
     pub failed: usize,
     /// Ledger entries read and checked.
     pub archived: usize,
-    /// Entries whose entity version is not above that of an earlier entry of the same entity.
-    pub out_of_order: usize,
-}
-
-/// Whether the check requires each entity's events in version order along the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntityOrder {
-    Required,
-    /// The scenario is known to reorder events of one entity, so violations are counted and
-    /// printed instead of failing the check.
-    NotGuaranteed,
 }
 
 /// Waits until the producer at `producer_address` has delivered its whole outbox and every
@@ -142,7 +131,6 @@ pub async fn check_history(
     producer_address: &str,
     recorder: &Recorder,
     timeout: Duration,
-    entity_order: EntityOrder,
 ) -> Summary {
     let calls = recorder.calls();
     let ok_event_ids: Vec<String> = calls
@@ -166,9 +154,9 @@ pub async fn check_history(
         "{unrequested} archived events belong to no OK call, but only {failed} calls failed"
     );
     let out_of_order = count_entity_order_violations(&entries);
-    assert!(
-        out_of_order == 0 || entity_order == EntityOrder::NotGuaranteed,
-        "{out_of_order} ledger entries are out of their entity's version order"
+    assert_eq!(
+        out_of_order, 0,
+        "ledger entries out of their entity's version order"
     );
     assert_sequence_contiguous(&entries);
     assert_chain_verifies(archive_address, entries.len() as u64).await;
@@ -178,7 +166,6 @@ pub async fn check_history(
         ok: ok_event_ids.len(),
         failed,
         archived: entries.len(),
-        out_of_order,
     }
 }
 

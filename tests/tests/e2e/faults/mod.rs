@@ -5,7 +5,7 @@
 //! Each scenario runs `TRACE_FAULT_REPEAT` times (default 1); `make faults` runs more.
 
 mod basic;
-mod history;
+pub(crate) mod history;
 mod load;
 mod scenarios;
 

@@ -17,7 +17,7 @@ use trace_proto::event::v1::outbox_service_client::OutboxServiceClient;
 use trace_tests::nats::NatsServer;
 use trace_tests::postgres_cluster::PostgresCluster;
 
-use super::history::{EntityOrder, Outcome, Recorder, Summary, check_history};
+use super::history::{Outcome, Recorder, Summary, check_history};
 use super::load::Load;
 use crate::stack::*;
 
@@ -39,11 +39,6 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time the archive may take to catch up after the load finished. Republication after a
 /// missing receipt waits 2 to 4 seconds per attempt in the test stack.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
-
-// NOTE: a fault that makes JetStream redeliver (an archive killed before its ack, a failed
-// batch that it naks, a purge that leaves an event to republication) lets later events of an
-// entity reach the ledger before an earlier one, so those scenarios check with
-// `EntityOrder::NotGuaranteed`. Every other property is still asserted there.
 
 /// Time the archive may take to catch up after a purge of the stream.
 // NOTE: the relay republishes with the event id as `Nats-Msg-Id`, and the broker drops those
@@ -73,8 +68,8 @@ where
             return;
         };
         println!(
-            "fault scenario {name} run {run}/{repeats}: {} calls, {} OK, {} failed, {} events checked, {} out of entity order",
-            summary.calls, summary.ok, summary.failed, summary.archived, summary.out_of_order
+            "fault scenario {name} run {run}/{repeats}: {} calls, {} OK, {} failed, {} events checked",
+            summary.calls, summary.ok, summary.failed, summary.archived
         );
     }
 }
@@ -157,7 +152,6 @@ async fn broker_killed_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::Required,
         )
         .await;
         assert_eq!(
@@ -205,7 +199,6 @@ async fn archive_killed_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::NotGuaranteed,
         )
         .await;
         assert_eq!(
@@ -276,7 +269,6 @@ async fn document_killed_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::Required,
         )
         .await;
         assert!(
@@ -340,7 +332,6 @@ async fn postgres_restarted_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::NotGuaranteed,
         )
         .await;
         assert_eq!(
@@ -422,7 +413,6 @@ async fn stream_purged_under_load() {
             &document.address,
             &recorder,
             PURGE_CHECK_TIMEOUT,
-            EntityOrder::NotGuaranteed,
         )
         .await;
         assert_eq!(
@@ -563,7 +553,6 @@ async fn poison_messages_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::Required,
         )
         .await;
         assert_eq!(summary.failed, 0);
@@ -689,7 +678,6 @@ async fn archive_disk_full_under_load() {
             &document.address,
             &recorder,
             CHECK_TIMEOUT,
-            EntityOrder::NotGuaranteed,
         )
         .await;
         assert_eq!(

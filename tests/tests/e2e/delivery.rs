@@ -1,0 +1,194 @@
+//! Delivery between a producer's outbox and the archive: one event per entity in flight, and
+//! receipts lost on the way recovered by asking the archive.
+
+use std::time::{Duration, Instant};
+
+use trace_proto::common::v1::Confidentiality;
+use trace_proto::document::v1::*;
+use trace_proto::event::v1::GetBacklogRequest;
+use trace_proto::event::v1::GetBacklogResponse;
+use trace_proto::event::v1::outbox_service_client::OutboxServiceClient;
+use trace_tests::nats::NatsServer;
+
+use crate::faults::history::read_ledger;
+use crate::stack::*;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn backlog(address: &str) -> GetBacklogResponse {
+    let channel = tonic::transport::Channel::from_shared(address.to_owned())
+        .expect("service address")
+        .connect_lazy();
+    OutboxServiceClient::new(channel)
+        .get_backlog(AUDITOR.request(GetBacklogRequest {}))
+        .await
+        .expect("outbox backlog")
+        .into_inner()
+}
+
+/// Number of messages the trace stream holds.
+async fn stream_messages(nats_url: &str) -> u64 {
+    let client = async_nats::connect(nats_url)
+        .await
+        .expect("connect to NATS");
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream.get_stream("TRACE").await.expect("trace stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+async fn create_draft(client: &mut DocumentServiceClient, title: &str) -> (String, String) {
+    let response = client
+        .create_draft(DRAFTER.request(CreateDraftRequest {
+            title: title.to_owned(),
+            category: "MEMO".to_owned(),
+            department: "admin-office".to_owned(),
+            confidentiality: Confidentiality::Internal as i32,
+            content: b"first text".to_vec(),
+            media_type: "text/plain".to_owned(),
+        }))
+        .await
+        .expect("create draft")
+        .into_inner();
+    let document_id = response.document.expect("document").document_id;
+    (document_id, response.event_id)
+}
+
+async fn revise(client: &mut DocumentServiceClient, document_id: &str, text: &str) -> String {
+    client
+        .revise_draft(DRAFTER.request(ReviseDraftRequest {
+            document_id: document_id.to_owned(),
+            content: text.as_bytes().to_vec(),
+            media_type: "text/plain".to_owned(),
+            change_summary: format!("now reads {text}"),
+        }))
+        .await
+        .expect("revise draft")
+        .into_inner()
+        .event_id
+}
+
+type DocumentServiceClient =
+    document_service_client::DocumentServiceClient<tonic::transport::Channel>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_waits_for_receipt_per_entity() {
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = document_client(&document.address).await;
+
+    let (first, created) = create_draft(&mut client, "Minutes template").await;
+    let revised = revise(&mut client, &first, "second text").await;
+    let revised_again = revise(&mut client, &first, "third text").await;
+    let (second, other_created) = create_draft(&mut client, "Leave form").await;
+
+    // No archive runs, so no receipt arrives: each document's oldest event is published and
+    // the revisions wait, whatever the receipt timeout republishes meanwhile.
+    let deadline = Instant::now() + TIMEOUT;
+    while stream_messages(&nats.url()).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two drafts were not published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        stream_messages(&nats.url()).await,
+        2,
+        "a revision was published before its document's first event had a receipt"
+    );
+    let waiting = backlog(&document.address).await;
+    assert_eq!(waiting.unarchived, 4);
+    assert_eq!(waiting.unpublished, 2, "the two revisions wait");
+
+    let archive = start_archive(&nats.url(), dir.path()).await;
+    let events = [
+        created.clone(),
+        revised.clone(),
+        revised_again.clone(),
+        other_created.clone(),
+    ];
+    wait_until_archived(&archive.address, &events, TIMEOUT).await;
+
+    let ledger = read_ledger(&archive.address).await;
+    let of_first: Vec<(&str, u64)> = ledger
+        .iter()
+        .filter(|entry| entry.entity_id == first)
+        .map(|entry| (entry.event_id.as_str(), entry.entity_version))
+        .collect();
+    assert_eq!(
+        of_first,
+        vec![
+            (created.as_str(), 1),
+            (revised.as_str(), 2),
+            (revised_again.as_str(), 3)
+        ],
+        "the first document's events in ledger order"
+    );
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|entry| entry.entity_id == second)
+            .count(),
+        1
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while backlog(&document.address).await.unarchived > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "receipts did not reach the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    document.stop().await;
+    archive.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_recovers_lost_receipt() {
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = document_client(&document.address).await;
+    let (_, created) = create_draft(&mut client, "Visitor log").await;
+    let deadline = Instant::now() + TIMEOUT;
+    while stream_messages(&nats.url()).await < 1 {
+        assert!(Instant::now() < deadline, "the draft was not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    document.stop().await;
+
+    // The archive appends the event while the document service is stopped, so no subscriber
+    // receives its receipt.
+    let archive = start_archive(&nats.url(), dir.path()).await;
+    wait_until_archived(&archive.address, std::slice::from_ref(&created), TIMEOUT).await;
+
+    // A republished copy would fall inside the broker's duplicate window (120 s) and be
+    // dropped, so the row can only be marked archived within the timeout by the receipt
+    // query the relay sends once the receipt is overdue.
+    let document = start_document(&nats.url(), dir.path()).await;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let backlog = backlog(&document.address).await;
+        if backlog.unarchived == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archived event still waits for a receipt: {backlog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stream_messages(&nats.url()).await, 1);
+    let ledger = read_ledger(&archive.address).await;
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|entry| entry.event_id == created)
+            .count(),
+        1
+    );
+    document.stop().await;
+    archive.stop().await;
+}
