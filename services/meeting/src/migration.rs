@@ -1,5 +1,5 @@
 //! Database migrations: the shared outbox tables first, then the meeting tables created
-//! from the entities.
+//! from the entities, then the columns added since.
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreateOutbox),
             Box::new(CreateMeetingTables),
+            Box::new(AddMeetingDepartment),
             Box::new(IndexOutboxByEntity),
         ]
     }
@@ -71,6 +72,74 @@ impl MigrationTrait for CreateMeetingTables {
     }
 }
 
+/// Adds the organiser's department to `meetings`, which the read rule compares with the
+/// caller's department, and indexes it for the scoped listings.
+#[derive(Debug)]
+pub struct AddMeetingDepartment;
+
+impl MigrationName for AddMeetingDepartment {
+    fn name(&self) -> &str {
+        "m20261205_000201_add_meeting_department"
+    }
+}
+
+/// Name of the index on `meetings.department`.
+const DEPARTMENT_INDEX: &str = "idx-meetings-department";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddMeetingDepartment {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A database created after this column joined the entity already has it, because
+        // `CreateMeetingTables` builds the table from the entity. Meetings planned before
+        // get an empty department, so only their organiser, attendees, resolution owners
+        // and the whole-archive roles read them.
+        if !manager.has_column("meetings", "department").await? {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(meeting::Entity)
+                        .add_column(
+                            ColumnDef::new(meeting::Column::Department)
+                                .string()
+                                .not_null()
+                                .default(""),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name(DEPARTMENT_INDEX)
+                    .table(meeting::Entity)
+                    .col(meeting::Column::Department)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(DEPARTMENT_INDEX)
+                    .table(meeting::Entity)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(meeting::Entity)
+                    .drop_column(meeting::Column::Department)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 async fn create_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(manager.get_database_backend());
     let table = schema
@@ -91,4 +160,54 @@ async fn drop_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> R
     manager
         .drop_table(Table::drop().table(entity).to_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn department_is_added_to_older_meetings() {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            folder.path().join("meeting.db").display()
+        );
+        let db = trace_runtime::db::connect_and_migrate::<Migrator>(&url)
+            .await
+            .unwrap();
+        // Turn the database back into one migrated before the column existed, with a
+        // meeting in it.
+        for sql in [
+            "DROP INDEX \"idx-meetings-department\"",
+            "ALTER TABLE meetings DROP COLUMN department",
+            "DELETE FROM seaql_migrations \
+             WHERE version = 'm20261205_000201_add_meeting_department'",
+            "INSERT INTO meetings (id, topic, channel, location, start_at, end_at, \
+             organiser_id, planned_at, state, confidentiality, plan_revision, \
+             minutes_version, entity_version) \
+             VALUES ('m1', 'Budget', 'IN_PERSON', 'Room 1', 1, 2, 'li.na', 0, 'PLANNED', \
+             2, 1, 0, 1)",
+        ] {
+            db.execute_unprepared(sql).await.unwrap();
+        }
+
+        Migrator::up(&db, None).await.unwrap();
+
+        let older = meeting::Entity::find_by_id("m1")
+            .one(&db)
+            .await
+            .unwrap()
+            .expect("the older meeting is still there");
+        assert_eq!(older.department, "");
+        let manager = SchemaManager::new(&db);
+        assert!(
+            manager
+                .has_index("meetings", DEPARTMENT_INDEX)
+                .await
+                .unwrap()
+        );
+    }
 }

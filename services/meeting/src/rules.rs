@@ -1,10 +1,11 @@
 //! Domain rules that need no database: the time bounds of plans and minutes, attendance,
-//! due dates, delays and the overdue rule. Instants are microseconds since the Unix epoch,
-//! and dates are civil dates in the business time zone.
+//! due dates, delays, the overdue rule and who may read a meeting. Instants are
+//! microseconds since the Unix epoch, and dates are civil dates in the business time zone.
 
 use std::collections::HashSet;
 
 use chrono::{Months, NaiveDate};
+use trace_runtime::context::{Principal, role};
 use trace_runtime::{ServiceError, ServiceResult};
 
 use crate::state::ResolutionStatus;
@@ -300,6 +301,71 @@ pub fn overdue_as_of(
     Ok(as_of)
 }
 
+/// The meetings a caller may read, from their roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Every meeting: callers with the administration, audit or system role.
+    Whole,
+    /// The meetings that `user_id` organises, attends or owns a resolution of, and with
+    /// `department` set every meeting of that department.
+    Involved {
+        user_id: String,
+        /// The caller's department when they are a supervisor or department head.
+        department: Option<String>,
+    },
+}
+
+/// Returns the caller's read scope. Administration, audit and system read every meeting,
+/// as they read the whole archive. Supervisors and department heads also read the meetings
+/// of their own department, and everyone reads the meetings they take part in.
+pub fn read_scope(principal: &Principal) -> ReadScope {
+    if [role::ADMINISTRATION, role::AUDIT, role::SYSTEM]
+        .iter()
+        .any(|held| principal.has_role(held))
+    {
+        return ReadScope::Whole;
+    }
+    let heads_department =
+        principal.has_role(role::SUPERVISOR) || principal.has_role(role::DEPARTMENT_HEAD);
+    // An empty department would match the meetings planned before departments were stored.
+    let department = (heads_department && !principal.department.is_empty())
+        .then(|| principal.department.clone());
+    ReadScope::Involved {
+        user_id: principal.user_id.clone(),
+        department,
+    }
+}
+
+/// The people and the department of one meeting that the read rule compares.
+#[derive(Debug, Clone, Copy)]
+pub struct MeetingParties<'a> {
+    pub organiser_id: &'a str,
+    pub department: &'a str,
+    /// Planned attendees of the current plan.
+    pub attendee_ids: &'a [String],
+    /// Owners of the meeting's resolutions.
+    pub resolution_owner_ids: &'a [String],
+}
+
+/// Returns true when a caller with `scope` may read the meeting of `parties`: the caller
+/// organises it, attends it, owns one of its resolutions, supervises or heads its
+/// department, or reads every meeting.
+pub fn may_read(scope: &ReadScope, parties: &MeetingParties<'_>) -> bool {
+    let ReadScope::Involved {
+        user_id,
+        department,
+    } = scope
+    else {
+        return true;
+    };
+    parties.organiser_id == user_id
+        || parties.attendee_ids.contains(user_id)
+        || parties.resolution_owner_ids.contains(user_id)
+        || department
+            .as_deref()
+            .is_some_and(|department| department == parties.department)
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;
@@ -551,5 +617,83 @@ mod tests {
             field(user_ids("attendee_ids", &list(&["a b"]), 1, 200)),
             "attendee_ids[0]"
         );
+    }
+
+    fn principal(user_id: &str, department: &str, roles: &[&str]) -> Principal {
+        Principal {
+            user_id: user_id.to_owned(),
+            display_name: String::new(),
+            department: department.to_owned(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        }
+    }
+
+    fn may(user_id: &str, department: &str, roles: &[&str]) -> bool {
+        let attendees = ["wang.wu".to_owned(), "chen.qi".to_owned()];
+        let owners = ["zhao.liu".to_owned()];
+        let parties = MeetingParties {
+            organiser_id: "li.na",
+            department: "finance",
+            attendee_ids: &attendees,
+            resolution_owner_ids: &owners,
+        };
+        may_read(
+            &read_scope(&principal(user_id, department, roles)),
+            &parties,
+        )
+    }
+
+    #[test]
+    fn participants_read_their_meeting() {
+        assert!(may("li.na", "engineering", &[role::EMPLOYEE]), "organiser");
+        assert!(may("wang.wu", "engineering", &[role::EMPLOYEE]), "attendee");
+        assert!(may("zhao.liu", "engineering", &[role::EMPLOYEE]), "owner");
+    }
+
+    #[test]
+    fn employees_of_the_department_are_denied() {
+        assert!(!may("sun.ba", "finance", &[role::EMPLOYEE]));
+        assert!(!may("sun.ba", "finance", &[role::FINANCE]));
+    }
+
+    #[test]
+    fn heads_read_their_department_only() {
+        assert!(may("zhou.jie", "finance", &[role::DEPARTMENT_HEAD]));
+        assert!(may(
+            "zhou.jie",
+            "finance",
+            &[role::EMPLOYEE, role::SUPERVISOR]
+        ));
+        assert!(!may("zhou.jie", "engineering", &[role::DEPARTMENT_HEAD]));
+        assert!(!may("zhou.jie", "engineering", &[role::SUPERVISOR]));
+    }
+
+    #[test]
+    fn whole_archive_roles_read_everything() {
+        for held in [role::ADMINISTRATION, role::AUDIT, role::SYSTEM] {
+            let caller = principal("zhao.yun", "audit", &[role::EMPLOYEE, held]);
+            assert_eq!(read_scope(&caller), ReadScope::Whole, "{held}");
+            assert!(may("zhao.yun", "audit", &[held]), "{held}");
+        }
+    }
+
+    #[test]
+    fn empty_department_matches_no_meeting() {
+        let head = principal("zhou.jie", "", &[role::DEPARTMENT_HEAD]);
+        let scope = read_scope(&head);
+        assert_eq!(
+            scope,
+            ReadScope::Involved {
+                user_id: "zhou.jie".to_owned(),
+                department: None,
+            }
+        );
+        let legacy = MeetingParties {
+            organiser_id: "li.na",
+            department: "",
+            attendee_ids: &[],
+            resolution_owner_ids: &[],
+        };
+        assert!(!may_read(&scope, &legacy));
     }
 }

@@ -7,6 +7,7 @@
 //! entity type `meeting`; events of a tracked decision use the entity type `resolution` with
 //! the resolution id.
 
+mod access;
 mod convert;
 mod input;
 mod material;

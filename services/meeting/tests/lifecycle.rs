@@ -264,17 +264,18 @@ impl Service {
     /// Waits until the service serves calls, which happens after its migrations.
     async fn wait_until_ready(&mut self) -> Result<()> {
         let started = Instant::now();
-        let probe = GetMeetingRequest {
-            meeting_id: uuid::Uuid::now_v7().to_string(),
-        };
+        // A read that records no event, so the outbox stays empty.
+        let probe = ListOpenResolutionsRequest::default();
         while started.elapsed() < DEADLINE {
             if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
                 let task = self.task.take().context("service task")?;
                 bail!("the service stopped during start: {:?}", task.await?);
             }
             if let Ok(mut client) = self.client().await
-                && let Err(status) = client.get_meeting(as_user(ORGANISER, probe.clone())).await
-                && status.code() == Code::NotFound
+                && client
+                    .list_open_resolutions(as_user(ORGANISER, probe.clone()))
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }
@@ -1267,7 +1268,7 @@ async fn follow_up(
         meeting_id: meeting_id.to_owned(),
     };
     let table = client
-        .get_tracking_table(as_user(OUTSIDER, table))
+        .get_tracking_table(as_user(ORGANISER, table))
         .await?
         .into_inner();
     assert_eq!(table.resolutions.len(), 2);
@@ -1435,7 +1436,7 @@ async fn queries(client: &mut Client, meeting_id: &str) -> Result<()> {
         meeting_id: meeting_id.to_owned(),
     };
     let found = client
-        .get_meeting(as_user(OUTSIDER, get))
+        .get_meeting(as_user(ORGANISER, get))
         .await?
         .into_inner();
     assert_eq!(found.revisions.len(), 1);
@@ -1457,7 +1458,7 @@ async fn queries(client: &mut Client, meeting_id: &str) -> Result<()> {
             ..Default::default()
         };
         let page = client
-            .list_meetings(as_user(OUTSIDER, list))
+            .list_meetings(as_user(ORGANISER, list))
             .await?
             .into_inner();
         pages.extend(page.meetings.into_iter().map(|meeting| meeting.meeting_id));
@@ -1476,7 +1477,7 @@ async fn queries(client: &mut Client, meeting_id: &str) -> Result<()> {
         ..Default::default()
     };
     let listed = client
-        .list_meetings(as_user(OUTSIDER, by_attendee))
+        .list_meetings(as_user(ORGANISER, by_attendee))
         .await?
         .into_inner();
     assert_eq!(listed.meetings.len(), 1);
@@ -2053,5 +2054,452 @@ async fn rewrap_keeps_sealed_text_readable() -> Result<()> {
     );
     let mut client = service.client().await?;
     check_marked_plaintext(&mut client, &meeting).await?;
+    service.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Read scope.
+
+/// A user of another department than the meeting's.
+const FOREIGN_EMPLOYEE: &str = "qian.jiu";
+const FOREIGN_DEPARTMENT: &str = "finance";
+/// Status metadata key naming the event that records a denial.
+const DENIAL_EVENT_HEADER: &str = "x-trace-denial-event-id";
+
+fn as_principal<T>(user_id: &str, department: &str, roles: &[&str], message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_identity(&mut request, user_id, department, roles, None);
+    request
+}
+
+fn as_foreign<T>(message: T) -> Request<T> {
+    as_principal(
+        FOREIGN_EMPLOYEE,
+        FOREIGN_DEPARTMENT,
+        &[role::EMPLOYEE],
+        message,
+    )
+}
+
+fn as_foreign_head<T>(message: T) -> Request<T> {
+    as_principal(
+        "zhou.jie",
+        FOREIGN_DEPARTMENT,
+        &[role::DEPARTMENT_HEAD],
+        message,
+    )
+}
+
+fn as_audit<T>(message: T) -> Request<T> {
+    as_principal("zhao.yun", "audit", &[role::AUDIT], message)
+}
+
+fn get_request(meeting_id: &str) -> GetMeetingRequest {
+    GetMeetingRequest {
+        meeting_id: meeting_id.to_owned(),
+    }
+}
+
+fn table_request(meeting_id: &str) -> GetTrackingTableRequest {
+    GetTrackingTableRequest {
+        meeting_id: meeting_id.to_owned(),
+    }
+}
+
+/// Returns the denial's message with `meeting_id` replaced, and the event id it names.
+fn denial(status: &Status, meeting_id: &str) -> (String, String) {
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    let event_id = status
+        .metadata()
+        .get(DENIAL_EVENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status.message().replace(meeting_id, "<id>"), event_id)
+}
+
+/// Decodes the outbox row of the event `event_id`.
+async fn outbox_envelope(service: &Service, event_id: &str) -> Result<Envelope> {
+    let row = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EventId.eq(event_id))
+        .one(&service.db)
+        .await?
+        .with_context(|| format!("no outbox row for event {event_id}"))?;
+    Ok(Envelope::decode(row.envelope.as_slice())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_scope_on_sqlite() -> Result<()> {
+    run_read_scope(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_scope_on_postgres() -> Result<()> {
+    let Some(database) = PostgresDatabase::create().await? else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL read scope test");
+        return Ok(());
+    };
+    let outcome = run_read_scope(Some(&database.url)).await;
+    database.drop_database().await?;
+    outcome
+}
+
+/// Reads one meeting of `DEPARTMENT` by id as callers inside and outside its read scope.
+async fn run_read_scope(database_url: Option<&str>) -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), database_url).await?;
+    let mut client = service.client().await?;
+    let resolutions =
+        meeting_with_decisions(&service, &mut client, &[(OWNER, date(2026, 3, 20))]).await?;
+    let meeting_id = resolution::Entity::find_by_id(resolutions[0].clone())
+        .one(&service.db)
+        .await?
+        .context("resolution row")?
+        .meeting_id;
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let before = service.snapshot().await?;
+
+    // Another department's employee is denied both by-id reads.
+    let denied_get = client
+        .get_meeting(as_foreign(get_request(&meeting_id)))
+        .await
+        .expect_err("another department's employee reads the meeting");
+    let (get_message, get_event) = denial(&denied_get, &meeting_id);
+    let denied_table = client
+        .get_tracking_table(as_foreign(table_request(&meeting_id)))
+        .await
+        .expect_err("another department's employee reads the tracking table");
+    let (table_message, table_event) = denial(&denied_table, &meeting_id);
+
+    // A missing id is denied with the same message, and also names a recorded event.
+    let denied_missing = client
+        .get_meeting(as_foreign(get_request(&missing_id)))
+        .await
+        .expect_err("a missing meeting is read");
+    let (missing_message, missing_event) = denial(&denied_missing, &missing_id);
+    assert_eq!(get_message, missing_message);
+    assert_eq!(table_message, missing_message);
+    assert!(
+        !missing_message.contains(FOREIGN_DEPARTMENT) && !missing_message.contains(DEPARTMENT),
+        "the message names a department: {missing_message}"
+    );
+    let missing_table = client
+        .get_tracking_table(as_foreign(table_request(&missing_id)))
+        .await
+        .expect_err("a missing tracking table is read");
+    assert_eq!(denial(&missing_table, &missing_id).0, missing_message);
+
+    // The denials of the existing meeting are its own `read_denied` events.
+    for (event_id, method) in [
+        (&get_event, "GetMeeting"),
+        (&table_event, "GetTrackingTable"),
+    ] {
+        let envelope = outbox_envelope(&service, event_id).await?;
+        assert_eq!(envelope.subject, "trace.meeting.meeting.read_denied");
+        assert_eq!(envelope.entity_id, meeting_id);
+        let actor = envelope.actor.clone().context("actor")?;
+        assert_eq!(actor.user_id, FOREIGN_EMPLOYEE);
+        assert_eq!(actor.department, FOREIGN_DEPARTMENT);
+        let payload = envelope.payload.context("payload")?;
+        assert!(
+            payload
+                .type_url
+                .ends_with("/trace.meeting.v1.MeetingReadDenied")
+        );
+        let payload = MeetingReadDenied::decode(payload.value.as_slice())?;
+        assert_eq!(payload.method, method);
+        assert!(
+            payload.reason.contains(FOREIGN_EMPLOYEE),
+            "reason: {}",
+            payload.reason
+        );
+    }
+    // The denial of the missing meeting is an `access.denied` event of the same caller.
+    let envelope = outbox_envelope(&service, &missing_event).await?;
+    assert_eq!(envelope.subject, "trace.meeting.access.denied");
+    assert_eq!(envelope.actor.context("actor")?.user_id, FOREIGN_EMPLOYEE);
+    let payload = envelope.payload.context("payload")?;
+    assert!(payload.type_url.ends_with("/trace.common.v1.AccessDenied"));
+    let payload = trace_proto::common::v1::AccessDenied::decode(payload.value.as_slice())?;
+    assert_eq!(
+        payload.method,
+        "/trace.meeting.v1.MeetingService/GetMeeting"
+    );
+    assert_eq!(payload.code, "PERMISSION_DENIED");
+
+    // A department head or supervisor of another department is denied too.
+    for held in [role::DEPARTMENT_HEAD, role::SUPERVISOR] {
+        let call = client
+            .get_meeting(as_principal(
+                "zhou.jie",
+                FOREIGN_DEPARTMENT,
+                &[held],
+                get_request(&meeting_id),
+            ))
+            .await;
+        let status = call.expect_err("another department's head reads the meeting");
+        assert_eq!(status.code(), Code::PermissionDenied, "{held}");
+    }
+    // An employee of the meeting's own department who takes no part is denied.
+    let status = client
+        .get_meeting(as_user(OUTSIDER, get_request(&meeting_id)))
+        .await
+        .expect_err("an uninvolved employee reads the meeting");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Inside the scope: the organiser, an attendee, the resolution owner, a supervisor and a
+    // department head of the meeting's department, audit and administration.
+    let head = |user: &str, held: &str| (user.to_owned(), DEPARTMENT.to_owned(), held.to_owned());
+    let readers = [
+        head(ORGANISER, role::EMPLOYEE),
+        head(TAKER, role::EMPLOYEE),
+        head(OWNER, role::EMPLOYEE),
+        head("he.shi", role::SUPERVISOR),
+        head("he.shi", role::DEPARTMENT_HEAD),
+        (
+            "zhao.yun".to_owned(),
+            "audit".to_owned(),
+            role::AUDIT.to_owned(),
+        ),
+        (
+            "li.wei".to_owned(),
+            "admin".to_owned(),
+            role::ADMINISTRATION.to_owned(),
+        ),
+    ];
+    for (user, department, held) in &readers {
+        let found = client
+            .get_meeting(as_principal(
+                user,
+                department,
+                &[held.as_str()],
+                get_request(&meeting_id),
+            ))
+            .await
+            .map_err(|status| anyhow::anyhow!("{user} as {held}: {status:?}"))?
+            .into_inner();
+        let meeting = record(found.meeting);
+        assert_eq!(meeting.meeting_id, meeting_id, "{user} as {held}");
+        assert_eq!(meeting.department, DEPARTMENT, "{user} as {held}");
+        let table = client
+            .get_tracking_table(as_principal(
+                user,
+                department,
+                &[held.as_str()],
+                table_request(&meeting_id),
+            ))
+            .await
+            .map_err(|status| anyhow::anyhow!("{user} as {held}: {status:?}"))?
+            .into_inner();
+        assert_eq!(table.resolutions.len(), 1, "{user} as {held}");
+    }
+
+    // Audit reads the whole archive, so a missing meeting is simply not found.
+    let status = client
+        .get_meeting(as_principal(
+            "zhao.yun",
+            "audit",
+            &[role::AUDIT],
+            get_request(&missing_id),
+        ))
+        .await
+        .expect_err("audit reads a missing meeting");
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Permitted reads of an INTERNAL meeting record nothing. The five denials of the
+    // existing meeting add its events and versions and change nothing else.
+    let after = service.snapshot().await?;
+    assert_eq!(after[0], before[0] + 5, "read_denied events");
+    assert_eq!(after[12], before[12] + 5, "meeting versions");
+    assert_eq!(after[1..12], before[1..12]);
+    assert_eq!(after[13], before[13], "resolution versions");
+    service.stop().await
+}
+
+/// Permitted reads of a CONFIDENTIAL meeting are recorded as its `read` events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_reads_are_recorded() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let mut plan = plan_request();
+    plan.confidentiality = Confidentiality::Confidential as i32;
+    let planned = client
+        .plan_meeting(as_user(ORGANISER, plan))
+        .await?
+        .into_inner();
+    let meeting_id = record(planned.meeting).meeting_id;
+
+    let found = client
+        .get_meeting(as_user(OWNER, get_request(&meeting_id)))
+        .await?
+        .into_inner();
+    assert_eq!(record(found.meeting).entity_version, 2);
+    client
+        .get_tracking_table(as_user(OWNER, table_request(&meeting_id)))
+        .await?;
+
+    let rows = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(meeting_id.as_str()))
+        .all(&service.db)
+        .await?;
+    let subjects: Vec<&str> = rows.iter().map(|row| row.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "trace.meeting.meeting.planned",
+            "trace.meeting.meeting.read",
+            "trace.meeting.meeting.read",
+        ]
+    );
+    for row in &rows[1..] {
+        let envelope = Envelope::decode(row.envelope.as_slice())?;
+        assert_eq!(envelope.actor.context("actor")?.user_id, OWNER);
+        // The payload of a CONFIDENTIAL event is sealed in the outbox.
+        assert!(envelope.payload.is_none());
+        assert!(envelope.sealed_payload.is_some());
+    }
+    service.stop().await
+}
+
+/// Plans a meeting starting `hours` after the test's start, as `organiser` of `department`.
+async fn plan_as(
+    client: &mut Client,
+    organiser: &str,
+    department: &str,
+    hours: i64,
+    attendee_ids: &[&str],
+) -> Result<String> {
+    let mut plan = plan_request();
+    plan.start_time = at(hours);
+    plan.end_time = at(hours + 1);
+    plan.attendee_ids = attendee_ids.iter().map(|id| (*id).to_owned()).collect();
+    plan.agenda[0].presenter_id = String::new();
+    let planned = client
+        .plan_meeting(as_principal(organiser, department, &[role::EMPLOYEE], plan))
+        .await?
+        .into_inner();
+    Ok(record(planned.meeting).meeting_id)
+}
+
+/// Lists every meeting `request` selects as `caller`, `page_size` at a time, and checks
+/// that no page but the last is short.
+async fn list_all(
+    client: &mut Client,
+    caller: impl Fn(ListMeetingsRequest) -> Request<ListMeetingsRequest>,
+    page_size: i32,
+) -> Result<Vec<String>> {
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = ListMeetingsRequest {
+            page: Some(trace_proto::common::v1::PageRequest {
+                page_size,
+                page_token: token.clone(),
+            }),
+            ..Default::default()
+        };
+        let page = client.list_meetings(caller(request)).await?.into_inner();
+        let count = page.meetings.len();
+        listed.extend(page.meetings.into_iter().map(|meeting| meeting.meeting_id));
+        if page.next_page_token.is_empty() {
+            assert!(count <= usize::try_from(page_size)?);
+            return Ok(listed);
+        }
+        assert_eq!(
+            count,
+            usize::try_from(page_size)?,
+            "a short page before the last"
+        );
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_keep_to_read_scope() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+
+    // Meetings ordered by start: runs of foreign meetings between the ones OWNER may read,
+    // so a filter applied after the LIMIT would return empty or short pages.
+    let mut own = Vec::new();
+    let mut foreign = Vec::new();
+    for slot in 0..4 {
+        let base = 30 + slot * 10;
+        own.push(plan_as(&mut client, ORGANISER, DEPARTMENT, base, &[OWNER]).await?);
+        for offset in 1..=3 {
+            foreign.push(
+                plan_as(
+                    &mut client,
+                    FOREIGN_EMPLOYEE,
+                    FOREIGN_DEPARTMENT,
+                    base + offset,
+                    &[TAKER],
+                )
+                .await?,
+            );
+        }
+    }
+    // OWNER organises one meeting of the foreign department and owns nothing else there.
+    let organised = plan_as(&mut client, OWNER, FOREIGN_DEPARTMENT, 200, &[TAKER]).await?;
+    let mut expected = own.clone();
+    expected.push(organised.clone());
+
+    for page_size in [1, 2, 3] {
+        let listed = list_all(&mut client, |message| as_user(OWNER, message), page_size).await?;
+        assert_eq!(listed, expected, "page size {page_size}");
+    }
+
+    // A department head of the foreign department lists its meetings, and OWNER's
+    // meeting organised there, but not the admin-office ones.
+    let mut foreign_expected = foreign.clone();
+    foreign_expected.push(organised.clone());
+    assert_eq!(
+        list_all(&mut client, as_foreign_head, 2).await?,
+        foreign_expected
+    );
+
+    // An uninvolved employee of the admin office lists nothing, and audit lists all 17.
+    assert!(
+        list_all(&mut client, |message| as_user(OUTSIDER, message), 2)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(list_all(&mut client, as_audit, 5).await?.len(), 17);
+
+    // Open resolutions: an owner's list contains only resolutions of meetings in the caller's
+    // scope.
+    let resolutions =
+        meeting_with_decisions(&service, &mut client, &[(OWNER, date(2026, 3, 20))]).await?;
+    let of_owner = || ListOpenResolutionsRequest {
+        owner_id: OWNER.to_owned(),
+    };
+    let open = |response: ListOpenResolutionsResponse| -> Vec<String> {
+        response
+            .resolutions
+            .into_iter()
+            .map(|resolution| resolution.resolution_id)
+            .collect()
+    };
+    let by_owner = client
+        .list_open_resolutions(as_user(OWNER, of_owner()))
+        .await?;
+    assert_eq!(open(by_owner.into_inner()), resolutions);
+    let by_outsider = client
+        .list_open_resolutions(as_user(OUTSIDER, of_owner()))
+        .await?;
+    assert!(open(by_outsider.into_inner()).is_empty());
+    let by_foreign_head = client
+        .list_open_resolutions(as_foreign_head(of_owner()))
+        .await?;
+    assert!(open(by_foreign_head.into_inner()).is_empty());
+    let by_audit = client.list_open_resolutions(as_audit(of_owner())).await?;
+    assert_eq!(open(by_audit.into_inner()), resolutions);
     service.stop().await
 }

@@ -1,5 +1,7 @@
-//! Domain rules that need no database: how an approval chain decides a round, and when an
-//! acceptance group may record its result.
+//! Domain rules that need no database: how an approval chain decides a round, when an
+//! acceptance group may record its result, and who may read a project.
+
+use trace_runtime::context::{Principal, role};
 
 use crate::state::{AcceptanceResult, ApprovalDecision, SignOffVerdict};
 
@@ -71,6 +73,73 @@ pub fn check_acceptance_result(
         return Err(format!("with {failed} FAIL sign-off(s), so it cannot pass"));
     }
     Ok(())
+}
+
+/// The projects a caller may read, from their roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Every project: callers with the administration, audit or system role.
+    Whole,
+    /// The projects that `user_id` manages, is or was a team member of, approves or sits on
+    /// the acceptance group of, and with `department` set every project of that department.
+    Involved {
+        user_id: String,
+        /// The caller's department when they are a supervisor or department head.
+        department: Option<String>,
+    },
+}
+
+/// Returns the caller's read scope. Administration, audit and system read every project, as
+/// they read the whole archive. Supervisors and department heads also read the projects of
+/// their own department, and everyone reads the projects they take part in.
+pub fn read_scope(principal: &Principal) -> ReadScope {
+    if [role::ADMINISTRATION, role::AUDIT, role::SYSTEM]
+        .iter()
+        .any(|held| principal.has_role(held))
+    {
+        return ReadScope::Whole;
+    }
+    let heads_department =
+        principal.has_role(role::SUPERVISOR) || principal.has_role(role::DEPARTMENT_HEAD);
+    let department = (heads_department && !principal.department.is_empty())
+        .then(|| principal.department.clone());
+    ReadScope::Involved {
+        user_id: principal.user_id.clone(),
+        department,
+    }
+}
+
+/// The people and the department of one project that the read rule compares.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectParties<'a> {
+    pub manager_id: &'a str,
+    pub department: &'a str,
+    /// Team members, current and removed.
+    pub member_ids: &'a [String],
+    /// Approvers of every application round.
+    pub approver_ids: &'a [String],
+    /// Members of every acceptance group.
+    pub acceptance_member_ids: &'a [String],
+}
+
+/// Returns true when a caller with `scope` may read the project of `parties`. The caller
+/// manages it, is or was on its team, approves it or sits on one of its acceptance groups.
+/// Otherwise the caller supervises or heads its department, or reads every project.
+pub fn may_read(scope: &ReadScope, parties: &ProjectParties<'_>) -> bool {
+    let ReadScope::Involved {
+        user_id,
+        department,
+    } = scope
+    else {
+        return true;
+    };
+    parties.manager_id == user_id
+        || parties.member_ids.contains(user_id)
+        || parties.approver_ids.contains(user_id)
+        || parties.acceptance_member_ids.contains(user_id)
+        || department
+            .as_deref()
+            .is_some_and(|department| department == parties.department)
 }
 
 #[cfg(test)]
@@ -172,6 +241,78 @@ mod tests {
         assert_eq!(
             check_acceptance_result(&members, AcceptanceResult::Passed),
             Ok(())
+        );
+    }
+
+    fn principal(user_id: &str, department: &str, roles: &[&str]) -> Principal {
+        Principal {
+            user_id: user_id.to_owned(),
+            display_name: String::new(),
+            department: department.to_owned(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        }
+    }
+
+    fn may(user_id: &str, department: &str, roles: &[&str]) -> bool {
+        let members = ["wang.wu".to_owned()];
+        let approvers = ["zhao.liu".to_owned()];
+        let acceptance_members = ["chen.qa".to_owned()];
+        let parties = ProjectParties {
+            manager_id: "li.na",
+            department: "engineering",
+            member_ids: &members,
+            approver_ids: &approvers,
+            acceptance_member_ids: &acceptance_members,
+        };
+        may_read(
+            &read_scope(&principal(user_id, department, roles)),
+            &parties,
+        )
+    }
+
+    #[test]
+    fn participants_read_their_project() {
+        assert!(may("li.na", "finance", &[role::EMPLOYEE]), "manager");
+        assert!(may("wang.wu", "finance", &[role::EMPLOYEE]), "member");
+        assert!(may("zhao.liu", "finance", &[role::EMPLOYEE]), "approver");
+        assert!(
+            may("chen.qa", "finance", &[role::EMPLOYEE]),
+            "acceptance group"
+        );
+    }
+
+    #[test]
+    fn other_employees_are_denied() {
+        assert!(!may("sun.ba", "engineering", &[role::EMPLOYEE]));
+        assert!(!may("sun.ba", "finance", &[role::FINANCE]));
+    }
+
+    #[test]
+    fn heads_read_their_department_only() {
+        assert!(may("zhou.jie", "engineering", &[role::DEPARTMENT_HEAD]));
+        assert!(may("zhou.jie", "engineering", &[role::SUPERVISOR]));
+        assert!(!may("zhou.jie", "finance", &[role::DEPARTMENT_HEAD]));
+        assert!(!may("zhou.jie", "finance", &[role::SUPERVISOR]));
+    }
+
+    #[test]
+    fn whole_archive_roles_read_everything() {
+        for held in [role::ADMINISTRATION, role::AUDIT, role::SYSTEM] {
+            let caller = principal("zhao.yun", "audit", &[role::EMPLOYEE, held]);
+            assert_eq!(read_scope(&caller), ReadScope::Whole, "{held}");
+            assert!(may("zhao.yun", "audit", &[held]), "{held}");
+        }
+    }
+
+    #[test]
+    fn empty_department_is_not_headed() {
+        let head = principal("zhou.jie", "", &[role::DEPARTMENT_HEAD]);
+        assert_eq!(
+            read_scope(&head),
+            ReadScope::Involved {
+                user_id: "zhou.jie".to_owned(),
+                department: None,
+            }
         );
     }
 }

@@ -6,6 +6,7 @@
 //! project's timeline shows every step.
 
 mod acceptance;
+mod access;
 mod approval;
 mod closing;
 mod convert;
@@ -239,31 +240,35 @@ impl ProjectService for ProjectHandler {
         &self,
         request: Request<GetProjectRequest>,
     ) -> Result<Response<GetProjectResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.details(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.details(&context, request).await?))
     }
 
     async fn list_projects(
         &self,
         request: Request<ListProjectsRequest>,
     ) -> Result<Response<ListProjectsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.search(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.search(&context, request).await?))
     }
 
     async fn list_progress(
         &self,
         request: Request<ListProgressRequest>,
     ) -> Result<Response<ListProgressResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.progress_history(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.progress_history(&context, request).await?,
+        ))
     }
 
     async fn list_decisions(
         &self,
         request: Request<ListDecisionsRequest>,
     ) -> Result<Response<ListDecisionsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.decision_history(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.decision_history(&context, request).await?,
+        ))
     }
 }

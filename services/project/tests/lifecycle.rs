@@ -722,7 +722,7 @@ async fn check_details(service: &mut Service, project_id: &str) {
     };
     let reports = service
         .client
-        .list_progress(call(progress, OUTSIDER))
+        .list_progress(call(progress, MANAGER))
         .await
         .unwrap()
         .into_inner()
@@ -735,7 +735,7 @@ async fn check_details(service: &mut Service, project_id: &str) {
     };
     let decisions = service
         .client
-        .list_decisions(call(decisions, OUTSIDER))
+        .list_decisions(call(decisions, MANAGER))
         .await
         .unwrap()
         .into_inner()
@@ -1423,12 +1423,12 @@ async fn list_projects_pages_by_id() {
     };
 
     let first = client
-        .list_projects(call(page(""), OUTSIDER))
+        .list_projects(call(page(""), MANAGER))
         .await
         .unwrap()
         .into_inner();
     let second = client
-        .list_projects(call(page(&first.next_page_token), OUTSIDER))
+        .list_projects(call(page(&first.next_page_token), MANAGER))
         .await
         .unwrap()
         .into_inner();
@@ -1454,7 +1454,7 @@ async fn list_projects_pages_by_id() {
         ..Default::default()
     };
     let approved = client
-        .list_projects(call(approved, OUTSIDER))
+        .list_projects(call(approved, MANAGER))
         .await
         .unwrap()
         .into_inner()
@@ -1721,5 +1721,308 @@ async fn confidential_text_is_sealed_at_rest() {
             .any(|path| path.to_string_lossy().contains("project.db")),
         "{internal:?}"
     );
+    service.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Read scope.
+
+/// A department other than the projects' `it`.
+const FOREIGN_DEPARTMENT: &str = "ops";
+/// Status metadata key naming the event that records a denial.
+const DENIAL_EVENT_HEADER: &str = "x-trace-denial-event-id";
+
+fn call_as<T>(message: T, user_id: &str, department: &str, roles: &[&str]) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_identity(&mut request, user_id, department, roles, None);
+    request
+}
+
+fn get_request(project_id: &str) -> proto::GetProjectRequest {
+    proto::GetProjectRequest {
+        project_id: project_id.to_owned(),
+    }
+}
+
+/// Returns the denial's message with `project_id` replaced, and the event id it names.
+fn denial(status: &Status, project_id: &str) -> (String, String) {
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    let event_id = status
+        .metadata()
+        .get(DENIAL_EVENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status.message().replace(project_id, "<id>"), event_id)
+}
+
+/// Decodes the outbox row of the event `event_id`.
+async fn outbox_envelope(service: &Service, event_id: &str) -> Envelope {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use trace_runtime::outbox::outbox_event;
+
+    let row = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EventId.eq(event_id))
+        .one(&service.db)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no outbox row for event {event_id}"));
+    Envelope::decode(row.envelope.as_slice()).unwrap()
+}
+
+#[tokio::test]
+async fn reads_outside_scope_are_denied() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let project_id = approved_project(&mut service).await;
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let mut client = service.client.clone();
+    let foreign = |message| call_as(message, "ma.ops", FOREIGN_DEPARTMENT, &["employee"]);
+
+    let get = client
+        .get_project(foreign(get_request(&project_id)))
+        .await
+        .expect_err("another department's employee reads the project");
+    let (get_message, get_event) = denial(&get, &project_id);
+    let missing = client
+        .get_project(foreign(get_request(&missing_id)))
+        .await
+        .expect_err("a missing project is read");
+    let (missing_message, missing_event) = denial(&missing, &missing_id);
+    assert_eq!(get_message, missing_message);
+    assert!(!get_event.is_empty());
+    assert!(!missing_event.is_empty());
+
+    let progress = proto::ListProgressRequest {
+        project_id: project_id.clone(),
+        page: None,
+    };
+    let progress = client
+        .list_progress(call_as(
+            progress,
+            "ma.ops",
+            FOREIGN_DEPARTMENT,
+            &["employee"],
+        ))
+        .await
+        .expect_err("another department's employee lists progress");
+    assert_eq!(denial(&progress, &project_id).0, missing_message);
+    let decisions = proto::ListDecisionsRequest {
+        project_id: project_id.clone(),
+        page: None,
+    };
+    let decisions = client
+        .list_decisions(call_as(
+            decisions,
+            "ma.ops",
+            FOREIGN_DEPARTMENT,
+            &["employee"],
+        ))
+        .await
+        .expect_err("another department's employee lists decisions");
+    assert_eq!(denial(&decisions, &project_id).0, missing_message);
+
+    // The existing project's denial is its own event, a missing one's an access event.
+    let envelope = outbox_envelope(&service, &get_event).await;
+    assert_eq!(envelope.subject, "trace.project.project.read_denied");
+    assert_eq!(envelope.entity_id, project_id);
+    assert_eq!(envelope.actor.as_ref().unwrap().user_id, "ma.ops");
+    let payload = envelope.payload.unwrap();
+    let payload = proto::ProjectReadDenied::decode(payload.value.as_slice()).unwrap();
+    assert_eq!(payload.method, "GetProject");
+    let envelope = outbox_envelope(&service, &missing_event).await;
+    assert_eq!(envelope.subject, "trace.project.access.denied");
+    assert_eq!(envelope.actor.as_ref().unwrap().user_id, "ma.ops");
+
+    // Another department's head and an uninvolved employee of `it` are denied.
+    let head = client
+        .get_project(call_as(
+            get_request(&project_id),
+            "he.ops",
+            FOREIGN_DEPARTMENT,
+            &["department_head"],
+        ))
+        .await
+        .expect_err("another department's head reads the project");
+    assert_eq!(head.code(), Code::PermissionDenied);
+    let outsider = client
+        .get_project(call(get_request(&project_id), OUTSIDER))
+        .await
+        .expect_err("an uninvolved employee reads the project");
+    assert_eq!(outsider.code(), Code::PermissionDenied);
+
+    // Readers: the manager, an approver, the department's head and supervisor, audit.
+    let readers: [(&str, &str, &str); 5] = [
+        (MANAGER, "it", "employee"),
+        (SECOND_APPROVER, "finance", "employee"),
+        (DEPARTMENT_HEAD, "it", "department_head"),
+        ("lu.lead", "it", "supervisor"),
+        ("zhao.yun", "audit", "audit"),
+    ];
+    for (user, department, role) in readers {
+        let found = client
+            .get_project(call_as(get_request(&project_id), user, department, &[role]))
+            .await
+            .unwrap_or_else(|status| panic!("{user} as {role}: {status:?}"))
+            .into_inner();
+        assert_eq!(found.project.unwrap().project_id, project_id, "{user}");
+    }
+    let status = client
+        .get_project(call_as(
+            get_request(&missing_id),
+            "zhao.yun",
+            "audit",
+            &["audit"],
+        ))
+        .await
+        .expect_err("audit reads a missing project");
+    assert_eq!(status.code(), Code::NotFound);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn confidential_project_reads_are_recorded() {
+    let nats = NatsServer::start();
+    let mut service = Service::start(&nats, None).await;
+    let request = proto::SubmitApplicationRequest {
+        confidentiality: Confidentiality::Confidential as i32,
+        ..application()
+    };
+    let submitted = service
+        .client
+        .submit_application(call(request, MANAGER))
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap();
+
+    let found = service
+        .client
+        .get_project(call(get_request(&submitted.project_id), FIRST_APPROVER))
+        .await
+        .unwrap()
+        .into_inner();
+    let project = found.project.unwrap();
+    assert_eq!(project.entity_version, submitted.entity_version + 1);
+
+    let rows = service
+        .db
+        .query_all_raw(Statement::from_string(
+            service.db.get_database_backend(),
+            format!(
+                "SELECT subject FROM outbox WHERE entity_id = '{}' ORDER BY seq",
+                submitted.project_id
+            ),
+        ))
+        .await
+        .unwrap();
+    let subjects: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get::<String>("", "subject").unwrap())
+        .collect();
+    assert_eq!(
+        subjects.last().map(String::as_str),
+        Some("trace.project.project.read")
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn list_projects_keeps_to_scope() {
+    let nats = NatsServer::start();
+    let service = Service::start(&nats, None).await;
+    let client = &mut service.client.clone();
+
+    // Runs of `ops` projects between `it` projects, so a filter applied after the LIMIT
+    // would return empty or short pages.
+    let mut it_projects = Vec::new();
+    let mut ops_projects = Vec::new();
+    for _ in 0..3 {
+        let project = client
+            .submit_application(call(application(), MANAGER))
+            .await
+            .unwrap()
+            .into_inner()
+            .project
+            .unwrap();
+        it_projects.push(project.project_id);
+        for _ in 0..3 {
+            let request = proto::SubmitApplicationRequest {
+                department: FOREIGN_DEPARTMENT.to_owned(),
+                approval_chain: vec![proto::ApproverEntry {
+                    approver_id: "he.ops".to_owned(),
+                    required: true,
+                }],
+                ..application()
+            };
+            let project = client
+                .submit_application(call_as(
+                    request,
+                    "ma.ops",
+                    FOREIGN_DEPARTMENT,
+                    &["employee"],
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .project
+                .unwrap();
+            ops_projects.push(project.project_id);
+        }
+    }
+
+    let callers: [(&str, &str, &str, &Vec<String>); 3] = [
+        (MANAGER, "it", "employee", &it_projects),
+        (DEPARTMENT_HEAD, "it", "department_head", &it_projects),
+        ("lu.ops", FOREIGN_DEPARTMENT, "supervisor", &ops_projects),
+    ];
+    for (user, department, role, expected) in callers {
+        for page_size in [1, 2] {
+            let mut listed = Vec::new();
+            let mut token = String::new();
+            loop {
+                let request = proto::ListProjectsRequest {
+                    page: Some(PageRequest {
+                        page_size,
+                        page_token: token.clone(),
+                    }),
+                    ..Default::default()
+                };
+                let page = client
+                    .list_projects(call_as(request, user, department, &[role]))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let count = page.projects.len();
+                listed.extend(page.projects.into_iter().map(|project| project.project_id));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                assert_eq!(count, usize::try_from(page_size).unwrap(), "{user}");
+                token = page.next_page_token;
+            }
+            assert_eq!(&listed, expected, "{user} with page size {page_size}");
+        }
+    }
+
+    let everything = proto::ListProjectsRequest::default();
+    let audit = client
+        .list_projects(call_as(everything.clone(), "zhao.yun", "audit", &["audit"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(audit.projects.len(), 12);
+    let outsider = client
+        .list_projects(call(everything, OUTSIDER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(outsider.projects.is_empty());
     service.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Every rejected call leaves a trace. Calls without a token, with an expired token or one for
 //! another audience, and with a role that may not act each become an archived event naming
 //! the method and the reason. A content read without an approved request becomes the
-//! document's own `read_denied` event.
+//! document's own `read_denied` event, and a read of another department's meeting becomes
+//! the meeting's `read_denied` event.
 
 use std::time::Duration;
 
@@ -218,4 +219,96 @@ async fn every_denied_call_is_archived() {
         payload.reason.contains("no approved access request"),
         "{payload:?}"
     );
+}
+
+/// Another department's employee reads a meeting by id. The denial reaches the archive as
+/// the meeting's `read_denied` event, and a missing meeting is denied with the same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_departments_meeting_is_denied() {
+    use trace_proto::meeting::v1::{
+        AgendaItem, Channel, GetMeetingRequest, MeetingReadDenied, PlanMeetingRequest,
+    };
+
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = start_archive(&nats.url(), dir.path()).await;
+    let meeting = start_meeting(&nats.url(), dir.path()).await;
+    let mut client = meeting_client(&meeting.address).await;
+
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    let timestamp_of = |instant: chrono::DateTime<chrono::Utc>| {
+        trace_runtime::clock::timestamp(instant.timestamp_micros())
+    };
+    let planned = client
+        .plan_meeting(DRAFTER.request(PlanMeetingRequest {
+            topic: "Office move".to_owned(),
+            start_time: Some(timestamp_of(start)),
+            end_time: Some(timestamp_of(start + chrono::Duration::hours(1))),
+            channel: Channel::InPerson as i32,
+            location: "Room 2".to_owned(),
+            attendee_ids: vec!["li.na".to_owned()],
+            agenda: vec![AgendaItem {
+                title: "Schedule".to_owned(),
+                presenter_id: String::new(),
+            }],
+            confidentiality: Confidentiality::Internal as i32,
+        }))
+        .await
+        .expect("plan a meeting")
+        .into_inner();
+    let meeting_id = planned.meeting.unwrap().meeting_id;
+    let get = |meeting_id: &str| {
+        READER.request(GetMeetingRequest {
+            meeting_id: meeting_id.to_owned(),
+        })
+    };
+
+    let denied = client.get_meeting(get(&meeting_id)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let missing = client.get_meeting(get(&missing_id)).await.unwrap_err();
+    assert_eq!(missing.code(), Code::PermissionDenied);
+    assert_eq!(
+        denied.message().replace(&meeting_id, "<id>"),
+        missing.message().replace(&missing_id, "<id>")
+    );
+
+    let mut archive_client = archive_client(&archive.address).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let timeline = loop {
+        let entries = archive_client
+            .query_entries(AUDITOR.request(QueryEntriesRequest {
+                entity_type: "meeting".to_owned(),
+                entity_id: meeting_id.clone(),
+                include_envelope: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("query the meeting's entries")
+            .into_inner()
+            .entries;
+        if entries.len() >= 2 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let actions: Vec<&str> = timeline.iter().map(|entry| entry.action.as_str()).collect();
+    assert_eq!(actions, ["planned", "read_denied"]);
+    let denied_entry = timeline.last().expect("entries");
+    let actor = denied_entry
+        .actor
+        .clone()
+        .expect("the entry names its actor");
+    assert_eq!(actor.user_id, READER.user_id);
+    assert_eq!(actor.department, READER.department);
+    let envelope =
+        trace_proto::event::v1::Envelope::decode(denied_entry.envelope.as_slice()).unwrap();
+    let payload = envelope
+        .payload
+        .expect("an INTERNAL event's payload is not sealed");
+    let payload = MeetingReadDenied::decode(payload.value.as_slice()).unwrap();
+    assert_eq!(payload.method, "GetMeeting");
+    assert!(payload.reason.contains(READER.user_id), "{payload:?}");
+    meeting.stop().await;
+    archive.stop().await;
 }

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
 use trace_proto::archive::v1::{GetEntryRequest, get_entry_request};
 use trace_proto::document::v1::document_service_client::DocumentServiceClient;
+use trace_proto::meeting::v1::meeting_service_client::MeetingServiceClient;
 use trace_runtime::clock::SystemClock;
 
 /// A service running inside the test process.
@@ -89,6 +90,26 @@ pub async fn start_document_with(
     let (listener, address) = free_listener().await;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(trace_document::run(
+        config,
+        listener,
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    wait_for_port(&address).await;
+    InProcess {
+        address,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// Starts the meeting service in-process.
+pub async fn start_meeting(nats_url: &str, dir: &Path) -> InProcess {
+    let mut config = trace_meeting::MeetingConfig::defaults();
+    config.service = settings(config.service, nats_url, dir, "meeting");
+    let (listener, address) = free_listener().await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(trace_meeting::run(
         config,
         listener,
         Arc::new(SystemClock),
@@ -404,6 +425,12 @@ pub async fn document_client(address: &str) -> DocumentServiceClient<Channel> {
     DocumentServiceClient::connect(address.to_owned())
         .await
         .expect("connect to the document service")
+}
+
+pub async fn meeting_client(address: &str) -> MeetingServiceClient<Channel> {
+    MeetingServiceClient::connect(address.to_owned())
+        .await
+        .expect("connect to the meeting service")
 }
 
 pub async fn archive_client(address: &str) -> ArchiveServiceClient<Channel> {

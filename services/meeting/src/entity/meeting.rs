@@ -19,6 +19,10 @@ pub struct Model {
     pub end_at: i64,
     #[sea_orm(indexed)]
     pub organiser_id: String,
+    /// The organiser's department when the meeting was planned. Its supervisors and
+    /// department heads may read the meeting. Empty for meetings planned before the column
+    /// existed.
+    pub department: String,
     pub planned_at: i64,
     pub state: MeetingState,
     /// `trace.common.v1.Confidentiality` number.

@@ -57,6 +57,7 @@ pub(super) fn meeting(
         attendee_ids: attendees.to_vec(),
         agenda: agenda.iter().map(agenda_item).collect(),
         organiser_id: model.organiser_id.clone(),
+        department: model.department.clone(),
         planned_at: Some(timestamp(model.planned_at)),
         state: model.state.number(),
         confidentiality: model.confidentiality,

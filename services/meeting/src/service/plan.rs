@@ -140,6 +140,7 @@ impl MeetingHandler {
             start_at: plan.start,
             end_at: plan.end,
             organiser_id: context.principal.user_id.clone(),
+            department: context.principal.department.clone(),
             planned_at: self.now(),
             state: MeetingState::Planned,
             confidentiality: plan.confidentiality as i32,

@@ -1,6 +1,7 @@
-//! Read-only queries: one meeting with its records, meetings by start time, organiser and
+//! Read queries: one meeting with its records, meetings by start time, organiser and
 //! attendee with paging, the tracking table of a meeting and the open resolutions of an
-//! owner.
+//! owner. Each returns only meetings inside the caller's read scope (see [`super::access`]),
+//! and the by-id reads of CONFIDENTIAL and SECRET meetings are recorded as `read` events.
 
 use std::collections::HashMap;
 
@@ -14,14 +15,16 @@ use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
+use super::access::{ReadMethod, resolution_scope_condition, scope_condition};
 use super::input;
 use super::resolution::history;
-use super::write::{find_meeting, load_agenda, load_attendees};
+use super::write::{load_agenda, load_attendees};
 use super::{MeetingHandler, convert};
 use crate::entity::{
     agenda_item, attendee, confirmation, dispatch, material, meeting, minutes, notice,
     overdue_mark, plan_revision, resolution,
 };
+use crate::rules::read_scope;
 use crate::state::ResolutionStatus;
 
 /// Page size when the request leaves it 0.
@@ -181,17 +184,19 @@ async fn plans_of<C: ConnectionTrait>(
 }
 
 impl MeetingHandler {
-    // NOTE: queries are open to every authenticated caller; confidentiality of meetings is
-    // recorded on events but not enforced on reads yet.
+    // NOTE: ListMeetings returns agenda titles of CONFIDENTIAL and SECRET meetings in scope
+    // without recording a `read` event; only the by-id reads record one.
     pub(super) async fn get(
         &self,
-        _context: &CallContext,
+        context: &CallContext,
         request: proto::GetMeetingRequest,
     ) -> ServiceResult<proto::GetMeetingResponse> {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
         let db = &self.db;
 
-        let model = find_meeting(&self.keyring, db, &meeting_id).await?;
+        let model = self
+            .authorize_read(context, &meeting_id, ReadMethod::GetMeeting)
+            .await?;
         let attendees = load_attendees(db, &meeting_id).await?;
         let agenda = load_agenda(&self.keyring, db, &meeting_id).await?;
         let revisions = plan_revision::Entity::find()
@@ -230,6 +235,9 @@ impl MeetingHandler {
             .all(db)
             .await?;
         let confirmations = open_rows(&self.keyring, confirmations)?;
+        let model = self
+            .record_read(context, model, ReadMethod::GetMeeting)
+            .await?;
 
         Ok(proto::GetMeetingResponse {
             meeting: Some(convert::meeting(&model, &attendees, &agenda)),
@@ -247,17 +255,23 @@ impl MeetingHandler {
 
     /// Lists meetings ordered by start time, then id. The page token is the start time and
     /// id of the last meeting of the previous page, and that pair is unique, so paging
-    /// neither repeats nor skips a meeting that did not change its start time meanwhile.
+    /// neither repeats nor skips a meeting that did not change its start time meanwhile. The
+    /// read scope is part of the query's condition, so a page is never cut short by meetings
+    /// the caller may not read.
     pub(super) async fn search(
         &self,
-        _context: &CallContext,
+        context: &CallContext,
         request: proto::ListMeetingsRequest,
     ) -> ServiceResult<proto::ListMeetingsResponse> {
         let filter = MeetingFilter::parse(&request)?;
+        let mut condition = filter.condition();
+        if let Some(scope) = scope_condition(&read_scope(&context.principal)) {
+            condition = condition.add(scope);
+        }
 
         // Fetching one row more than the page shows whether another page follows.
         let rows = meeting::Entity::find()
-            .filter(filter.condition())
+            .filter(condition)
             .order_by_asc(meeting::Column::StartAt)
             .order_by_asc(meeting::Column::Id)
             .limit(filter.page_size + 1)
@@ -289,11 +303,13 @@ impl MeetingHandler {
 
     pub(super) async fn tracking_table(
         &self,
-        _context: &CallContext,
+        context: &CallContext,
         request: proto::GetTrackingTableRequest,
     ) -> ServiceResult<proto::GetTrackingTableResponse> {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
-        find_meeting(&self.keyring, &self.db, &meeting_id).await?;
+        let model = self
+            .authorize_read(context, &meeting_id, ReadMethod::GetTrackingTable)
+            .await?;
 
         let rows = resolution::Entity::find()
             .filter(resolution::Column::MeetingId.eq(meeting_id.as_str()))
@@ -317,6 +333,8 @@ impl MeetingHandler {
                 overdue_marks: marks.iter().map(convert::overdue_mark).collect(),
             });
         }
+        self.record_read(context, model, ReadMethod::GetTrackingTable)
+            .await?;
         Ok(proto::GetTrackingTableResponse { resolutions })
     }
 
@@ -330,9 +348,14 @@ impl MeetingHandler {
             None => context.principal.user_id.clone(),
         };
 
+        let mut condition = Condition::all()
+            .add(resolution::Column::OwnerId.eq(owner_id.as_str()))
+            .add(resolution::Column::Status.ne(ResolutionStatus::Done));
+        if let Some(scope) = resolution_scope_condition(&read_scope(&context.principal)) {
+            condition = condition.add(scope);
+        }
         let rows = resolution::Entity::find()
-            .filter(resolution::Column::OwnerId.eq(owner_id.as_str()))
-            .filter(resolution::Column::Status.ne(ResolutionStatus::Done))
+            .filter(condition)
             .order_by_asc(resolution::Column::DueDate)
             .order_by_asc(resolution::Column::Id)
             .all(&self.db)

@@ -277,6 +277,7 @@ mod tests {
             start_at: 100,
             end_at: 200,
             organiser_id: "lee".to_owned(),
+            department: "engineering".to_owned(),
             planned_at: 1,
             state: MeetingState::Planned,
             confidentiality: 2,

@@ -1,19 +1,23 @@
-//! Read-only queries: one project with its details, project search, progress reports and
+//! Read queries: one project with its details, project search, progress reports and
 //! decisions. Lists page by record id, which is unique, so paging neither repeats nor skips.
+//! Each returns only projects inside the caller's read scope (see [`super::access`]), and
+//! the by-id reads of CONFIDENTIAL and SECRET projects are recorded as `read` events.
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use trace_proto::common::v1::PageRequest;
 use trace_proto::project::v1 as proto;
+use trace_runtime::context::CallContext;
 use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::acceptance::group_members;
+use super::access::{ReadMethod, scope_condition};
 use super::closing::find_summary;
-use super::write::find_project;
 use super::{ProjectHandler, convert, project_id};
 use crate::entity::{
     acceptance, application, approval, decision, member, milestone, progress, project, task,
 };
+use crate::rules::read_scope;
 use crate::state::ProjectState;
 
 /// Page size when the request leaves it 0.
@@ -77,14 +81,17 @@ impl Page {
 }
 
 impl ProjectHandler {
-    // NOTE: reads are open to every authenticated caller and do not filter by the project's
-    // confidentiality level.
+    // NOTE: ListProjects returns the projects in scope without recording a `read` event,
+    // because it returns no sealed text; only the by-id reads record one.
     pub(super) async fn details(
         &self,
+        context: &CallContext,
         request: proto::GetProjectRequest,
     ) -> ServiceResult<proto::GetProjectResponse> {
         let project_id = project_id(&request.project_id)?;
-        let project = find_project(&self.db, &project_id).await?;
+        let project = self
+            .authorize_read(context, &project_id, ReadMethod::GetProject)
+            .await?;
 
         let approvals = approval::Entity::find()
             .filter(approval::Column::ProjectId.eq(project_id.as_str()))
@@ -99,12 +106,17 @@ impl ProjectHandler {
             .all(&self.db)
             .await?;
         let summary = find_summary(&self.keyring, &self.db, &project).await?;
+        let application = self.current_application(&project).await?;
+        let latest_acceptance = self.latest_acceptance(&project).await?;
+        let project = self
+            .record_read(context, project, ReadMethod::GetProject)
+            .await?;
 
         Ok(proto::GetProjectResponse {
-            application: self.current_application(&project).await?,
+            application,
             approvals: approvals.iter().map(convert::approval).collect(),
             members: members.iter().map(convert::member).collect(),
-            latest_acceptance: self.latest_acceptance(&project).await?,
+            latest_acceptance,
             summary: summary.as_ref().map(convert::summary),
             project: Some(convert::project(&project)),
         })
@@ -156,8 +168,11 @@ impl ProjectHandler {
         Ok(Some(convert::acceptance(&latest, &members)))
     }
 
+    /// Lists projects by id. The read scope is part of the query's condition, so a page is
+    /// never cut short by projects the caller may not read.
     pub(super) async fn search(
         &self,
+        context: &CallContext,
         request: proto::ListProjectsRequest,
     ) -> ServiceResult<proto::ListProjectsResponse> {
         let department = match request.department.as_str() {
@@ -180,6 +195,9 @@ impl ProjectHandler {
         if let Some(state) = state {
             query = query.filter(project::Column::State.eq(state));
         }
+        if let Some(scope) = scope_condition(&read_scope(&context.principal)) {
+            query = query.filter(scope);
+        }
         let mut rows = page.apply(query, project::Column::Id).all(&self.db).await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
 
@@ -191,11 +209,14 @@ impl ProjectHandler {
 
     pub(super) async fn progress_history(
         &self,
+        context: &CallContext,
         request: proto::ListProgressRequest,
     ) -> ServiceResult<proto::ListProgressResponse> {
         let project_id = project_id(&request.project_id)?;
         let page = Page::parse(request.page.as_ref())?;
-        find_project(&self.db, &project_id).await?;
+        let project = self
+            .authorize_read(context, &project_id, ReadMethod::ListProgress)
+            .await?;
 
         let query = progress::Entity::find().filter(progress::Column::ProjectId.eq(project_id));
         let mut rows = page
@@ -204,6 +225,8 @@ impl ProjectHandler {
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
         let rows = open_rows(&self.keyring, rows)?;
+        self.record_read(context, project, ReadMethod::ListProgress)
+            .await?;
 
         Ok(proto::ListProgressResponse {
             reports: rows.iter().map(convert::progress).collect(),
@@ -213,11 +236,14 @@ impl ProjectHandler {
 
     pub(super) async fn decision_history(
         &self,
+        context: &CallContext,
         request: proto::ListDecisionsRequest,
     ) -> ServiceResult<proto::ListDecisionsResponse> {
         let project_id = project_id(&request.project_id)?;
         let page = Page::parse(request.page.as_ref())?;
-        find_project(&self.db, &project_id).await?;
+        let project = self
+            .authorize_read(context, &project_id, ReadMethod::ListDecisions)
+            .await?;
 
         let query = decision::Entity::find().filter(decision::Column::ProjectId.eq(project_id));
         let mut rows = page
@@ -226,6 +252,8 @@ impl ProjectHandler {
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
         let rows = open_rows(&self.keyring, rows)?;
+        self.record_read(context, project, ReadMethod::ListDecisions)
+            .await?;
 
         Ok(proto::ListDecisionsResponse {
             decisions: rows.iter().map(convert::decision).collect(),

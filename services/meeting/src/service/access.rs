@@ -1,0 +1,265 @@
+//! Read access to meetings. [`crate::rules::may_read`] decides who reads one meeting, and
+//! [`scope_condition`] applies the same rule in SQL to the listings. A denied read of an
+//! existing meeting is recorded as the meeting's `read_denied` event, and a denied read of
+//! a missing meeting as an `access.denied` event. Both return `PERMISSION_DENIED` with one
+//! message and a recorded event id, so the response does not reveal whether the meeting
+//! exists. Only callers who read every meeting get `NOT_FOUND` for a missing one. A
+//! permitted read of a CONFIDENTIAL or SECRET meeting is recorded as a `read` event.
+
+use sea_orm::sea_query::Query;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use trace_proto::common::v1::{AccessDenied, Confidentiality};
+use trace_proto::meeting::v1 as proto;
+use trace_runtime::context::CallContext;
+use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::{ServiceError, ServiceResult};
+
+use super::write::{AttemptResult, find_meeting, load_attendees, with_retries};
+use super::{MeetingHandler, SERVICE};
+use crate::entity::{attendee, meeting, resolution};
+use crate::rules::{MeetingParties, ReadScope, may_read, read_scope};
+
+/// The by-id reads that the read rule guards, named as in the gRPC service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadMethod {
+    GetMeeting,
+    GetTrackingTable,
+}
+
+impl ReadMethod {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GetMeeting => "GetMeeting",
+            Self::GetTrackingTable => "GetTrackingTable",
+        }
+    }
+
+    fn path(self) -> String {
+        format!("/trace.meeting.v1.MeetingService/{}", self.name())
+    }
+}
+
+/// Returns the condition on `meetings` that keeps the meetings inside `scope`, or `None`
+/// when the scope is every meeting.
+pub(super) fn scope_condition(scope: &ReadScope) -> Option<Condition> {
+    let ReadScope::Involved {
+        user_id,
+        department,
+    } = scope
+    else {
+        return None;
+    };
+    let attended = Query::select()
+        .column(attendee::Column::MeetingId)
+        .from(attendee::Entity)
+        .and_where(attendee::Column::UserId.eq(user_id.as_str()))
+        .to_owned();
+    let owned = Query::select()
+        .column(resolution::Column::MeetingId)
+        .from(resolution::Entity)
+        .and_where(resolution::Column::OwnerId.eq(user_id.as_str()))
+        .to_owned();
+    let mut condition = Condition::any()
+        .add(meeting::Column::OrganiserId.eq(user_id.as_str()))
+        .add(meeting::Column::Id.in_subquery(attended))
+        .add(meeting::Column::Id.in_subquery(owned));
+    if let Some(department) = department {
+        condition = condition.add(meeting::Column::Department.eq(department.as_str()));
+    }
+    Some(condition)
+}
+
+/// Returns the condition on `resolutions` that keeps the resolutions of meetings inside
+/// `scope`, or `None` when the scope is every meeting.
+pub(super) fn resolution_scope_condition(scope: &ReadScope) -> Option<Condition> {
+    let meetings = scope_condition(scope)?;
+    let readable = Query::select()
+        .column(meeting::Column::Id)
+        .from(meeting::Entity)
+        .cond_where(meetings)
+        .to_owned();
+    Some(Condition::all().add(resolution::Column::MeetingId.in_subquery(readable)))
+}
+
+/// Builds the denial message, which is the same whether the meeting exists or not.
+fn denial_message(meeting_id: &str, user_id: &str) -> String {
+    format!(
+        "meeting {meeting_id} does not exist or {user_id} may not read it; a meeting is read by \
+         its organiser, attendees and resolution owners, by supervisors and department heads \
+         of its department, and by the administration, audit and system roles"
+    )
+}
+
+impl MeetingHandler {
+    /// Loads the meeting `meeting_id` when the caller may read it. Otherwise records the
+    /// denial and returns `PERMISSION_DENIED`, for a missing meeting as well unless the
+    /// caller reads every meeting, who gets `NOT_FOUND`.
+    pub(super) async fn authorize_read(
+        &self,
+        context: &CallContext,
+        meeting_id: &str,
+        method: ReadMethod,
+    ) -> ServiceResult<meeting::Model> {
+        let scope = read_scope(&context.principal);
+        let found = find_meeting(&self.keyring, &self.db, meeting_id).await;
+        if scope == ReadScope::Whole {
+            // A caller who reads every meeting learns nothing from NOT_FOUND.
+            return found;
+        }
+        let model = match found {
+            Ok(model) => model,
+            Err(ServiceError::NotFound { .. }) => {
+                return Err(self.deny_missing(context, meeting_id, method).await);
+            }
+            Err(error) => return Err(error),
+        };
+
+        let attendee_ids = load_attendees(&self.db, meeting_id).await?;
+        let resolution_owner_ids: Vec<String> = resolution::Entity::find()
+            .select_only()
+            .column(resolution::Column::OwnerId)
+            .filter(resolution::Column::MeetingId.eq(meeting_id))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let parties = MeetingParties {
+            organiser_id: &model.organiser_id,
+            department: &model.department,
+            attendee_ids: &attendee_ids,
+            resolution_owner_ids: &resolution_owner_ids,
+        };
+        if may_read(&scope, &parties) {
+            return Ok(model);
+        }
+        Err(self.deny_existing(context, &model, method).await)
+    }
+
+    /// Records a permitted read of a CONFIDENTIAL or SECRET meeting as its `read` event and
+    /// returns the meeting at the new version. Meetings of a lower level are returned as
+    /// they are, with no event.
+    pub(super) async fn record_read(
+        &self,
+        context: &CallContext,
+        model: meeting::Model,
+        method: ReadMethod,
+    ) -> ServiceResult<meeting::Model> {
+        let level =
+            Confidentiality::try_from(model.confidentiality).unwrap_or(Confidentiality::Secret);
+        if level < Confidentiality::Confidential {
+            return Ok(model);
+        }
+        let payload = proto::MeetingRead {
+            method: method.name().to_owned(),
+        };
+        with_retries("record a meeting read", || async {
+            let txn = self.begin().await?;
+            let loaded = find_meeting(&self.keyring, &txn, &model.id).await?;
+            let (updated, _) = self
+                .change_meeting(
+                    &txn,
+                    context,
+                    &loaded,
+                    Default::default(),
+                    "read",
+                    pack(&payload),
+                )
+                .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(updated)
+        })
+        .await
+    }
+
+    /// Records a denied read of an existing meeting as its `read_denied` event.
+    async fn deny_existing(
+        &self,
+        context: &CallContext,
+        model: &meeting::Model,
+        method: ReadMethod,
+    ) -> ServiceError {
+        let user_id = &context.principal.user_id;
+        let payload = proto::MeetingReadDenied {
+            method: method.name().to_owned(),
+            reason: format!(
+                "{user_id} is not the organiser, an attendee or a resolution owner of the \
+                 meeting, and is not a supervisor or department head of its department '{}'",
+                model.department
+            ),
+        };
+        let recorded = with_retries("record a denied meeting read", || async {
+            let txn = self.begin().await?;
+            let loaded = find_meeting(&self.keyring, &txn, &model.id).await?;
+            let (_, event_id) = self
+                .change_meeting(
+                    &txn,
+                    context,
+                    &loaded,
+                    Default::default(),
+                    "read_denied",
+                    pack(&payload),
+                )
+                .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(event_id)
+        })
+        .await;
+        denial_error(context, &model.id, method, recorded)
+    }
+
+    /// Records a denied read of a missing meeting as an `access.denied` event, the event
+    /// that the denial layer writes for other denials.
+    async fn deny_missing(
+        &self,
+        context: &CallContext,
+        meeting_id: &str,
+        method: ReadMethod,
+    ) -> ServiceError {
+        let denial = AccessDenied {
+            method: method.path(),
+            code: "PERMISSION_DENIED".to_owned(),
+            reason: denial_message(meeting_id, &context.principal.user_id),
+        };
+        let spec = EventSpec {
+            entity_type: "access",
+            entity_id: uuid::Uuid::now_v7().to_string(),
+            entity_version: 1,
+            action: "denied",
+            confidentiality: Confidentiality::Internal,
+            payload: pack(&denial),
+        };
+        let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
+        let recorded = async {
+            let txn = self.db.begin().await?;
+            self.outbox.stage(&txn, &envelope).await?;
+            txn.commit().await?;
+            self.outbox.notify();
+            ServiceResult::Ok(envelope.event_id.clone())
+        }
+        .await;
+        denial_error(context, meeting_id, method, recorded)
+    }
+}
+
+/// Turns a recorded denial into the error the caller receives. When recording failed
+/// the call fails with that error, so no read is denied without a trace.
+fn denial_error(
+    context: &CallContext,
+    meeting_id: &str,
+    method: ReadMethod,
+    recorded: ServiceResult<String>,
+) -> ServiceError {
+    let user_id = &context.principal.user_id;
+    match recorded {
+        Ok(event_id) => {
+            tracing::info!(
+                meeting_id,
+                user_id = %user_id,
+                method = method.name(),
+                %event_id,
+                "meeting read denied"
+            );
+            ServiceError::denied_and_recorded(denial_message(meeting_id, user_id), event_id)
+        }
+        Err(error) => error,
+    }
+}

@@ -1,0 +1,276 @@
+//! Read access to projects. [`crate::rules::may_read`] decides who reads one project, and
+//! [`scope_condition`] applies the same rule in SQL to the project search. A denied read of
+//! an existing project is recorded as the project's `read_denied` event, and a denied read
+//! of a missing project as an `access.denied` event. Both return `PERMISSION_DENIED` with
+//! one message and a recorded event id, so the response does not reveal whether the project
+//! exists. Only callers who read every project get `NOT_FOUND` for a missing one. A
+//! permitted read of a CONFIDENTIAL or SECRET project is recorded as a `read` event.
+
+use sea_orm::sea_query::Query;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use trace_proto::common::v1::{AccessDenied, Confidentiality};
+use trace_proto::project::v1 as proto;
+use trace_runtime::context::CallContext;
+use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::{ServiceError, ServiceResult};
+
+use super::write::{AttemptResult, find_project, with_retries};
+use super::{ProjectHandler, SERVICE};
+use crate::entity::{acceptance, approval, group_member, member, project};
+use crate::rules::{ProjectParties, ReadScope, may_read, read_scope};
+
+/// The by-id reads that the read rule guards, named as in the gRPC service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadMethod {
+    GetProject,
+    ListProgress,
+    ListDecisions,
+}
+
+impl ReadMethod {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GetProject => "GetProject",
+            Self::ListProgress => "ListProgress",
+            Self::ListDecisions => "ListDecisions",
+        }
+    }
+
+    fn path(self) -> String {
+        format!("/trace.project.v1.ProjectService/{}", self.name())
+    }
+}
+
+/// Returns the condition on `projects` that keeps the projects inside `scope`, or `None`
+/// when the scope is every project.
+pub(super) fn scope_condition(scope: &ReadScope) -> Option<Condition> {
+    let ReadScope::Involved {
+        user_id,
+        department,
+    } = scope
+    else {
+        return None;
+    };
+    let on_team = Query::select()
+        .column(member::Column::ProjectId)
+        .from(member::Entity)
+        .and_where(member::Column::UserId.eq(user_id.as_str()))
+        .to_owned();
+    let approves = Query::select()
+        .column(approval::Column::ProjectId)
+        .from(approval::Entity)
+        .and_where(approval::Column::ApproverId.eq(user_id.as_str()))
+        .to_owned();
+    let accepts = Query::select()
+        .column(acceptance::Column::ProjectId)
+        .from(acceptance::Entity)
+        .and_where(acceptance::Column::Id.in_subquery(acceptance_groups_of(user_id)))
+        .to_owned();
+    let mut condition = Condition::any()
+        .add(project::Column::ManagerId.eq(user_id.as_str()))
+        .add(project::Column::Id.in_subquery(on_team))
+        .add(project::Column::Id.in_subquery(approves))
+        .add(project::Column::Id.in_subquery(accepts));
+    if let Some(department) = department {
+        condition = condition.add(project::Column::Department.eq(department.as_str()));
+    }
+    Some(condition)
+}
+
+/// Returns the query of the acceptances whose group contains `user_id`.
+fn acceptance_groups_of(user_id: &str) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(group_member::Column::AcceptanceId)
+        .from(group_member::Entity)
+        .and_where(group_member::Column::UserId.eq(user_id))
+        .to_owned()
+}
+
+/// Builds the denial message, which is the same whether the project exists or not.
+fn denial_message(project_id: &str, user_id: &str) -> String {
+    format!(
+        "project {project_id} does not exist or {user_id} may not read it; a project is read by \
+         its manager, team members, approvers and acceptance group members, by supervisors and \
+         department heads of its department, and by the administration, audit and system roles"
+    )
+}
+
+impl ProjectHandler {
+    /// Loads the project `project_id` when the caller may read it. Otherwise records the
+    /// denial and returns `PERMISSION_DENIED`, for a missing project as well unless the
+    /// caller reads every project, who gets `NOT_FOUND`.
+    pub(super) async fn authorize_read(
+        &self,
+        context: &CallContext,
+        project_id: &str,
+        method: ReadMethod,
+    ) -> ServiceResult<project::Model> {
+        let scope = read_scope(&context.principal);
+        let found = find_project(&self.db, project_id).await;
+        if scope == ReadScope::Whole {
+            // A caller who reads every project learns nothing from NOT_FOUND.
+            return found;
+        }
+        let model = match found {
+            Ok(model) => model,
+            Err(ServiceError::NotFound { .. }) => {
+                return Err(self.deny_missing(context, project_id, method).await);
+            }
+            Err(error) => return Err(error),
+        };
+
+        let member_ids: Vec<String> = member::Entity::find()
+            .select_only()
+            .column(member::Column::UserId)
+            .filter(member::Column::ProjectId.eq(project_id))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let approver_ids: Vec<String> = approval::Entity::find()
+            .select_only()
+            .column(approval::Column::ApproverId)
+            .filter(approval::Column::ProjectId.eq(project_id))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let project_acceptances = Query::select()
+            .column(acceptance::Column::Id)
+            .from(acceptance::Entity)
+            .and_where(acceptance::Column::ProjectId.eq(project_id))
+            .to_owned();
+        let acceptance_member_ids: Vec<String> = group_member::Entity::find()
+            .select_only()
+            .column(group_member::Column::UserId)
+            .filter(group_member::Column::AcceptanceId.in_subquery(project_acceptances))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let parties = ProjectParties {
+            manager_id: &model.manager_id,
+            department: &model.department,
+            member_ids: &member_ids,
+            approver_ids: &approver_ids,
+            acceptance_member_ids: &acceptance_member_ids,
+        };
+        if may_read(&scope, &parties) {
+            return Ok(model);
+        }
+        Err(self.deny_existing(context, &model, method).await)
+    }
+
+    /// Records a permitted read of a CONFIDENTIAL or SECRET project as its `read` event and
+    /// returns the project at the new version. Projects of a lower level are returned as
+    /// they are, with no event.
+    pub(super) async fn record_read(
+        &self,
+        context: &CallContext,
+        model: project::Model,
+        method: ReadMethod,
+    ) -> ServiceResult<project::Model> {
+        let level =
+            Confidentiality::try_from(model.confidentiality).unwrap_or(Confidentiality::Secret);
+        if level < Confidentiality::Confidential {
+            return Ok(model);
+        }
+        let payload = proto::ProjectRead {
+            method: method.name().to_owned(),
+        };
+        with_retries("record a project read", || async {
+            let txn = self.begin().await?;
+            let loaded = find_project(&txn, &model.id).await?;
+            let (updated, _) = self
+                .record_event(&txn, context, &loaded, "read", pack(&payload))
+                .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(updated)
+        })
+        .await
+    }
+
+    /// Records a denied read of an existing project as its `read_denied` event.
+    async fn deny_existing(
+        &self,
+        context: &CallContext,
+        model: &project::Model,
+        method: ReadMethod,
+    ) -> ServiceError {
+        let user_id = &context.principal.user_id;
+        let payload = proto::ProjectReadDenied {
+            method: method.name().to_owned(),
+            reason: format!(
+                "{user_id} is not the manager, a team member, an approver or an acceptance group \
+                 member of the project, and is not a supervisor or department head of its \
+                 department '{}'",
+                model.department
+            ),
+        };
+        let recorded = with_retries("record a denied project read", || async {
+            let txn = self.begin().await?;
+            let loaded = find_project(&txn, &model.id).await?;
+            let (_, event_id) = self
+                .record_event(&txn, context, &loaded, "read_denied", pack(&payload))
+                .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(event_id)
+        })
+        .await;
+        denial_error(context, &model.id, method, recorded)
+    }
+
+    /// Records a denied read of a missing project as an `access.denied` event, the event
+    /// that the denial layer writes for other denials.
+    async fn deny_missing(
+        &self,
+        context: &CallContext,
+        project_id: &str,
+        method: ReadMethod,
+    ) -> ServiceError {
+        let denial = AccessDenied {
+            method: method.path(),
+            code: "PERMISSION_DENIED".to_owned(),
+            reason: denial_message(project_id, &context.principal.user_id),
+        };
+        let spec = EventSpec {
+            entity_type: "access",
+            entity_id: uuid::Uuid::now_v7().to_string(),
+            entity_version: 1,
+            action: "denied",
+            confidentiality: Confidentiality::Internal,
+            payload: pack(&denial),
+        };
+        let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
+        let recorded = async {
+            let txn = self.db.begin().await?;
+            self.outbox.stage(&txn, &envelope).await?;
+            txn.commit().await?;
+            self.outbox.notify();
+            ServiceResult::Ok(envelope.event_id.clone())
+        }
+        .await;
+        denial_error(context, project_id, method, recorded)
+    }
+}
+
+/// Turns a recorded denial into the error the caller receives. When recording failed
+/// the call fails with that error, so no read is denied without a trace.
+fn denial_error(
+    context: &CallContext,
+    project_id: &str,
+    method: ReadMethod,
+    recorded: ServiceResult<String>,
+) -> ServiceError {
+    let user_id = &context.principal.user_id;
+    match recorded {
+        Ok(event_id) => {
+            tracing::info!(
+                project_id,
+                user_id = %user_id,
+                method = method.name(),
+                %event_id,
+                "project read denied"
+            );
+            ServiceError::denied_and_recorded(denial_message(project_id, user_id), event_id)
+        }
+        Err(error) => error,
+    }
+}
