@@ -85,10 +85,12 @@ demo:
 
 test: tools
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 	$(CLIPPY)
 	$(MAKE) proto-lint
 	TRACE_NATS_SERVER=$(abspath $(NATS_SERVER)) TRACE_MOTO_SERVER=$(abspath $(MOTO_SERVER)) \
 		cargo test --workspace
+	$(MAKE) fuzz-lint fuzz-seeds
 	$(if $(strip $(EXTRA_TEST_TARGETS)),$(MAKE) $(EXTRA_TEST_TARGETS))
 
 # Runs the fault scenarios (tests/tests/e2e/faults), the ignored ones included,
@@ -105,6 +107,7 @@ proto-lint: tools
 
 fmt:
 	cargo fmt --all
+	cargo fmt --manifest-path fuzz/Cargo.toml --all
 
 lint:
 	$(CLIPPY)
@@ -117,3 +120,59 @@ clean-var:
 .PHONY: chart-test
 chart-test: tools
 	TOOLS_DIR=$(TOOLS_DIR) bash charts/test.sh
+
+# Fuzzing (fuzz/): four cargo-fuzz targets over the inputs that reach the services from
+# outside. cargo-fuzz is pinned and installed into $(TOOLS_DIR)/cargo by `make fuzz-tools`.
+# It passes nightly-only flags (-Zsanitizer=address) to rustc; RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain accept them.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ_PINS := $(TOOLS_DIR)/cargo-fuzz.pins
+CARGO_FUZZ_STAMP := $(TOOLS_DIR)/cargo-fuzz.stamp
+CARGO_FUZZ := cd fuzz && PATH="$(abspath $(TOOLS_DIR)/cargo/bin):$$PATH" RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_TARGETS := envelope_decode subject_token proof_verify config_parse
+# Seconds of libFuzzer per target: `make fuzz` runs 300 by default, `make fuzz-smoke` 20.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+# Inputs that libFuzzer finds are kept here between runs; the checked-in seeds in
+# fuzz/corpus/ are only read. Crashes go to fuzz/artifacts/<target>/.
+FUZZ_WORK := var/fuzz
+
+.PHONY: fuzz-tools fuzz fuzz-smoke fuzz-build fuzz-seeds fuzz-lint
+
+fuzz-tools: $(CARGO_FUZZ_STAMP)
+
+$(CARGO_FUZZ_PINS): FORCE
+	@mkdir -p $(@D)
+	@echo 'cargo-fuzz $(CARGO_FUZZ_VERSION)' | cmp -s - $@ || echo 'cargo-fuzz $(CARGO_FUZZ_VERSION)' > $@
+
+$(CARGO_FUZZ_STAMP): $(CARGO_FUZZ_PINS)
+	cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS_DIR)/cargo
+	$(CARGO_FUZZ) --version
+	touch $@
+
+fuzz-build: fuzz-tools
+	$(CARGO_FUZZ) build
+
+# Runs each target for FUZZ_SECONDS, one after the other, and stops at the first crash.
+fuzz: fuzz-build
+	$(MAKE) fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	$(MAKE) fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+.PHONY: fuzz-run
+fuzz-run:
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$target; \
+		( $(CARGO_FUZZ) run $$target ../$(FUZZ_WORK)/$$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_RUN_SECONDS) -print_final_stats=1 ) || exit 1; \
+	done
+
+# Runs the checked-in seeds through each target's check as ordinary tests, without
+# libFuzzer. The build shares target/ with the workspace and reuses its dependencies. Only
+# the seeds test runs, so the output ends on its count and not on an empty doc-test run.
+fuzz-seeds:
+	CARGO_TARGET_DIR=$(abspath target) cargo test --manifest-path fuzz/Cargo.toml --no-default-features --test seeds
+
+fuzz-lint:
+	CARGO_TARGET_DIR=$(abspath target) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
