@@ -15,6 +15,7 @@ use tonic::metadata::MetadataMap;
 use tower::{Layer, Service};
 use trace_proto::common::v1::{AccessDenied, Confidentiality};
 
+use crate::ServiceResult;
 use crate::auth::Authenticator;
 use crate::context::{CallContext, Principal};
 use crate::event::{self, EventSpec, pack};
@@ -87,28 +88,41 @@ impl DenialRecorder {
             Ok(context) => context,
             Err(_) => anonymous(),
         };
-        let spec = EventSpec {
-            entity_type: "access",
-            entity_id: uuid::Uuid::now_v7().to_string(),
-            entity_version: 1,
-            action: "denied",
-            confidentiality: Confidentiality::Internal,
-            payload: pack(denial),
-        };
-        let envelope = event::envelope(self.service, &context, self.outbox.clock().as_ref(), spec);
-        let txn = self.outbox.db().begin().await?;
-        self.outbox.stage(&txn, &envelope).await?;
-        txn.commit().await?;
-        self.outbox.notify();
+        let event_id = record_access_denied(&self.outbox, self.service, &context, denial).await?;
         tracing::info!(
             method = %denial.method,
             code = %denial.code,
             user_id = %context.principal.user_id,
-            event_id = %envelope.event_id,
+            %event_id,
             "denied call recorded"
         );
         Ok(())
     }
+}
+
+/// Writes `denial` as a `trace.<service>.access.denied` event by the caller of `context`, in
+/// its own transaction, and returns the event id. The denial layer uses it, and so do
+/// handlers that deny a read of a record that does not exist.
+pub async fn record_access_denied(
+    outbox: &Outbox,
+    service: &'static str,
+    context: &CallContext,
+    denial: &AccessDenied,
+) -> ServiceResult<String> {
+    let spec = EventSpec {
+        entity_type: "access",
+        entity_id: uuid::Uuid::now_v7().to_string(),
+        entity_version: 1,
+        action: "denied",
+        confidentiality: Confidentiality::Internal,
+        payload: pack(denial),
+    };
+    let envelope = event::envelope(service, context, outbox.clock().as_ref(), spec);
+    let txn = outbox.db().begin().await?;
+    outbox.stage(&txn, &envelope).await?;
+    txn.commit().await?;
+    outbox.notify();
+    Ok(envelope.event_id)
 }
 
 fn anonymous() -> CallContext {

@@ -7,11 +7,12 @@
 //! permitted read of a CONFIDENTIAL or SECRET meeting is recorded as a `read` event.
 
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use trace_proto::common::v1::{AccessDenied, Confidentiality};
 use trace_proto::meeting::v1 as proto;
 use trace_runtime::context::CallContext;
-use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::denials::record_access_denied;
+use trace_runtime::event::pack;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::write::{AttemptResult, find_meeting, load_attendees, with_retries};
@@ -219,23 +220,7 @@ impl MeetingHandler {
             code: "PERMISSION_DENIED".to_owned(),
             reason: denial_message(meeting_id, &context.principal.user_id),
         };
-        let spec = EventSpec {
-            entity_type: "access",
-            entity_id: uuid::Uuid::now_v7().to_string(),
-            entity_version: 1,
-            action: "denied",
-            confidentiality: Confidentiality::Internal,
-            payload: pack(&denial),
-        };
-        let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
-        let recorded = async {
-            let txn = self.db.begin().await?;
-            self.outbox.stage(&txn, &envelope).await?;
-            txn.commit().await?;
-            self.outbox.notify();
-            ServiceResult::Ok(envelope.event_id.clone())
-        }
-        .await;
+        let recorded = record_access_denied(&self.outbox, SERVICE, context, &denial).await;
         denial_error(context, meeting_id, method, recorded)
     }
 }
