@@ -14,7 +14,7 @@
 //!   variable is unset, so a test can fall back to SQLite.
 //! - [`postgres_cluster::PostgresCluster`] starts a private PostgreSQL cluster that a
 //!   fault test may restart, or reports that the server binaries are absent.
-//! - [`receipts::ReceiptSender`] answers a service's events with receipts, for service
+//! - [`receipts::ReceiptSender`] sends receipts for a service's events, for service
 //!   tests that read the stream with no archive running.
 //!
 //! `make test` installs the pinned `nats-server` and `moto_server` with `make tools`

@@ -2,9 +2,9 @@
 //!
 //! A producing service publishes an entity's next event only after the archive's receipt for
 //! the previous one. Service tests that read the trace stream directly, with no archive
-//! running, start a [`ReceiptSender`]: it reads the service's subjects from the real stream
-//! and sends for each message the receipt that the archive would send, with the stream
-//! sequence in place of a ledger sequence.
+//! running, start a [`ReceiptSender`]. It reads the service's subjects from the real stream
+//! and sends for each message the receipt that the archive would send. The receipt names the
+//! stream sequence in place of a ledger sequence.
 
 use std::time::{Duration, Instant};
 

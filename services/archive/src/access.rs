@@ -72,7 +72,7 @@ pub fn restrict(
 /// The error for an entry that a `GetEntry` lookup did not find in the caller's view. A
 /// whole-ledger reader learns that it does not exist (`NOT_FOUND`); anyone else gets the same
 /// `PERMISSION_DENIED` whether the entry exists outside their view or not at all, so the
-/// answer reveals nothing, and the denial layer records it as a trace event.
+/// response reveals nothing. The denial layer records it as a trace event.
 pub fn entry_not_visible(view: &Visibility, key: &impl std::fmt::Debug) -> ServiceError {
     match view {
         Visibility::Whole => ServiceError::not_found("entry", format!("{key:?}")),

@@ -1,6 +1,6 @@
 //! Ledger behaviour against a real SQLite file (and PostgreSQL when
 //! `TRACE_TEST_DATABASE_URL` is set): appends, duplicates, conflicts, rejections,
-//! verification of tampered rows and answers to receipt queries.
+//! verification of tampered rows and replies to receipt queries.
 
 use bytes::Bytes;
 use prost::Message;

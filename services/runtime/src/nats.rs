@@ -12,10 +12,10 @@ pub const TRACE_SUBJECTS: &str = "trace.>";
 /// Prefix of the subjects on which the archive sends receipts to each producing service.
 pub const RECEIPT_PREFIX: &str = "receipt";
 
-/// Prefix of the subjects on which a producing service asks the archive for overdue receipts.
+/// Prefix of the subjects on which a producing service requests overdue receipts from the archive.
 pub const RECEIPT_QUERY_PREFIX: &str = "receipt-query";
 
-/// Most event ids in one receipt query, and so in its answer.
+/// Maximum number of event ids in one receipt query, and so in its reply.
 pub const RECEIPT_QUERY_LIMIT: usize = 1000;
 
 /// Connects to the broker. The connection keeps retrying in the background, so a service
@@ -113,7 +113,7 @@ pub fn receipt_subject(service: &str) -> String {
     format!("{RECEIPT_PREFIX}.{service}")
 }
 
-/// Subject on which `service` asks the archive which of its events are archived.
+/// Subject on which `service` requests from the archive the list of its archived events.
 pub fn receipt_query_subject(service: &str) -> String {
     format!("{RECEIPT_QUERY_PREFIX}.{service}")
 }

@@ -6,10 +6,10 @@
 //! entity is in flight. The ledger order per entity is then the commit order, even when the
 //! broker loses a message or the archive receives a batch again after a crash.
 //!
-//! When receipts are overdue the relay first asks the archive which of those events it holds
-//! ([`ReceiptQuery`]): a receipt lost while NATS restarted is then recovered at once, instead
-//! of after the broker's duplicate window, which drops a republished copy with the same
-//! message id.
+//! When receipts are overdue the relay first sends the archive a [`ReceiptQuery`] for those
+//! events. A receipt lost while NATS restarted is then recovered at once. Waiting would take
+//! the broker's duplicate window, because the broker drops a republished copy with the same
+//! message id until the window ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
