@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use chrono::{Months, NaiveDate};
-use trace_runtime::context::{Principal, role};
 use trace_runtime::{ServiceError, ServiceResult};
 
 use crate::state::ResolutionStatus;
@@ -301,40 +300,7 @@ pub fn overdue_as_of(
     Ok(as_of)
 }
 
-/// The meetings a caller may read, from their roles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadScope {
-    /// Every meeting: callers with the administration, audit or system role.
-    Whole,
-    /// The meetings that `user_id` organises, attends or owns a resolution of, and with
-    /// `department` set every meeting of that department.
-    Involved {
-        user_id: String,
-        /// The caller's department when they are a supervisor or department head.
-        department: Option<String>,
-    },
-}
-
-/// Returns the caller's read scope. Administration, audit and system read every meeting,
-/// as they read the whole archive. Supervisors and department heads also read the meetings
-/// of their own department, and everyone reads the meetings they take part in.
-pub fn read_scope(principal: &Principal) -> ReadScope {
-    if [role::ADMINISTRATION, role::AUDIT, role::SYSTEM]
-        .iter()
-        .any(|held| principal.has_role(held))
-    {
-        return ReadScope::Whole;
-    }
-    let heads_department =
-        principal.has_role(role::SUPERVISOR) || principal.has_role(role::DEPARTMENT_HEAD);
-    // An empty department would match the meetings planned before departments were stored.
-    let department = (heads_department && !principal.department.is_empty())
-        .then(|| principal.department.clone());
-    ReadScope::Involved {
-        user_id: principal.user_id.clone(),
-        department,
-    }
-}
+pub use trace_runtime::read_scope::ReadScope;
 
 /// The people and the department of one meeting that the read rule compares.
 #[derive(Debug, Clone, Copy)]
@@ -369,6 +335,7 @@ pub fn may_read(scope: &ReadScope, parties: &MeetingParties<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use tonic::Code;
+    use trace_runtime::context::{Principal, role};
 
     use super::*;
 
@@ -638,7 +605,7 @@ mod tests {
             resolution_owner_ids: &owners,
         };
         may_read(
-            &read_scope(&principal(user_id, department, roles)),
+            &ReadScope::of(&principal(user_id, department, roles)),
             &parties,
         )
     }
@@ -672,7 +639,7 @@ mod tests {
     fn whole_archive_roles_read_everything() {
         for held in [role::ADMINISTRATION, role::AUDIT, role::SYSTEM] {
             let caller = principal("zhao.yun", "audit", &[role::EMPLOYEE, held]);
-            assert_eq!(read_scope(&caller), ReadScope::Whole, "{held}");
+            assert_eq!(ReadScope::of(&caller), ReadScope::Whole, "{held}");
             assert!(may("zhao.yun", "audit", &[held]), "{held}");
         }
     }
@@ -680,7 +647,7 @@ mod tests {
     #[test]
     fn empty_department_matches_no_meeting() {
         let head = principal("zhou.jie", "", &[role::DEPARTMENT_HEAD]);
-        let scope = read_scope(&head);
+        let scope = ReadScope::of(&head);
         assert_eq!(
             scope,
             ReadScope::Involved {

@@ -1,8 +1,6 @@
 //! Domain rules that need no database: how an approval chain decides a round, when an
 //! acceptance group may record its result, and who may read a project.
 
-use trace_runtime::context::{Principal, role};
-
 use crate::state::{AcceptanceResult, ApprovalDecision, SignOffVerdict};
 
 /// One step of an approval chain as stored.
@@ -75,39 +73,7 @@ pub fn check_acceptance_result(
     Ok(())
 }
 
-/// The projects a caller may read, from their roles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadScope {
-    /// Every project: callers with the administration, audit or system role.
-    Whole,
-    /// The projects that `user_id` manages, is or was a team member of, approves or sits on
-    /// the acceptance group of, and with `department` set every project of that department.
-    Involved {
-        user_id: String,
-        /// The caller's department when they are a supervisor or department head.
-        department: Option<String>,
-    },
-}
-
-/// Returns the caller's read scope. Administration, audit and system read every project, as
-/// they read the whole archive. Supervisors and department heads also read the projects of
-/// their own department, and everyone reads the projects they take part in.
-pub fn read_scope(principal: &Principal) -> ReadScope {
-    if [role::ADMINISTRATION, role::AUDIT, role::SYSTEM]
-        .iter()
-        .any(|held| principal.has_role(held))
-    {
-        return ReadScope::Whole;
-    }
-    let heads_department =
-        principal.has_role(role::SUPERVISOR) || principal.has_role(role::DEPARTMENT_HEAD);
-    let department = (heads_department && !principal.department.is_empty())
-        .then(|| principal.department.clone());
-    ReadScope::Involved {
-        user_id: principal.user_id.clone(),
-        department,
-    }
-}
+pub use trace_runtime::read_scope::ReadScope;
 
 /// The people and the department of one project that the read rule compares.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +110,8 @@ pub fn may_read(scope: &ReadScope, parties: &ProjectParties<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use trace_runtime::context::{Principal, role};
+
     use super::*;
 
     fn step(required: bool, decision: Option<ApprovalDecision>) -> ChainStep {
@@ -265,7 +233,7 @@ mod tests {
             acceptance_member_ids: &acceptance_members,
         };
         may_read(
-            &read_scope(&principal(user_id, department, roles)),
+            &ReadScope::of(&principal(user_id, department, roles)),
             &parties,
         )
     }
@@ -299,7 +267,7 @@ mod tests {
     fn whole_archive_roles_read_everything() {
         for held in [role::ADMINISTRATION, role::AUDIT, role::SYSTEM] {
             let caller = principal("zhao.yun", "audit", &[role::EMPLOYEE, held]);
-            assert_eq!(read_scope(&caller), ReadScope::Whole, "{held}");
+            assert_eq!(ReadScope::of(&caller), ReadScope::Whole, "{held}");
             assert!(may("zhao.yun", "audit", &[held]), "{held}");
         }
     }
@@ -308,7 +276,7 @@ mod tests {
     fn empty_department_is_not_headed() {
         let head = principal("zhou.jie", "", &[role::DEPARTMENT_HEAD]);
         assert_eq!(
-            read_scope(&head),
+            ReadScope::of(&head),
             ReadScope::Involved {
                 user_id: "zhou.jie".to_owned(),
                 department: None,

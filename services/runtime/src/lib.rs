@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nats;
 pub mod outbox;
 pub mod propagation;
+pub mod read_scope;
 pub mod seal;
 pub mod sealed_text;
 pub mod telemetry;

@@ -8,17 +8,23 @@
 
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
-use trace_proto::common::v1::{AccessDenied, Confidentiality};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::meeting::v1 as proto;
 use trace_runtime::context::CallContext;
-use trace_runtime::denials::record_access_denied;
 use trace_runtime::event::pack;
+use trace_runtime::read_scope::GuardedRead;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::write::{AttemptResult, find_meeting, load_attendees, with_retries};
 use super::{MeetingHandler, SERVICE};
 use crate::entity::{attendee, meeting, resolution};
-use crate::rules::{MeetingParties, ReadScope, may_read, read_scope};
+use crate::rules::{MeetingParties, ReadScope, may_read};
+
+/// Who reads a meeting, ending the denial message.
+const READERS: &str = "\
+    a meeting is read by its organiser, attendees and resolution owners, by \
+    supervisors and department heads of its department, and by the administration, \
+    audit and system roles";
 
 /// The by-id reads that the read rule guards, named as in the gRPC service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +41,16 @@ impl ReadMethod {
         }
     }
 
-    fn path(self) -> String {
-        format!("/trace.meeting.v1.MeetingService/{}", self.name())
+    /// Describes the read of `meeting_id` by this method for the denial answers.
+    fn guarded(self, meeting_id: &str) -> GuardedRead<'_> {
+        GuardedRead {
+            service: SERVICE,
+            grpc_service: "trace.meeting.v1.MeetingService",
+            method: self.name(),
+            record: "meeting",
+            record_id: meeting_id,
+            readers: READERS,
+        }
     }
 }
 
@@ -82,15 +96,6 @@ pub(super) fn resolution_scope_condition(scope: &ReadScope) -> Option<Condition>
     Some(Condition::all().add(resolution::Column::MeetingId.in_subquery(readable)))
 }
 
-/// Builds the denial message, which is the same whether the meeting exists or not.
-fn denial_message(meeting_id: &str, user_id: &str) -> String {
-    format!(
-        "meeting {meeting_id} does not exist or {user_id} may not read it; a meeting is read by \
-         its organiser, attendees and resolution owners, by supervisors and department heads \
-         of its department, and by the administration, audit and system roles"
-    )
-}
-
 impl MeetingHandler {
     /// Loads the meeting `meeting_id` when the caller may read it. Otherwise records the
     /// denial and returns `PERMISSION_DENIED`, for a missing meeting as well unless the
@@ -101,7 +106,7 @@ impl MeetingHandler {
         meeting_id: &str,
         method: ReadMethod,
     ) -> ServiceResult<meeting::Model> {
-        let scope = read_scope(&context.principal);
+        let scope = ReadScope::of(&context.principal);
         let found = find_meeting(&self.keyring, &self.db, meeting_id).await;
         if scope == ReadScope::Whole {
             // A caller who reads every meeting learns nothing from NOT_FOUND.
@@ -204,7 +209,7 @@ impl MeetingHandler {
             AttemptResult::Ok(event_id)
         })
         .await;
-        denial_error(context, &model.id, method, recorded)
+        method.guarded(&model.id).denial_error(context, recorded)
     }
 
     /// Records a denied read of a missing meeting as an `access.denied` event, the event
@@ -215,36 +220,9 @@ impl MeetingHandler {
         meeting_id: &str,
         method: ReadMethod,
     ) -> ServiceError {
-        let denial = AccessDenied {
-            method: method.path(),
-            code: "PERMISSION_DENIED".to_owned(),
-            reason: denial_message(meeting_id, &context.principal.user_id),
-        };
-        let recorded = record_access_denied(&self.outbox, SERVICE, context, &denial).await;
-        denial_error(context, meeting_id, method, recorded)
-    }
-}
-
-/// Turns a recorded denial into the error the caller receives. When recording failed
-/// the call fails with that error, so no read is denied without a trace.
-fn denial_error(
-    context: &CallContext,
-    meeting_id: &str,
-    method: ReadMethod,
-    recorded: ServiceResult<String>,
-) -> ServiceError {
-    let user_id = &context.principal.user_id;
-    match recorded {
-        Ok(event_id) => {
-            tracing::info!(
-                meeting_id,
-                user_id = %user_id,
-                method = method.name(),
-                %event_id,
-                "meeting read denied"
-            );
-            ServiceError::denied_and_recorded(denial_message(meeting_id, user_id), event_id)
-        }
-        Err(error) => error,
+        method
+            .guarded(meeting_id)
+            .deny_missing(&self.outbox, context)
+            .await
     }
 }

@@ -24,7 +24,7 @@ use crate::entity::{
     agenda_item, attendee, confirmation, dispatch, material, meeting, minutes, notice,
     overdue_mark, plan_revision, resolution,
 };
-use crate::rules::read_scope;
+use crate::rules::ReadScope;
 use crate::state::ResolutionStatus;
 
 /// Page size when the request leaves it 0.
@@ -265,7 +265,7 @@ impl MeetingHandler {
     ) -> ServiceResult<proto::ListMeetingsResponse> {
         let filter = MeetingFilter::parse(&request)?;
         let mut condition = filter.condition();
-        if let Some(scope) = scope_condition(&read_scope(&context.principal)) {
+        if let Some(scope) = scope_condition(&ReadScope::of(&context.principal)) {
             condition = condition.add(scope);
         }
 
@@ -351,7 +351,7 @@ impl MeetingHandler {
         let mut condition = Condition::all()
             .add(resolution::Column::OwnerId.eq(owner_id.as_str()))
             .add(resolution::Column::Status.ne(ResolutionStatus::Done));
-        if let Some(scope) = resolution_scope_condition(&read_scope(&context.principal)) {
+        if let Some(scope) = resolution_scope_condition(&ReadScope::of(&context.principal)) {
             condition = condition.add(scope);
         }
         let rows = resolution::Entity::find()

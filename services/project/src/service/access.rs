@@ -8,17 +8,23 @@
 
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
-use trace_proto::common::v1::{AccessDenied, Confidentiality};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::project::v1 as proto;
 use trace_runtime::context::CallContext;
-use trace_runtime::denials::record_access_denied;
 use trace_runtime::event::pack;
+use trace_runtime::read_scope::GuardedRead;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::write::{AttemptResult, find_project, with_retries};
 use super::{ProjectHandler, SERVICE};
 use crate::entity::{acceptance, approval, group_member, member, project};
-use crate::rules::{ProjectParties, ReadScope, may_read, read_scope};
+use crate::rules::{ProjectParties, ReadScope, may_read};
+
+/// Who reads a project, ending the denial message.
+const READERS: &str = "\
+    a project is read by its manager, team members, approvers and acceptance group \
+    members, by supervisors and department heads of its department, and by the \
+    administration, audit and system roles";
 
 /// The by-id reads that the read rule guards, named as in the gRPC service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +43,16 @@ impl ReadMethod {
         }
     }
 
-    fn path(self) -> String {
-        format!("/trace.project.v1.ProjectService/{}", self.name())
+    /// Describes the read of `project_id` by this method for the denial answers.
+    fn guarded(self, project_id: &str) -> GuardedRead<'_> {
+        GuardedRead {
+            service: SERVICE,
+            grpc_service: "trace.project.v1.ProjectService",
+            method: self.name(),
+            record: "project",
+            record_id: project_id,
+            readers: READERS,
+        }
     }
 }
 
@@ -87,15 +101,6 @@ fn acceptance_groups_of(user_id: &str) -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
-/// Builds the denial message, which is the same whether the project exists or not.
-fn denial_message(project_id: &str, user_id: &str) -> String {
-    format!(
-        "project {project_id} does not exist or {user_id} may not read it; a project is read by \
-         its manager, team members, approvers and acceptance group members, by supervisors and \
-         department heads of its department, and by the administration, audit and system roles"
-    )
-}
-
 impl ProjectHandler {
     /// Loads the project `project_id` when the caller may read it. Otherwise records the
     /// denial and returns `PERMISSION_DENIED`, for a missing project as well unless the
@@ -106,7 +111,7 @@ impl ProjectHandler {
         project_id: &str,
         method: ReadMethod,
     ) -> ServiceResult<project::Model> {
-        let scope = read_scope(&context.principal);
+        let scope = ReadScope::of(&context.principal);
         let found = find_project(&self.db, project_id).await;
         if scope == ReadScope::Whole {
             // A caller who reads every project learns nothing from NOT_FOUND.
@@ -215,7 +220,7 @@ impl ProjectHandler {
             AttemptResult::Ok(event_id)
         })
         .await;
-        denial_error(context, &model.id, method, recorded)
+        method.guarded(&model.id).denial_error(context, recorded)
     }
 
     /// Records a denied read of a missing project as an `access.denied` event, the event
@@ -226,36 +231,9 @@ impl ProjectHandler {
         project_id: &str,
         method: ReadMethod,
     ) -> ServiceError {
-        let denial = AccessDenied {
-            method: method.path(),
-            code: "PERMISSION_DENIED".to_owned(),
-            reason: denial_message(project_id, &context.principal.user_id),
-        };
-        let recorded = record_access_denied(&self.outbox, SERVICE, context, &denial).await;
-        denial_error(context, project_id, method, recorded)
-    }
-}
-
-/// Turns a recorded denial into the error the caller receives. When recording failed
-/// the call fails with that error, so no read is denied without a trace.
-fn denial_error(
-    context: &CallContext,
-    project_id: &str,
-    method: ReadMethod,
-    recorded: ServiceResult<String>,
-) -> ServiceError {
-    let user_id = &context.principal.user_id;
-    match recorded {
-        Ok(event_id) => {
-            tracing::info!(
-                project_id,
-                user_id = %user_id,
-                method = method.name(),
-                %event_id,
-                "project read denied"
-            );
-            ServiceError::denied_and_recorded(denial_message(project_id, user_id), event_id)
-        }
-        Err(error) => error,
+        method
+            .guarded(project_id)
+            .deny_missing(&self.outbox, context)
+            .await
     }
 }

@@ -17,7 +17,7 @@ use super::{ProjectHandler, convert, project_id};
 use crate::entity::{
     acceptance, application, approval, decision, member, milestone, progress, project, task,
 };
-use crate::rules::read_scope;
+use crate::rules::ReadScope;
 use crate::state::ProjectState;
 
 /// Page size when the request leaves it 0.
@@ -195,7 +195,7 @@ impl ProjectHandler {
         if let Some(state) = state {
             query = query.filter(project::Column::State.eq(state));
         }
-        if let Some(scope) = scope_condition(&read_scope(&context.principal)) {
+        if let Some(scope) = scope_condition(&ReadScope::of(&context.principal)) {
             query = query.filter(scope);
         }
         let mut rows = page.apply(query, project::Column::Id).all(&self.db).await?;
