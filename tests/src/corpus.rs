@@ -187,6 +187,24 @@ pub fn violation_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Returns the message of a recorded read denial with `record_id` replaced by `<id>`, and
+/// the event id it names in its metadata. Fails unless `status` is `PERMISSION_DENIED`.
+pub fn recorded_denial(status: &Status, record_id: &str) -> (String, String) {
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    let event_id = status
+        .metadata()
+        .get(trace_runtime::denials::RECORDED_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status.message().replace(record_id, "<id>"), event_id)
+}
+
 /// The rejection a bad-input case expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {

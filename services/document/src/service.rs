@@ -11,6 +11,7 @@ mod convert;
 mod drafting;
 mod overdue;
 mod queries;
+mod scope;
 mod storage;
 mod write;
 
@@ -146,24 +147,26 @@ impl DocumentService for DocumentHandler {
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<GetDocumentResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.get(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.get(&context, request).await?))
     }
 
     async fn list_documents(
         &self,
         request: Request<ListDocumentsRequest>,
     ) -> Result<Response<ListDocumentsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.search(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.search(&context, request).await?))
     }
 
     async fn list_revisions(
         &self,
         request: Request<ListRevisionsRequest>,
     ) -> Result<Response<ListRevisionsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.revision_history(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.revision_history(&context, request).await?,
+        ))
     }
 
     async fn apply_borrowing(
@@ -220,8 +223,10 @@ impl DocumentService for DocumentHandler {
         &self,
         request: Request<ListBorrowingsRequest>,
     ) -> Result<Response<ListBorrowingsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.borrowing_history(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.borrowing_history(&context, request).await?,
+        ))
     }
 
     async fn request_access(

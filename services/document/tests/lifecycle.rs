@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::corpus::recorded_denial;
 use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
@@ -398,7 +399,8 @@ async fn wait_until_ready(address: SocketAddr, task: &mut JoinHandle<Result<()>>
             bail!("the service stopped during start: {:?}", task.await?);
         }
         if let Ok(mut client) = connect_client(address).await {
-            match client.get_document(as_user(KEEPER, probe.clone())).await {
+            // The system role reads every document, so a missing one is NOT_FOUND.
+            match client.get_document(as_system(probe.clone())).await {
                 Err(status) if status.code() == Code::NotFound => return Ok(()),
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -1916,19 +1918,27 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
         .read_content(as_user(BORROWER, read_request(&document_id)))
         .await
         .unwrap_err();
+    // The caller may not see the document, so the error is the one for a missing document,
+    // and the reason is only in the recorded event.
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
-        status.message().contains("no approved access request"),
+        status.message().contains("does not exist or"),
         "{}",
         status.message()
     );
     let denial = last_denial(&service).await?;
-    assert_eq!(denial.access_request_id, "");
     assert!(
-        status.message().contains("recorded as event"),
+        denial.reason.contains("no approved access request"),
         "{}",
-        status.message()
+        denial.reason
     );
+    assert_eq!(denial.method, "ReadContent");
+    assert_eq!(denial.access_request_id, "");
+    let recorded = status
+        .metadata()
+        .get(trace_runtime::denials::RECORDED_HEADER)
+        .and_then(|value| value.to_str().ok());
+    assert!(recorded.is_some_and(|event_id| !event_id.is_empty()));
 
     // A pending request does not open the content.
     let requested = client
@@ -2023,9 +2033,15 @@ async fn confidential_reads_need_an_approved_request() -> Result<()> {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
-        status.message().contains("not the caller's request"),
+        status.message().contains("does not exist or"),
         "{}",
         status.message()
+    );
+    let denial = last_denial(&service).await?;
+    assert!(
+        denial.reason.contains("not the caller's request"),
+        "{}",
+        denial.reason
     );
 
     // After the expiry the same request is denied, and the denial references it.
@@ -2158,35 +2174,35 @@ async fn secret_reads_need_the_agreement() -> Result<()> {
     trace_runtime::auth::attach_token(&mut request, &token)?;
     let status = client.read_content(request).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    let denial = last_denial(&service).await?;
+    assert!(denial.reason.contains("clearance"), "{}", denial.reason);
+
+    // Access requests are listed in full for the owner department's head and only the
+    // requester's own for the requester. Anyone else is denied as for a missing document.
+    let list = || ListAccessRequestsRequest {
+        document_id: document_id.clone(),
+    };
+    let mut foreign = Request::new(list());
+    attach_identity(&mut foreign, KEEPER, "finance", &[role::EMPLOYEE], None);
+    let status = client.list_access_requests(foreign).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
-        status.message().contains("clearance"),
+        status.message().contains("does not exist or"),
         "{}",
         status.message()
     );
-
-    // Access requests are listed for the owner department, and only their own for others.
-    let list = |user: &str| {
-        let mut request = Request::new(ListAccessRequestsRequest {
-            document_id: document_id.clone(),
-        });
-        attach_identity(&mut request, user, "finance", &[role::EMPLOYEE], None);
-        request
-    };
-    let foreign = client
-        .list_access_requests(list(KEEPER))
-        .await?
-        .into_inner();
-    assert!(foreign.access_requests.is_empty());
+    let denial = last_denial(&service).await?;
+    assert_eq!(denial.method, "ListAccessRequests");
     let own = client
-        .list_access_requests(as_user(
-            REVIEWER,
-            ListAccessRequestsRequest {
-                document_id: document_id.clone(),
-            },
-        ))
+        .list_access_requests(as_user(BORROWER, list()))
         .await?
         .into_inner();
     assert_eq!(own.access_requests.len(), 1);
+    let all = client
+        .list_access_requests(as_department_head(APPROVER, DEPARTMENT, list()))
+        .await?
+        .into_inner();
+    assert_eq!(all.access_requests.len(), 1);
     service.stop().await
 }
 
@@ -2346,8 +2362,9 @@ async fn check_marked_document(
     assert_eq!(revisions[1].change_summary, format!("Revision {marker}"));
 
     let borrowings = client
-        .list_borrowings(as_user(
-            KEEPER,
+        .list_borrowings(as_department_head(
+            APPROVER,
+            DEPARTMENT,
             ListBorrowingsRequest {
                 document_id: document_id.to_owned(),
             },
@@ -2413,5 +2430,183 @@ async fn confidential_text_is_sealed_at_rest() -> Result<()> {
             .any(|path| path.to_string_lossy().contains("document.db")),
         "{internal:?}"
     );
+    service.stop().await
+}
+
+/// Builds a request by an employee of another department than the documents'.
+fn as_outsider<T>(user_id: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_identity(&mut request, user_id, "finance", &[role::EMPLOYEE], None);
+    request
+}
+
+/// Lists every document `request` shows to its caller, page by page, as ids.
+async fn listed_ids(
+    client: &mut Client,
+    mut request: impl FnMut(&str) -> Request<ListDocumentsRequest>,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client.list_documents(request(&token)).await?.into_inner();
+        ids.extend(page.documents.into_iter().map(|d| d.document_id));
+        if page.next_page_token.is_empty() {
+            return Ok(ids);
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_records_stay_in_scope() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+
+    // Three confidential documents between two internal ones, so a page of two that was cut
+    // before the read rule would come back short.
+    let mut internal = Vec::new();
+    let mut confidential = Vec::new();
+    for (index, level) in [
+        Confidentiality::Internal,
+        Confidentiality::Confidential,
+        Confidentiality::Confidential,
+        Confidentiality::Confidential,
+        Confidentiality::Internal,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut draft = draft_request(&format!("Register entry {index}"), "PLAN");
+        draft.confidentiality = level as i32;
+        let created = client
+            .create_draft(as_user(DRAFTER, draft))
+            .await?
+            .into_inner();
+        let id = document_of(created.document).document_id;
+        if level == Confidentiality::Internal {
+            internal.push(id);
+        } else {
+            confidential.push(id);
+        }
+    }
+    let secret_id = confidential[0].clone();
+
+    // Another department's employee gets only the internal documents, on complete pages.
+    let outsider = "qian.jiu";
+    let page = |token: &str| ListDocumentsRequest {
+        page: Some(PageRequest {
+            page_size: 2,
+            page_token: token.to_owned(),
+        }),
+        ..Default::default()
+    };
+    let seen = listed_ids(&mut client, |token| as_outsider(outsider, page(token))).await?;
+    assert_eq!(seen, internal);
+    let head_sees = listed_ids(&mut client, |token| {
+        as_department_head(APPROVER, DEPARTMENT, page(token))
+    })
+    .await?;
+    assert_eq!(head_sees.len(), 5);
+
+    // By id, the outsider is denied a confidential document and a missing one alike. Each
+    // denial is recorded, the first as the document's read_denied event.
+    let get = |id: &str| GetDocumentRequest {
+        document_id: id.to_owned(),
+    };
+    let status = client
+        .get_document(as_outsider(outsider, get(&secret_id)))
+        .await
+        .unwrap_err();
+    let (denied, denied_event) = recorded_denial(&status, &secret_id);
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let status = client
+        .get_document(as_outsider(outsider, get(&missing_id)))
+        .await
+        .unwrap_err();
+    let (missing, missing_event) = recorded_denial(&status, &missing_id);
+    assert_eq!(denied, missing);
+    assert!(!denied_event.is_empty());
+    assert!(!missing_event.is_empty());
+    let denial = last_denial(&service).await?;
+    assert_eq!(denial.method, "GetDocument");
+    assert!(denial.reason.contains("CONFIDENTIAL"), "{}", denial.reason);
+    service.wait_until_published().await?;
+    let rows = service.outbox_rows().await?;
+    let missing_row = rows
+        .iter()
+        .find(|row| row.event_id == missing_event)
+        .context("the missing document's denial is in the outbox")?;
+    assert_eq!(missing_row.entity_type, DENIAL_ENTITY);
+    let denied_row = rows
+        .iter()
+        .find(|row| row.event_id == denied_event)
+        .context("the document's denial is in the outbox")?;
+    assert_eq!(denied_row.entity_id, secret_id);
+
+    // A requester may get the document but not its revision history until approved. The
+    // permitted reads are metadata_read events that name the approval.
+    let requested = client
+        .request_access(as_outsider(
+            outsider,
+            RequestAccessRequest {
+                document_id: secret_id.clone(),
+                purpose: "quarterly audit".to_owned(),
+                revision: 0,
+            },
+        ))
+        .await?
+        .into_inner();
+    let request_id = document_of(requested.access_request).access_request_id;
+    client
+        .get_document(as_outsider(outsider, get(&secret_id)))
+        .await?;
+    let revisions = || ListRevisionsRequest {
+        document_id: secret_id.clone(),
+    };
+    let status = client
+        .list_revisions(as_outsider(outsider, revisions()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(last_denial(&service).await?.method, "ListRevisions");
+    let expires = service.clock.now() + chrono::Duration::days(3);
+    client
+        .decide_access(as_department_head(
+            APPROVER,
+            DEPARTMENT,
+            approval(&request_id, expires),
+        ))
+        .await?;
+    let listed = client
+        .list_revisions(as_outsider(outsider, revisions()))
+        .await?
+        .into_inner();
+    assert_eq!(listed.revisions.len(), 1);
+
+    let rows = service.document_rows().await?;
+    let reads: Vec<DocumentMetadataRead> = rows
+        .iter()
+        .filter(|row| row.entity_id == secret_id)
+        .map(|row| Envelope::decode(row.envelope.as_slice()))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .filter(|envelope| envelope.action == "metadata_read")
+        .map(|envelope| {
+            let payload = opened_payload(envelope)?;
+            Ok(DocumentMetadataRead::decode(payload.value.as_slice())?)
+        })
+        .collect::<Result<_>>()?;
+    let methods: Vec<&str> = reads.iter().map(|read| read.method.as_str()).collect();
+    assert_eq!(methods, ["GetDocument", "ListRevisions"]);
+    assert_eq!(reads[0].access_request_id, "");
+    assert_eq!(reads[1].access_request_id, request_id);
+
+    // Reads of an internal document record nothing.
+    let before = service.document_rows().await?.len();
+    client
+        .get_document(as_outsider(outsider, get(&internal[0])))
+        .await?;
+    assert_eq!(service.document_rows().await?.len(), before);
     service.stop().await
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::corpus::recorded_denial;
 use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
@@ -2063,8 +2064,6 @@ async fn rewrap_keeps_sealed_text_readable() -> Result<()> {
 /// A user of another department than the meeting's.
 const FOREIGN_EMPLOYEE: &str = "qian.jiu";
 const FOREIGN_DEPARTMENT: &str = "finance";
-/// Status metadata key naming the event that records a denial.
-const DENIAL_EVENT_HEADER: &str = "x-trace-denial-event-id";
 
 fn as_principal<T>(user_id: &str, department: &str, roles: &[&str], message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -2104,23 +2103,6 @@ fn table_request(meeting_id: &str) -> GetTrackingTableRequest {
     GetTrackingTableRequest {
         meeting_id: meeting_id.to_owned(),
     }
-}
-
-/// Returns the denial's message with `meeting_id` replaced, and the event id it names.
-fn denial(status: &Status, meeting_id: &str) -> (String, String) {
-    assert_eq!(
-        status.code(),
-        Code::PermissionDenied,
-        "{}",
-        status.message()
-    );
-    let event_id = status
-        .metadata()
-        .get(DENIAL_EVENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status.message().replace(meeting_id, "<id>"), event_id)
 }
 
 /// Decodes the outbox row of the event `event_id`.
@@ -2169,19 +2151,19 @@ async fn run_read_scope(database_url: Option<&str>) -> Result<()> {
         .get_meeting(as_foreign(get_request(&meeting_id)))
         .await
         .expect_err("another department's employee reads the meeting");
-    let (get_message, get_event) = denial(&denied_get, &meeting_id);
+    let (get_message, get_event) = recorded_denial(&denied_get, &meeting_id);
     let denied_table = client
         .get_tracking_table(as_foreign(table_request(&meeting_id)))
         .await
         .expect_err("another department's employee reads the tracking table");
-    let (table_message, table_event) = denial(&denied_table, &meeting_id);
+    let (table_message, table_event) = recorded_denial(&denied_table, &meeting_id);
 
     // A missing id is denied with the same message, and also names a recorded event.
     let denied_missing = client
         .get_meeting(as_foreign(get_request(&missing_id)))
         .await
         .expect_err("a missing meeting is read");
-    let (missing_message, missing_event) = denial(&denied_missing, &missing_id);
+    let (missing_message, missing_event) = recorded_denial(&denied_missing, &missing_id);
     assert_eq!(get_message, missing_message);
     assert_eq!(table_message, missing_message);
     assert!(
@@ -2192,7 +2174,10 @@ async fn run_read_scope(database_url: Option<&str>) -> Result<()> {
         .get_tracking_table(as_foreign(table_request(&missing_id)))
         .await
         .expect_err("a missing tracking table is read");
-    assert_eq!(denial(&missing_table, &missing_id).0, missing_message);
+    assert_eq!(
+        recorded_denial(&missing_table, &missing_id).0,
+        missing_message
+    );
 
     // The denials of the existing meeting are its own `read_denied` events.
     for (event_id, method) in [

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace_tests::corpus::recorded_denial;
 use trace_tests::receipts::ReceiptSender;
 use trace_tests::scan::files_containing;
 
@@ -1729,9 +1730,6 @@ async fn confidential_text_is_sealed_at_rest() {
 
 /// A department other than the projects' `it`.
 const FOREIGN_DEPARTMENT: &str = "ops";
-/// Status metadata key naming the event that records a denial.
-const DENIAL_EVENT_HEADER: &str = "x-trace-denial-event-id";
-
 fn call_as<T>(message: T, user_id: &str, department: &str, roles: &[&str]) -> Request<T> {
     let mut request = Request::new(message);
     attach_identity(&mut request, user_id, department, roles, None);
@@ -1742,23 +1740,6 @@ fn get_request(project_id: &str) -> proto::GetProjectRequest {
     proto::GetProjectRequest {
         project_id: project_id.to_owned(),
     }
-}
-
-/// Returns the denial's message with `project_id` replaced, and the event id it names.
-fn denial(status: &Status, project_id: &str) -> (String, String) {
-    assert_eq!(
-        status.code(),
-        Code::PermissionDenied,
-        "{}",
-        status.message()
-    );
-    let event_id = status
-        .metadata()
-        .get(DENIAL_EVENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status.message().replace(project_id, "<id>"), event_id)
 }
 
 /// Decodes the outbox row of the event `event_id`.
@@ -1788,12 +1769,12 @@ async fn reads_outside_scope_are_denied() {
         .get_project(foreign(get_request(&project_id)))
         .await
         .expect_err("another department's employee reads the project");
-    let (get_message, get_event) = denial(&get, &project_id);
+    let (get_message, get_event) = recorded_denial(&get, &project_id);
     let missing = client
         .get_project(foreign(get_request(&missing_id)))
         .await
         .expect_err("a missing project is read");
-    let (missing_message, missing_event) = denial(&missing, &missing_id);
+    let (missing_message, missing_event) = recorded_denial(&missing, &missing_id);
     assert_eq!(get_message, missing_message);
     assert!(!get_event.is_empty());
     assert!(!missing_event.is_empty());
@@ -1811,7 +1792,7 @@ async fn reads_outside_scope_are_denied() {
         ))
         .await
         .expect_err("another department's employee lists progress");
-    assert_eq!(denial(&progress, &project_id).0, missing_message);
+    assert_eq!(recorded_denial(&progress, &project_id).0, missing_message);
     let decisions = proto::ListDecisionsRequest {
         project_id: project_id.clone(),
         page: None,
@@ -1825,7 +1806,7 @@ async fn reads_outside_scope_are_denied() {
         ))
         .await
         .expect_err("another department's employee lists decisions");
-    assert_eq!(denial(&decisions, &project_id).0, missing_message);
+    assert_eq!(recorded_denial(&decisions, &project_id).0, missing_message);
 
     // The existing project's denial is its own event, a missing one's an access event.
     let envelope = outbox_envelope(&service, &get_event).await;

@@ -10,13 +10,15 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::clock::{micros_from_timestamp, timestamp, timestamp_opt};
 use trace_runtime::context::{CallContext, Clearance, role};
 use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::read_scope::ReadScope;
 use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
 
-use super::write::{AttemptResult, find_document, lock_document, require, with_retries};
+use super::scope::ReadMethod;
+use super::write::{lock_document, require, with_retries};
 use super::{DocumentHandler, SERVICE, convert};
 use crate::entity::{access_request, agreement, document, revision};
 use crate::sealing::seal_access_opinion;
@@ -66,7 +68,7 @@ pub(super) fn level(document: &document::Model) -> Confidentiality {
     }
 }
 
-fn clearance_of(level: Confidentiality) -> Clearance {
+pub(super) fn clearance_of(level: Confidentiality) -> Clearance {
     match level {
         Confidentiality::Public => Clearance::Public,
         Confidentiality::Internal => Clearance::Internal,
@@ -392,7 +394,10 @@ impl DocumentHandler {
         request: proto::ListAccessRequestsRequest,
     ) -> ServiceResult<proto::ListAccessRequestsResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
-        let document = find_document(&self.db, &document_id).await?;
+        let method = ReadMethod::ListAccessRequests;
+        let (document, approval) = self
+            .authorize_records(context, &document_id, method)
+            .await?;
         let caller = &context.principal;
         let sees_all = caller.department == document.department
             || caller.has_role(role::AUDIT)
@@ -408,6 +413,8 @@ impl DocumentHandler {
             .all(&self.db)
             .await?;
         let rows = open_rows(&self.keyring, rows)?;
+        self.record_records_read(context, document, method, approval)
+            .await?;
         Ok(proto::ListAccessRequestsResponse {
             access_requests: rows.iter().map(access_request).collect(),
         })
@@ -527,28 +534,15 @@ impl DocumentHandler {
             },
         };
 
-        let event_id = with_retries("record a denied read", || async {
-            let txn = self.begin().await?;
-            let loaded = lock_document(&txn, &document.id).await?;
-            let payload = proto::DocumentReadDenied {
-                revision: convert::count(revision.revision),
-                reason: denial.reason.clone(),
-                access_request_id: denial.access_request_id.clone().unwrap_or_default(),
-            };
-            let (_, event_id) = self
-                .record_change(
-                    &txn,
-                    context,
-                    &loaded,
-                    Default::default(),
-                    "read_denied",
-                    pack(&payload),
-                )
-                .await?;
-            self.commit(txn).await?;
-            AttemptResult::Ok(event_id)
-        })
-        .await?;
+        let payload = proto::DocumentReadDenied {
+            revision: convert::count(revision.revision),
+            reason: denial.reason.clone(),
+            access_request_id: denial.access_request_id.clone().unwrap_or_default(),
+            method: ReadMethod::ReadContent.name().to_owned(),
+        };
+        let event_id = self
+            .record_read_denied(context, &document.id, &payload)
+            .await?;
         tracing::info!(
             document_id = %document.id,
             user_id = caller,
@@ -556,6 +550,17 @@ impl DocumentHandler {
             reason = %denial.reason,
             "content read denied"
         );
+        // A caller who may not see the document gets the error for a missing one, so the
+        // reason, which shows that it exists, is only in the recorded event.
+        let scope = ReadScope::of(&context.principal);
+        let (visible, _) = self
+            .judge_records(context, &scope, document, ReadMethod::GetDocument)
+            .await?;
+        if !visible {
+            return Err(ReadMethod::ReadContent
+                .guarded(&document.id)
+                .denial_error(context, Ok(event_id)));
+        }
         Err(ServiceError::denied_and_recorded(
             format!(
                 "{}; the denial is recorded as event {event_id}",

@@ -1,15 +1,18 @@
-//! Read-only queries: one document, document search with paging, revisions and borrowings.
-//! None of them records a read, because none returns content.
+//! Queries: one document, document search with paging, revisions and borrowings. They return
+//! no content, but a CONFIDENTIAL or SECRET document's records are read only within the rule
+//! of [`super::scope`], and each permitted or denied read of them is recorded there.
 
 use sea_orm::sea_query::{ExprTrait, LikeExpr};
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, sea_query::Expr,
 };
 use trace_proto::document::v1 as proto;
+use trace_runtime::context::CallContext;
+use trace_runtime::read_scope::ReadScope;
 use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::write::find_document;
+use super::scope::{ReadMethod, listing_condition};
 use super::{DocumentHandler, convert};
 use crate::entity::{borrowing, document, revision};
 use crate::state::DocumentState;
@@ -139,11 +142,18 @@ fn contains_pattern(text: &str) -> String {
 impl DocumentHandler {
     pub(super) async fn get(
         &self,
+        context: &CallContext,
         request: proto::GetDocumentRequest,
     ) -> ServiceResult<proto::GetDocumentResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
 
-        let document = find_document(&self.db, &document_id).await?;
+        let method = ReadMethod::GetDocument;
+        let (document, approval) = self
+            .authorize_records(context, &document_id, method)
+            .await?;
+        let document = self
+            .record_records_read(context, document, method, approval)
+            .await?;
 
         Ok(proto::GetDocumentResponse {
             document: Some(convert::document(&document)),
@@ -154,13 +164,21 @@ impl DocumentHandler {
     /// and ids are unique, so paging neither repeats nor skips a document.
     pub(super) async fn search(
         &self,
+        context: &CallContext,
         request: proto::ListDocumentsRequest,
     ) -> ServiceResult<proto::ListDocumentsResponse> {
         let filter = DocumentFilter::parse(&request)?;
 
+        // The read rule is part of the condition, so the LIMIT alone cuts the page and the
+        // next page starts after the last visible id.
+        let mut query = filter.apply(document::Entity::find());
+        if let Some(visible) =
+            listing_condition(&ReadScope::of(&context.principal), context.clearance)
+        {
+            query = query.filter(visible);
+        }
         // Fetching one row more than the page size shows whether another page follows.
-        let mut rows = filter
-            .apply(document::Entity::find())
+        let mut rows = query
             .order_by_asc(document::Column::Id)
             .limit(filter.page_size + 1)
             .all(&self.db)
@@ -180,10 +198,14 @@ impl DocumentHandler {
 
     pub(super) async fn revision_history(
         &self,
+        context: &CallContext,
         request: proto::ListRevisionsRequest,
     ) -> ServiceResult<proto::ListRevisionsResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
-        find_document(&self.db, &document_id).await?;
+        let method = ReadMethod::ListRevisions;
+        let (document, approval) = self
+            .authorize_records(context, &document_id, method)
+            .await?;
 
         let rows = revision::Entity::find()
             .filter(revision::Column::DocumentId.eq(document_id.as_str()))
@@ -191,6 +213,8 @@ impl DocumentHandler {
             .all(&self.db)
             .await?;
         let rows = open_rows(&self.keyring, rows)?;
+        self.record_records_read(context, document, method, approval)
+            .await?;
 
         Ok(proto::ListRevisionsResponse {
             revisions: rows.iter().map(convert::revision).collect(),
@@ -199,10 +223,14 @@ impl DocumentHandler {
 
     pub(super) async fn borrowing_history(
         &self,
+        context: &CallContext,
         request: proto::ListBorrowingsRequest,
     ) -> ServiceResult<proto::ListBorrowingsResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
-        find_document(&self.db, &document_id).await?;
+        let method = ReadMethod::ListBorrowings;
+        let (document, approval) = self
+            .authorize_records(context, &document_id, method)
+            .await?;
 
         let rows = borrowing::Entity::find()
             .filter(borrowing::Column::DocumentId.eq(document_id.as_str()))
@@ -211,6 +239,8 @@ impl DocumentHandler {
             .all(&self.db)
             .await?;
         let rows = open_rows(&self.keyring, rows)?;
+        self.record_records_read(context, document, method, approval)
+            .await?;
 
         Ok(proto::ListBorrowingsResponse {
             borrowings: rows.iter().map(convert::borrowing).collect(),

@@ -11,12 +11,14 @@ use trace_proto::document::v1 as proto;
 use trace_runtime::blob::sha256_hex;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::read_scope::ReadScope;
 use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::validate;
 use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
 
 use super::drafting::checked_transition;
+use super::scope::ReadMethod;
 use super::write::{AttemptResult, find_document, lock_document, with_retries};
 use super::{DocumentHandler, convert};
 use crate::entity::{backup, document, file_number_counter, read, revision};
@@ -167,7 +169,17 @@ impl DocumentHandler {
             id => Some(validate::record_id("access_request_id", id)?.to_string()),
         };
 
-        let document = find_document(&self.db, &document_id).await?;
+        let document = match find_document(&self.db, &document_id).await {
+            Err(ServiceError::NotFound { .. })
+                if ReadScope::of(&context.principal) != ReadScope::Whole =>
+            {
+                return Err(ReadMethod::ReadContent
+                    .guarded(&document_id)
+                    .deny_missing(&self.outbox, context)
+                    .await);
+            }
+            found => found?,
+        };
         let revision = self.find_revision(&document, request.revision).await?;
         let access_request_id = self
             .authorize_read(context, &document, &revision, presented.as_deref())
