@@ -46,17 +46,16 @@ async fn start(nats: &NatsServer) -> Service {
     Service::start(nats, support::postgres_url().await).await
 }
 
-/// Records six engineering and two records findings, interleaved, and lets the head of
-/// engineering assign the first, third and sixth engineering finding to xu.fang.
-async fn record_findings(service: &mut Service) -> Findings {
+/// Orders a spot check of `departments` as the administration and returns its id.
+async fn order_spot_check(service: &mut Service, departments: &[&str]) -> String {
     let order = proto::OrderSpotCheckRequest {
-        departments: vec!["engineering".to_owned(), "records".to_owned()],
+        departments: departments.iter().map(|d| (*d).to_owned()).collect(),
         processes: vec![proto::Process::DailyRecords as i32],
         record_ids: vec!["report-17".to_owned()],
         method: proto::SpotCheckMethod::Interview as i32,
     };
     let request = call(order, "li.na", "admin-office", &["administration"]);
-    let inspection_id = service
+    service
         .client
         .order_spot_check(request)
         .await
@@ -64,8 +63,34 @@ async fn record_findings(service: &mut Service) -> Findings {
         .into_inner()
         .inspection
         .unwrap()
-        .inspection_id;
+        .inspection_id
+}
 
+/// Records a finding about `department` as the administration and returns its id.
+async fn record_finding(service: &mut Service, inspection_id: &str, department: &str) -> String {
+    let record = proto::RecordFindingRequest {
+        inspection_id: inspection_id.to_owned(),
+        severity: proto::Severity::Medium as i32,
+        department: department.to_owned(),
+        description: format!("Daily reports of {department} lack results."),
+        references: Vec::new(),
+    };
+    let request = call(record, "li.na", "admin-office", &["administration"]);
+    service
+        .client
+        .record_finding(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .finding
+        .unwrap()
+        .finding_id
+}
+
+/// Records six engineering and two records findings, interleaved, and lets the head of
+/// engineering assign the first, third and sixth engineering finding to xu.fang.
+async fn record_findings(service: &mut Service) -> Findings {
+    let inspection_id = order_spot_check(service, &["engineering", "records"]).await;
     let mut findings = Findings {
         engineering: Vec::new(),
         records: Vec::new(),
@@ -81,24 +106,8 @@ async fn record_findings(service: &mut Service) -> Findings {
         "engineering",
         "engineering",
     ];
-    for (index, department) in departments.into_iter().enumerate() {
-        let record = proto::RecordFindingRequest {
-            inspection_id: inspection_id.clone(),
-            severity: proto::Severity::Medium as i32,
-            department: department.to_owned(),
-            description: format!("Finding {index} of the spot check."),
-            references: Vec::new(),
-        };
-        let request = call(record, "li.na", "admin-office", &["administration"]);
-        let finding_id = service
-            .client
-            .record_finding(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .finding
-            .unwrap()
-            .finding_id;
+    for department in departments {
+        let finding_id = record_finding(service, &inspection_id, department).await;
         if department == "engineering" {
             findings.engineering.push(finding_id);
         } else {
@@ -449,6 +458,48 @@ async fn department_aggregates_need_department_view() {
             "/trace.inspection.v1.InspectionService/GetCompletenessScore",
         ]
     );
+
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn directory_head_reads_headed_department() {
+    let nats = NatsServer::start();
+    // huang.wei belongs to engineering and also heads the lab in the directory.
+    let lab = format!(
+        "{}\n[[departments]]\nid = \"lab\"\nname = \"實驗室\"\nhead = \"{HEAD}\"\n",
+        support::DIRECTORY
+    );
+    let url = support::postgres_url().await;
+    let mut service = Service::start_with(&nats, url, |config, folder| {
+        let path = folder.join("directory-with-lab.toml");
+        std::fs::write(&path, &lab).unwrap();
+        config.service.directory_file = Some(path.display().to_string());
+    })
+    .await;
+    let inspection_id = order_spot_check(&mut service, &["lab", "records"]).await;
+    let lab_finding = record_finding(&mut service, &inspection_id, "lab").await;
+    let records_finding = record_finding(&mut service, &inspection_id, "records").await;
+    let head = (HEAD, "engineering", &["department_head"][..]);
+
+    let request = call(get(&lab_finding), head.0, head.1, head.2);
+    let found = service.client.get_finding(request).await.unwrap();
+    assert_eq!(found.into_inner().finding.unwrap().department, "lab");
+    let request = call(get(&records_finding), head.0, head.1, head.2);
+    let status = service.client.get_finding(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let listed = pages(&mut service, head, "", 50).await;
+    assert_eq!(listed.concat(), [lab_finding]);
+
+    let results = proto::DepartmentResultsRequest {
+        department: "lab".to_owned(),
+        from: date(2026, 12, 1),
+        to: date(2026, 12, 31),
+    };
+    let request = call(results, head.0, head.1, head.2);
+    let response = service.client.department_results(request).await.unwrap();
+    assert_eq!(response.into_inner().findings, 1);
 
     service.stop().await;
 }

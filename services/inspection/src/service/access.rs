@@ -21,13 +21,15 @@ use super::InspectionHandler;
 use super::findings::find_finding;
 use crate::entity::finding;
 use crate::events::{self, FINDING, SERVICE, Staged};
-use crate::read_scope::{FindingParties, ReadScope, may_read_department, may_read_finding};
+use crate::read_scope::{
+    FindingParties, FindingScope, ReadScope, may_read_department, may_read_finding,
+};
 
 /// Description of the callers who read a finding, which ends the denial message.
 const READERS: &str = "\
     a finding is read by the user who recorded it, the person responsible for its \
-    rectification and the users who assigned or verified it, by supervisors and department \
-    heads of its department, and by the administration, audit and system roles";
+    rectification and the users who assigned or verified it, by supervisors and heads of \
+    its department, and by the administration, audit and system roles";
 
 /// Attempts at recording a denied read before a concurrent change of the same finding
 /// fails the call with `ABORTED`.
@@ -47,11 +49,11 @@ fn guarded(finding_id: &str) -> GuardedRead<'_> {
 
 /// Returns the condition on `findings` that keeps the findings inside `scope`, or `None`
 /// when the scope is every finding.
-pub(super) fn scope_condition(scope: &ReadScope) -> Option<Condition> {
+pub(super) fn scope_condition(scope: &FindingScope) -> Option<Condition> {
     let ReadScope::Involved {
         user_id,
         department,
-    } = scope
+    } = &scope.scope
     else {
         return None;
     };
@@ -63,6 +65,10 @@ pub(super) fn scope_condition(scope: &ReadScope) -> Option<Condition> {
         .add(finding::Column::VerifiedBy.eq(user_id));
     if let Some(department) = department.as_deref().filter(|d| !d.is_empty()) {
         condition = condition.add(finding::Column::Department.eq(department));
+    }
+    if !scope.headed_departments.is_empty() {
+        let headed = scope.headed_departments.iter().map(String::as_str);
+        condition = condition.add(finding::Column::Department.is_in(headed));
     }
     Some(condition)
 }
@@ -79,6 +85,12 @@ fn parties(row: &finding::Model) -> FindingParties<'_> {
 }
 
 impl InspectionHandler {
+    /// Returns the caller's scope over findings, with the departments they head in the
+    /// company directory.
+    pub(super) fn finding_scope(&self, context: &CallContext) -> FindingScope {
+        FindingScope::of(&context.principal, &self.directory)
+    }
+
     /// Loads the finding `finding_id` when the caller may read it. Otherwise records the
     /// denial and returns `PERMISSION_DENIED`, for a missing finding as well unless the
     /// caller reads every finding, who gets `NOT_FOUND`.
@@ -87,9 +99,9 @@ impl InspectionHandler {
         context: &CallContext,
         finding_id: &str,
     ) -> ServiceResult<finding::Model> {
-        let scope = ReadScope::of(&context.principal);
+        let scope = self.finding_scope(context);
         let found = find_finding(&self.db, finding_id).await;
-        if scope == ReadScope::Whole {
+        if scope.is_whole() {
             // A caller who reads every finding learns nothing from NOT_FOUND.
             return found;
         }
@@ -116,14 +128,13 @@ impl InspectionHandler {
         department: &str,
         aggregate: &str,
     ) -> ServiceResult<()> {
-        let scope = ReadScope::of(&context.principal);
-        if may_read_department(&scope, department) {
+        if may_read_department(&self.finding_scope(context), department) {
             return Ok(());
         }
         Err(ServiceError::denied(format!(
             "{} may not read the {aggregate} of department {department}. Supervisors and \
-             department heads of that department and the administration, audit and system \
-             roles may read it",
+             heads of that department and the administration, audit and system roles may \
+             read it",
             context.principal.user_id
         )))
     }
@@ -135,8 +146,8 @@ impl InspectionHandler {
             method: "GetFinding".to_owned(),
             reason: format!(
                 "{user_id} did not record the finding, is not responsible for its \
-                 rectification, did not assign or verify it, and is not a supervisor or \
-                 department head of its department '{}'",
+                 rectification, did not assign or verify it, and is not a supervisor or head \
+                 of its department '{}'",
                 row.department
             ),
         };

@@ -14,7 +14,6 @@ use super::access::scope_condition;
 use super::{InspectionHandler, record_id, require_role};
 use crate::convert::{self, state_name};
 use crate::entity::{finding, obligation};
-use crate::read_scope::ReadScope;
 use crate::rules::{self, GapState, RuleKind};
 
 /// Page size when the request leaves it at 0.
@@ -79,7 +78,7 @@ impl InspectionHandler {
             let after = record_id("page.page_token", &page.page_token)?;
             query = query.filter(finding::Column::Id.gt(after));
         }
-        if let Some(scope) = scope_condition(&ReadScope::of(&context.principal)) {
+        if let Some(scope) = scope_condition(&self.finding_scope(context)) {
             query = query.filter(scope);
         }
 
