@@ -37,6 +37,18 @@ pub async fn stage<C: ConnectionTrait>(
     clock: &dyn Clock,
     staged: Staged<'_>,
 ) -> ServiceResult<()> {
+    stage_returning_id(outbox, connection, context, clock, staged).await?;
+    Ok(())
+}
+
+/// Writes one event as [`stage`] does and returns its event id.
+pub async fn stage_returning_id<C: ConnectionTrait>(
+    outbox: &Outbox,
+    connection: &C,
+    context: &CallContext,
+    clock: &dyn Clock,
+    staged: Staged<'_>,
+) -> ServiceResult<String> {
     let spec = EventSpec {
         entity_type: staged.entity_type,
         entity_id: staged.entity_id.to_owned(),
@@ -46,5 +58,6 @@ pub async fn stage<C: ConnectionTrait>(
         payload: staged.payload,
     };
     let envelope = event::envelope(SERVICE, context, clock, spec);
-    outbox.stage(connection, &envelope).await
+    outbox.stage(connection, &envelope).await?;
+    Ok(envelope.event_id)
 }

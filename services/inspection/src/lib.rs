@@ -12,6 +12,7 @@ pub mod events;
 pub mod metrics;
 pub mod migration;
 pub mod observe;
+pub mod read_scope;
 pub mod rules;
 pub mod service;
 pub mod store;

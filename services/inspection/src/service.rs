@@ -4,6 +4,7 @@
 //! rows it changes and exactly one trace event in the outbox. A sweep (`RunRules`) and an
 //! overdue check may stage several events, still in one transaction.
 
+mod access;
 mod findings;
 mod overdue;
 mod plans;
@@ -218,8 +219,8 @@ impl InspectionService for InspectionHandler {
         &self,
         request: Request<DepartmentResultsRequest>,
     ) -> Result<Response<DepartmentResultsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.results(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.results(&context, request).await?))
     }
 
     async fn run_rules(
@@ -234,23 +235,27 @@ impl InspectionService for InspectionHandler {
         &self,
         request: Request<GetCompletenessScoreRequest>,
     ) -> Result<Response<GetCompletenessScoreResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.completeness(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.completeness(&context, request).await?))
     }
 
     async fn get_finding(
         &self,
         request: Request<GetFindingRequest>,
     ) -> Result<Response<GetFindingResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.finding_details(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.finding_details(&context, request).await?,
+        ))
     }
 
     async fn list_findings(
         &self,
         request: Request<ListFindingsRequest>,
     ) -> Result<Response<ListFindingsResponse>, Status> {
-        let (_context, request) = split(request)?;
-        Ok(Response::new(self.search_findings(request).await?))
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.search_findings(&context, request).await?,
+        ))
     }
 }

@@ -10,7 +10,7 @@ use trace_runtime::clock::{date_from_key, date_key, from_micros};
 use trace_runtime::context::{CallContext, role};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::findings::find_finding;
+use super::access::scope_condition;
 use super::{InspectionHandler, record_id, require_role};
 use crate::convert::{self, state_name};
 use crate::entity::{finding, obligation};
@@ -41,17 +41,21 @@ impl Counts {
 impl InspectionHandler {
     pub(super) async fn finding_details(
         &self,
+        context: &CallContext,
         request: GetFindingRequest,
     ) -> ServiceResult<GetFindingResponse> {
         let finding_id = record_id("finding_id", &request.finding_id)?;
-        let row = find_finding(&self.db, &finding_id).await?;
+        let row = self.authorize_finding_read(context, &finding_id).await?;
         Ok(GetFindingResponse {
             finding: Some(convert::finding(&row)),
         })
     }
 
+    /// Lists the findings inside the caller's read scope. The scope is part of the SQL
+    /// condition, so the `LIMIT` cuts only readable findings and paging stays complete.
     pub(super) async fn search_findings(
         &self,
+        context: &CallContext,
         request: ListFindingsRequest,
     ) -> ServiceResult<ListFindingsResponse> {
         let page = request.page.unwrap_or_default();
@@ -74,6 +78,9 @@ impl InspectionHandler {
             let after = record_id("page.page_token", &page.page_token)?;
             query = query.filter(finding::Column::Id.gt(after));
         }
+        if let Some(scope) = scope_condition(&self.finding_scope(context)) {
+            query = query.filter(scope);
+        }
 
         let mut rows = query.limit(page_size + 1).all(&self.db).await?;
         let next_page_token = if rows.len() as u64 > page_size {
@@ -90,10 +97,12 @@ impl InspectionHandler {
 
     pub(super) async fn results(
         &self,
+        context: &CallContext,
         request: DepartmentResultsRequest,
     ) -> ServiceResult<DepartmentResultsResponse> {
         let department = validate::department("department", &request.department)?;
         let (from, to) = period(request.from.as_ref(), request.to.as_ref())?;
+        self.authorize_department_read(context, &department, "inspection results")?;
         let start = rules::end_of_day(from.pred_opt().unwrap_or(from), self.zone);
         let end = rules::end_of_day(to, self.zone);
 
@@ -127,10 +136,12 @@ impl InspectionHandler {
 
     pub(super) async fn completeness(
         &self,
+        context: &CallContext,
         request: GetCompletenessScoreRequest,
     ) -> ServiceResult<GetCompletenessScoreResponse> {
         let department = validate::department("department", &request.department)?;
         let (from, to) = period(request.from.as_ref(), request.to.as_ref())?;
+        self.authorize_department_read(context, &department, "completeness score")?;
 
         let rows = obligation::Entity::find()
             .filter(obligation::Column::Department.eq(&department))
