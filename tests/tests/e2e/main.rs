@@ -10,6 +10,7 @@ mod export;
 mod faults;
 mod holds;
 mod logs;
+mod nats_example;
 mod nkey_login;
 mod policy_document;
 mod sealing;

@@ -1,9 +1,6 @@
 //! A service logs in to a NATS server that lists users by NKey public key, with the seed from
 //! `nats.nkey_seed_file`, and its outbox publishes through that connection.
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trace_proto::common::v1::Confidentiality;
@@ -12,31 +9,6 @@ use trace_proto::event::v1::outbox_service_client::OutboxServiceClient;
 use trace_proto::event::v1::{DeliveryState, GetEventStatusRequest};
 
 use crate::stack::*;
-
-/// A nats-server started from a configuration file, killed on drop.
-struct ConfiguredServer(Child);
-
-impl Drop for ConfiguredServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nats_binary() -> PathBuf {
-    std::env::var_os("TRACE_NATS_SERVER").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/nats-server"),
-        PathBuf::from,
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_publishes_through_nkey_login() {
@@ -53,20 +25,7 @@ async fn service_publishes_through_nkey_login() {
     );
     let config_file = dir.path().join("nats.conf");
     std::fs::write(&config_file, config).unwrap();
-    let _server = ConfiguredServer(
-        Command::new(nats_binary())
-            .arg("-c")
-            .arg(&config_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _server = ConfiguredServer::start(&config_file, port);
 
     let seed_path = seed_file.display().to_string();
     let url = format!("nats://127.0.0.1:{port}");

@@ -293,11 +293,51 @@ impl Drop for ArchiveProcess {
     }
 }
 
-fn free_port() -> u16 {
+/// Returns a port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port")
         .port()
+}
+
+/// Returns the nats-server binary: `TRACE_NATS_SERVER`, or the one `make tools` installs.
+pub fn nats_binary() -> PathBuf {
+    std::env::var_os("TRACE_NATS_SERVER").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/nats-server"),
+        PathBuf::from,
+    )
+}
+
+/// A nats-server started from a configuration file, killed on drop.
+pub struct ConfiguredServer(Child);
+
+impl ConfiguredServer {
+    /// Starts nats-server with `config_file` and waits until it accepts connections on
+    /// `port`, which the file must name.
+    pub fn start(config_file: &Path, port: u16) -> Self {
+        let child = Command::new(nats_binary())
+            .arg("-c")
+            .arg(config_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let server = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for ConfiguredServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The document service running as a child process, so that a test can kill it with SIGKILL
