@@ -10,6 +10,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect,
 };
 use trace_proto::event::v1::Envelope;
 use trace_proto::inspection::v1 as proto;
@@ -249,7 +250,9 @@ impl RuleEngine {
         obligation: &obligation::Model,
         closing: &EventMeta,
     ) -> ServiceResult<()> {
+        // Locked on PostgreSQL until the transaction ends, as every finding write does.
         let Some(row) = finding::Entity::find_by_id(finding_id.to_owned())
+            .lock_exclusive()
             .one(connection)
             .await?
         else {

@@ -10,15 +10,15 @@ mod support;
 use chrono::NaiveDate;
 use prost::Message;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tonic::{Code, Status};
+use tonic::Code;
 use trace_proto::common::v1::{AccessDenied, Date, PageRequest};
 use trace_proto::event::v1::Envelope;
 use trace_proto::inspection::v1 as proto;
 use trace_runtime::clock::proto_date;
-use trace_runtime::denials::RECORDED_HEADER;
 use trace_runtime::outbox::outbox_event;
 
 use support::{NatsServer, Service, call};
+use trace_tests::corpus::recorded_denial;
 
 /// Employee of engineering, responsible for some of its findings.
 const RESPONSIBLE: &str = "xu.fang";
@@ -136,19 +136,6 @@ fn get(finding_id: &str) -> proto::GetFindingRequest {
     }
 }
 
-/// Returns the message of a denial with the finding id replaced, and the event id named in
-/// the denial header.
-fn denial(status: &Status, finding_id: &str) -> (String, String) {
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let event_id = status
-        .metadata()
-        .get(RECORDED_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status.message().replace(finding_id, "<id>"), event_id)
-}
-
 /// Decodes the outbox row of the event `event_id`.
 async fn outbox_envelope(service: &Service, event_id: &str) -> Envelope {
     let row = outbox_event::Entity::find()
@@ -204,10 +191,10 @@ async fn foreign_employee_denied_finding() {
 
     let request = call(get(&finding_id), FOREIGN, "records", &["employee"]);
     let status = service.client.get_finding(request).await.unwrap_err();
-    let (message, event_id) = denial(&status, &finding_id);
+    let (message, event_id) = recorded_denial(&status, &finding_id);
     let request = call(get(&missing_id), FOREIGN, "records", &["employee"]);
     let status = service.client.get_finding(request).await.unwrap_err();
-    let (missing_message, missing_event_id) = denial(&status, &missing_id);
+    let (missing_message, missing_event_id) = recorded_denial(&status, &missing_id);
     assert_eq!(message, missing_message);
     assert!(
         !message.contains("engineering"),
@@ -501,5 +488,58 @@ async fn directory_head_reads_headed_department() {
     let response = service.client.department_results(request).await.unwrap();
     assert_eq!(response.into_inner().findings, 1);
 
+    service.stop().await;
+}
+
+/// Denied reads and a rectification of the same finding run at once. Each stages an event of
+/// the finding, and the versions stay unique and without gaps, on PostgreSQL as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_keep_versions_contiguous() {
+    let nats = NatsServer::start();
+    let mut service = start(&nats).await;
+    let inspection_id = order_spot_check(&mut service, &["engineering"]).await;
+    let finding_id = record_finding(&mut service, &inspection_id, "engineering").await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut client = service.client.clone();
+        let request = call(get(&finding_id), FOREIGN, "records", &["employee"]);
+        calls.spawn(async move { client.get_finding(request).await.map(|_| ()) });
+    }
+    let assignment = proto::AssignRectificationRequest {
+        finding_id: finding_id.clone(),
+        measures: "Rewrite the reports.".to_owned(),
+        responsible_id: RESPONSIBLE.to_owned(),
+        deadline: date(2026, 12, 10),
+    };
+    let mut client = service.client.clone();
+    let request = call(assignment, HEAD, "engineering", &["department_head"]);
+    calls.spawn(async move { client.assign_rectification(request).await.map(|_| ()) });
+    let mut denied = 0;
+    while let Some(result) = calls.join_next().await {
+        match result.unwrap() {
+            Ok(()) => {}
+            Err(status) if status.code() == Code::PermissionDenied => denied += 1,
+            Err(status) => panic!("unexpected failure: {status:?}"),
+        }
+    }
+    assert_eq!(denied, 8);
+
+    let rows = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(finding_id.as_str()))
+        .all(&service.db)
+        .await
+        .unwrap();
+    let mut versions: Vec<u64> = rows
+        .iter()
+        .map(|row| {
+            Envelope::decode(row.envelope.as_slice())
+                .unwrap()
+                .entity_version
+        })
+        .collect();
+    versions.sort_unstable();
+    // Recorded, eight denials and the assignment.
+    assert_eq!(versions, (1..=10).collect::<Vec<u64>>());
     service.stop().await;
 }

@@ -18,7 +18,7 @@ use trace_runtime::read_scope::GuardedRead;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::InspectionHandler;
-use super::findings::find_finding;
+use super::findings::{find_finding, lock_finding};
 use crate::entity::finding;
 use crate::events::{self, FINDING, SERVICE, Staged};
 use crate::read_scope::{
@@ -158,9 +158,6 @@ impl InspectionHandler {
     /// Stages the `read_denied` event of `finding_id` at the next entity version and returns
     /// its event id. The update checks the loaded version and retries on a conflict, so this
     /// event does not reuse a version that a write committed in between.
-    // NOTE: on PostgreSQL the other finding writes update without that check, so one that
-    // loaded the finding before this event committed can still stage an event at the same
-    // version. SQLite write transactions hold the write lock from their first statement.
     async fn record_read_denied(
         &self,
         context: &CallContext,
@@ -169,7 +166,7 @@ impl InspectionHandler {
     ) -> ServiceResult<String> {
         for attempt in 1..=DENIAL_ATTEMPTS {
             let transaction = trace_runtime::db::begin_write(&self.db).await?;
-            let loaded = find_finding(&transaction, finding_id).await?;
+            let loaded = lock_finding(&transaction, finding_id).await?;
             let version = loaded.entity_version + 1;
             let moved = finding::Entity::update_many()
                 .col_expr(finding::Column::EntityVersion, Expr::value(version))

@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QuerySelect};
 use trace_proto::inspection::v1::*;
 use trace_runtime::clock::{date_key, proto_date};
 use trace_runtime::context::{CallContext, role};
@@ -19,6 +19,20 @@ use crate::rules::Reference;
 
 /// Maximum number of references of a recorded finding.
 const MAX_REFERENCES: usize = 50;
+
+/// Loads a finding for a write in `transaction`; `NOT_FOUND` when it does not exist. On
+/// PostgreSQL the row stays locked until the transaction ends, so two writers cannot stage
+/// events at the same entity version. SQLite write transactions hold the database lock.
+pub(super) async fn lock_finding<C: ConnectionTrait>(
+    transaction: &C,
+    finding_id: &str,
+) -> ServiceResult<finding::Model> {
+    finding::Entity::find_by_id(finding_id.to_owned())
+        .lock_exclusive()
+        .one(transaction)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("finding", finding_id))
+}
 
 /// Loads a finding; `NOT_FOUND` when it does not exist.
 pub(super) async fn find_finding<C: ConnectionTrait>(
@@ -105,7 +119,7 @@ impl InspectionHandler {
         let deadline = self.deadline(request.deadline.as_ref())?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_finding(&transaction, &finding_id).await?;
+        let row = lock_finding(&transaction, &finding_id).await?;
         self.require_rectification_manager(context, &row)?;
         require_state(&row, &["OPEN", "REOPENED"], "assign a rectification to")?;
 
@@ -199,7 +213,7 @@ impl InspectionHandler {
         let result = validate::text("result", request.result.trim(), 1, 4000)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_finding(&transaction, &finding_id).await?;
+        let row = lock_finding(&transaction, &finding_id).await?;
         require_state(
             &row,
             &["RECTIFYING", "REOPENED"],
@@ -252,7 +266,7 @@ impl InspectionHandler {
         let opinion = validate::text("opinion", request.opinion.trim(), 1, 2000)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_finding(&transaction, &finding_id).await?;
+        let row = lock_finding(&transaction, &finding_id).await?;
         require_state(&row, &["RESULT_SUBMITTED"], "verify the rectification of")?;
 
         let (state, verdict_name) = match verdict {

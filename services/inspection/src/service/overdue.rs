@@ -6,7 +6,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 use trace_proto::inspection::v1::*;
 use trace_runtime::ServiceResult;
@@ -39,10 +39,12 @@ pub async fn check_overdue<C: ConnectionTrait>(
     context: &CallContext,
     as_of: NaiveDate,
 ) -> ServiceResult<OverdueOutcome> {
+    // Locked on PostgreSQL until the transaction ends, as every finding write does.
     let overdue = finding::Entity::find()
         .filter(finding::Column::State.is_in(UNVERIFIED))
         .filter(finding::Column::Deadline.lt(date_key(as_of)))
         .order_by_asc(finding::Column::Id)
+        .lock_exclusive()
         .all(connection)
         .await?;
     let mut outcome = OverdueOutcome::default();

@@ -4,7 +4,7 @@
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 use trace_proto::inspection::v1::*;
 use trace_runtime::context::CallContext;
@@ -16,12 +16,15 @@ use crate::convert::{self, to_json};
 use crate::entity::{distribution, finding, inspection};
 use crate::events::{INSPECTION, Staged};
 
-async fn find_inspection<C: ConnectionTrait>(
-    connection: &C,
+/// Loads an inspection for a write, locked on PostgreSQL until the transaction ends, so two
+/// writers cannot stage events at the same entity version.
+async fn lock_inspection<C: ConnectionTrait>(
+    transaction: &C,
     inspection_id: &str,
 ) -> ServiceResult<inspection::Model> {
     inspection::Entity::find_by_id(inspection_id.to_owned())
-        .one(connection)
+        .lock_exclusive()
+        .one(transaction)
         .await?
         .ok_or_else(|| ServiceError::not_found("inspection", inspection_id))
 }
@@ -71,7 +74,7 @@ impl InspectionHandler {
         let suggestions = validate::text("suggestions", request.suggestions.trim(), 1, 8000)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_inspection(&transaction, &inspection_id).await?;
+        let row = lock_inspection(&transaction, &inspection_id).await?;
         require_report_state(
             &row,
             &[None, Some("DRAFT"), Some("RETURNED")],
@@ -135,7 +138,7 @@ impl InspectionHandler {
         }
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_inspection(&transaction, &inspection_id).await?;
+        let row = lock_inspection(&transaction, &inspection_id).await?;
         require_report_state(&row, &[Some("DRAFT")], "review the report of")?;
         let state = if decision == ReviewDecision::Approve {
             "REVIEWED"
@@ -194,7 +197,7 @@ impl InspectionHandler {
         let departments = self.departments("departments", &request.departments)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
-        let row = find_inspection(&transaction, &inspection_id).await?;
+        let row = lock_inspection(&transaction, &inspection_id).await?;
         require_report_state(
             &row,
             &[Some("REVIEWED"), Some("DISTRIBUTED")],
