@@ -155,6 +155,9 @@ expect_render_failure secret-as-plain-backup-env \
 expect_render_failure credentials-in-backup-url \
   $'archive:\n  backupUrl: az://backups/ledger?sig=plain' \
   "/archive/backupUrl"
+expect_render_failure nats-credentials-and-seed \
+  $'services:\n  meeting:\n    natsCredentials:\n      existingSecret: creds\n    natsNkeySeed:\n      existingSecret: seeds' \
+  "sets both natsCredentials and natsNkeySeed"
 expect_render_failure jwks-url-not-https \
   $'auth:\n  jwt:\n    jwksUrl: http://login.example.com/jwks.json' \
   "/auth/jwt/jwksUrl"

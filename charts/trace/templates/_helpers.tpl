@@ -101,6 +101,9 @@ Invalid combinations fail the render here, so every template sees the same check
 {{- $service := include "trace.deepMerge" (dict "dst" $root.Values.serviceDefaults "src" (get $root.Values.services .name)) | fromYaml -}}
 {{- $_ := set $service "name" .name -}}
 {{- $replicas := int64 $service.replicas -}}
+{{- if and $service.natsCredentials.existingSecret $service.natsNkeySeed.existingSecret -}}
+{{- fail (printf "services.%s sets both natsCredentials and natsNkeySeed, but a NATS login uses one of them: a credentials file for a server in operator mode, or an NKey seed for a server that lists users by public key" .name) -}}
+{{- end -}}
 {{- if and (gt $replicas 1) (not $service.database.existingSecret) -}}
 {{- fail (printf "services.%s.replicas is %d, but the service has no PostgreSQL URL, and replicas on SQLite would each keep a separate database; set services.%s.database.existingSecret (or serviceDefaults.database.existingSecret) or use 1 replica" .name $replicas .name) -}}
 {{- end -}}
@@ -185,6 +188,15 @@ directory_file = {{ printf "%s/directory.toml" (include "trace.configDir" $root)
 url = {{ $values.nats.url | toJson }}
 {{- if $service.natsCredentials.existingSecret }}
 credentials_file = {{ printf "%s/nats.creds" (include "trace.secretsDir" $root) | toJson }}
+{{- end }}
+{{- if $service.natsNkeySeed.existingSecret }}
+nkey_seed_file = {{ printf "%s/nats.nk" (include "trace.secretsDir" $root) | toJson }}
+{{- end }}
+{{- if $values.nats.tls.existingSecret }}
+require_tls = true
+tls_ca_file = {{ printf "%s/nats-ca.crt" (include "trace.secretsDir" $root) | toJson }}
+tls_cert_file = {{ printf "%s/nats-tls.crt" (include "trace.secretsDir" $root) | toJson }}
+tls_key_file = {{ printf "%s/nats-tls.key" (include "trace.secretsDir" $root) | toJson }}
 {{- end }}
 stream_name = {{ $values.nats.streamName | toJson }}
 stream_replicas = {{ int64 $values.nats.streamReplicas }}
