@@ -1,8 +1,8 @@
 //! Transactional outbox. A service writes its state change and the event in one database
 //! transaction ([`Outbox::stage`]); the [`relay`] publishes committed rows with
 //! `Nats-Msg-Id` = event id, and a row is done only when the archive's receipt arrives
-//! ([`receipts`]). Rows without a receipt are published again after a timeout, and the
-//! archive absorbs the duplicates.
+//! ([`receipts`]). Rows without a receipt are published again after a timeout, under a
+//! message id with the attempt number, and the archive absorbs the duplicates.
 
 pub mod entity;
 pub mod migration;

@@ -164,9 +164,8 @@ async fn relay_recovers_lost_receipt() {
     let archive = start_archive(&nats.url(), dir.path()).await;
     wait_until_archived(&archive.address, std::slice::from_ref(&created), TIMEOUT).await;
 
-    // A republished copy would fall inside the broker's duplicate window (120 s) and be
-    // dropped, so the row can only be marked archived within the timeout by the receipt
-    // query the relay sends once the receipt is overdue.
+    // The receipt query, sent once the receipt is overdue, marks the row archived without
+    // publishing it again.
     let document = start_document(&nats.url(), dir.path()).await;
     let deadline = Instant::now() + TIMEOUT;
     loop {

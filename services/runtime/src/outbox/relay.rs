@@ -7,9 +7,15 @@
 //! broker loses a message or the archive receives a batch again after a crash.
 //!
 //! When receipts are overdue the relay first sends the archive a [`ReceiptQuery`] for those
-//! events. A receipt lost while NATS restarted is then recovered at once. Waiting would take
-//! the broker's duplicate window, because the broker drops a republished copy with the same
-//! message id until the window ends.
+//! events. A receipt lost while NATS restarted is then recovered at once. The events the
+//! archive does not name, or all of them when it does not reply, are published again.
+//!
+//! The first publish of a row carries the event id as `Nats-Msg-Id`, so the broker drops a
+//! second copy sent because a broker ack was lost. A republication after an overdue receipt
+//! carries the event id with the attempt number ([`message_id`]). With the first id the
+//! broker would drop the copy for its whole duplicate window (two minutes by default), even
+//! when the stream lost the first copy. The archive stores each event id once, so a copy
+//! that arrives twice is absorbed there.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -219,7 +225,7 @@ impl Relay {
             let span = publish_span(row);
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(row.envelope.clone()))
-                .message_id(&row.event_id);
+                .message_id(message_id(row));
             match propagation::headers_of(&span) {
                 Some(headers) => {
                     message = message.header(TRACEPARENT, headers.traceparent.as_str());
@@ -398,6 +404,16 @@ impl Relay {
 
 /// Starts the producer span of one publish, following the OpenTelemetry messaging
 /// conventions, as a child of the trace context stored with the row.
+/// Returns the `Nats-Msg-Id` of a row's next publish: the event id for the first, and the
+/// event id and the attempt number, such as `<event id>.2`, for a republication.
+fn message_id(row: &event::Model) -> String {
+    if row.attempts == 0 {
+        row.event_id.clone()
+    } else {
+        format!("{}.{}", row.event_id, row.attempts + 1)
+    }
+}
+
 fn publish_span(row: &event::Model) -> tracing::Span {
     let span = tracing::info_span!(
         parent: None,

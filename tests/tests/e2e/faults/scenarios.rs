@@ -40,13 +40,6 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
 /// missing receipt waits 2 to 4 seconds per attempt in the test stack.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Time the archive may take to catch up after a purge of the stream.
-// NOTE: the relay republishes with the event id as `Nats-Msg-Id`, and the broker drops those
-// republications as duplicates until its duplicate window (`nats.duplicate_window_secs`,
-// 120 s by default) has passed since the first publish, so purged events return only after
-// that window. The relay does not read the ack's duplicate flag.
-const PURGE_CHECK_TIMEOUT: Duration = Duration::from_secs(240);
-
 /// Environment variable with the number of times each scenario runs.
 const REPEAT_ENV: &str = "TRACE_FAULT_REPEAT";
 
@@ -166,7 +159,7 @@ async fn broker_killed_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow, and redelivery can put an entity's events out of order; run by `make faults`"]
+#[ignore = "slow; run by `make faults`"]
 async fn archive_killed_under_load() {
     repeat("archive_killed_under_load", || async {
         let nats = NatsServer::start().expect("start nats-server");
@@ -282,7 +275,7 @@ async fn document_killed_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow, and redelivery can put an entity's events out of order; run by `make faults`"]
+#[ignore = "slow; run by `make faults`"]
 async fn postgres_restarted_under_load() {
     repeat("postgres_restarted_under_load", || async {
         let cluster = match PostgresCluster::start().expect("start a PostgreSQL cluster") {
@@ -381,7 +374,6 @@ async fn republished_events(document_address: &str, recorder: &Recorder) -> usiz
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits out the broker's 120 s duplicate window; run by `make faults`"]
 async fn stream_purged_under_load() {
     repeat("stream_purged_under_load", || async {
         let nats = NatsServer::start().expect("start nats-server");
@@ -412,7 +404,7 @@ async fn stream_purged_under_load() {
             &archive.address,
             &document.address,
             &recorder,
-            PURGE_CHECK_TIMEOUT,
+            CHECK_TIMEOUT,
         )
         .await;
         assert_eq!(
@@ -627,7 +619,7 @@ fn fill_file_system(path: &Path) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "mounts a tmpfs as root, and redelivery can put an entity's events out of order; run by `make faults`"]
+#[ignore = "mounts a tmpfs as root; run by `make faults`"]
 async fn archive_disk_full_under_load() {
     repeat("archive_disk_full_under_load", || async {
         let dir = tempfile::tempdir().unwrap();
