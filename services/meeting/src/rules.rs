@@ -332,6 +332,15 @@ pub fn may_read(scope: &ReadScope, parties: &MeetingParties<'_>) -> bool {
             .is_some_and(|department| department == parties.department)
 }
 
+/// Returns true when `user_id` organises the meeting of `parties`, attends it or owns one of
+/// its resolutions. Such a participant reads a CONFIDENTIAL or SECRET meeting without an
+/// access request.
+pub fn takes_part(user_id: &str, parties: &MeetingParties<'_>) -> bool {
+    parties.organiser_id == user_id
+        || parties.attendee_ids.iter().any(|id| id == user_id)
+        || parties.resolution_owner_ids.iter().any(|id| id == user_id)
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;

@@ -125,6 +125,26 @@ pub fn check_approval(check: &ApprovalCheck<'_>) -> Result<Option<String>, Denia
     Ok(Some(request.id.clone()))
 }
 
+/// Maximum length of an agreement version, in characters.
+pub const MAX_AGREEMENT_VERSION_CHARS: usize = 32;
+
+/// The agreement version a service requires unless its configuration names another.
+pub fn default_agreement_version() -> String {
+    "2026-01".to_owned()
+}
+
+/// Checks an agreement version: 1 to [`MAX_AGREEMENT_VERSION_CHARS`] characters of `A-Z`,
+/// `0-9` and `-`.
+pub fn agreement_version(field: &str, value: &str) -> ServiceResult<String> {
+    validate::token(
+        field,
+        value,
+        MAX_AGREEMENT_VERSION_CHARS,
+        |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-',
+        "A-Z, 0-9 and '-'",
+    )
+}
+
 /// Checks a request's purpose: 1 to [`MAX_TEXT_CHARS`] characters.
 pub fn purpose(value: &str) -> ServiceResult<String> {
     validate::text("purpose", value, 1, MAX_TEXT_CHARS)
