@@ -144,4 +144,15 @@ mod tests {
 
         assert!(error.contains("meeting.max_content_bytes"), "{error}");
     }
+
+    #[test]
+    fn lowercase_agreement_version_is_invalid() {
+        let mut config = MeetingConfig::defaults();
+        assert_eq!(config.meeting.agreement_version, "2026-01");
+        config.meeting.agreement_version = "v1".to_owned();
+
+        let error = config.validate().unwrap_err().to_string();
+
+        assert!(error.contains("meeting.agreement_version"), "{error}");
+    }
 }

@@ -672,4 +672,21 @@ mod tests {
         };
         assert!(!may_read(&scope, &legacy));
     }
+
+    #[test]
+    fn participants_take_part_heads_do_not() {
+        let attendees = ["wang.wu".to_owned()];
+        let owners = ["zhao.liu".to_owned()];
+        let parties = MeetingParties {
+            organiser_id: "li.na",
+            department: "finance",
+            attendee_ids: &attendees,
+            resolution_owner_ids: &owners,
+        };
+        for participant in ["li.na", "wang.wu", "zhao.liu"] {
+            assert!(takes_part(participant, &parties), "{participant}");
+        }
+        // A head of the meeting's department reads it, but takes no part in it.
+        assert!(!takes_part("zhou.jie", &parties));
+    }
 }

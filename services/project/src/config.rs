@@ -115,4 +115,23 @@ mod tests {
 
         assert!(error.contains("business_time_zone"), "{error}");
     }
+
+    #[test]
+    fn agreement_version_is_read_and_checked() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("project.toml");
+        std::fs::write(&path, "[project]\nagreement_version = \"2027-02\"\n").unwrap();
+
+        let loaded = ProjectConfig::load(Some(&path)).unwrap();
+        assert_eq!(loaded.project.agreement_version, "2027-02");
+        assert_eq!(
+            ProjectConfig::defaults().project.agreement_version,
+            "2026-01"
+        );
+
+        let mut config = loaded;
+        config.project.agreement_version = String::new();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("project.agreement_version"), "{error}");
+    }
 }

@@ -2014,7 +2014,7 @@ async fn list_projects_keeps_to_scope() {
 /// A supervisor of `it`, who decides access requests to its projects.
 const SUPERVISOR: &str = "lu.lead";
 
-/// A request from the head of `it`, who takes no part in the projects.
+/// Wraps `message` in a request from the head of `it`, who takes no part in the projects.
 fn as_head<T>(message: T) -> Request<T> {
     call_as(message, DEPARTMENT_HEAD, "it", &["department_head"])
 }

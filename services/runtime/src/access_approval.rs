@@ -61,7 +61,7 @@ pub struct ApprovalCheck<'a> {
     pub now: i64,
 }
 
-/// Returns the stored confidentiality of a record; an unknown number counts as SECRET.
+/// Returns the stored confidentiality of a record. An unknown number counts as SECRET.
 pub fn level_of(confidentiality: i32) -> Confidentiality {
     match Confidentiality::try_from(confidentiality) {
         Ok(Confidentiality::Unspecified) | Err(_) => Confidentiality::Secret,

@@ -1,6 +1,6 @@
 //! Access requests for CONFIDENTIAL and SECRET projects, their decisions by a supervisor or
-//! department head of the project's department, and the confidentiality agreement. The rule
-//! that reads check is in `trace_runtime::access_approval`, and requests and decisions are
+//! department head of the project's department, and the confidentiality agreement. Reads are
+//! checked by the rule in `trace_runtime::access_approval`, and requests and decisions are
 //! the project's own `access_requested`, `access_approved` and `access_rejected` events.
 
 use sea_orm::ActiveValue::Set;
@@ -20,7 +20,7 @@ use super::access::ReadMethod;
 use super::write::{AttemptError, AttemptResult, find_project, require, with_retries};
 use super::{ProjectHandler, SERVICE};
 
-/// Entity type of agreement acceptance events; the entity id is the user id.
+/// Entity type of agreement acceptance events, whose entity id is the user id.
 const AGREEMENT_ENTITY: &str = "agreement";
 
 fn state(state: AccessRequestState) -> proto::AccessRequestState {
