@@ -1334,7 +1334,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         );
     }
 
-    // RequestAccess, DecideAccess and AcceptAgreement.
+    // RequestAccess, DecideAccess, ListAccessRequests and AcceptAgreement.
     for (label, value) in bad_record_ids() {
         let request = RequestAccessRequest {
             meeting_id: value.clone(),
@@ -1392,7 +1392,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             call,
         );
     }
-    // The clock is at hour 27, so an approval may end from hour 28 to day 90 after it.
+    // The clock is at hour 27, so an approval must end after hour 27 and at most 90 days later.
     let mut ends = bad_timestamps();
     ends.push(("now".to_owned(), at(27).expect("hour 27")));
     ends.push(("91 days".to_owned(), at(27 + 91 * 24).expect("day 91")));

@@ -1070,7 +1070,7 @@ fn rejected_cases(client: &Client, project: &str) -> Vec<(String, Expected, Call
 }
 
 /// Adds the rejected cases of RequestAccess, DecideAccess, ListAccessRequests and
-/// AcceptAgreement; `project` is an INTERNAL project.
+/// AcceptAgreement. `project` is the id of an INTERNAL project.
 fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Expected, Call)) {
     let unknown = uuid::Uuid::now_v7().to_string();
     for (label, value) in bad_record_ids() {
@@ -1106,6 +1106,7 @@ fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Exp
             call,
         );
     }
+
     for (label, value) in bad_text(1, 2000, false) {
         let request = RequestAccessRequest {
             project_id: project.to_owned(),
@@ -1130,6 +1131,7 @@ fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Exp
             call,
         );
     }
+
     let mut ends: Vec<(String, Option<prost_types::Timestamp>)> = bad_timestamps()
         .into_iter()
         .map(|(label, value)| (label, Some(value)))
@@ -1149,6 +1151,7 @@ fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Exp
             call,
         );
     }
+
     let request = RequestAccessRequest {
         project_id: project.to_owned(),
         purpose: "Budget review".to_owned(),
@@ -1159,6 +1162,7 @@ fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Exp
         Expected::Precondition("INTERNAL"),
         call,
     );
+
     let mut versions = bad_tokens(32);
     versions.push(("lowercase".to_owned(), "v2026".to_owned()));
     versions.push(("not the current one".to_owned(), "2025-01".to_owned()));

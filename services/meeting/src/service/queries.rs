@@ -185,7 +185,8 @@ async fn plans_of<C: ConnectionTrait>(
 
 impl MeetingHandler {
     // NOTE: ListMeetings returns agenda titles of CONFIDENTIAL and SECRET meetings in scope
-    // without recording a `read` event; only the by-id reads record one.
+    // without recording a `read` event or checking for an approved access request. Only the
+    // by-id reads do both.
     pub(super) async fn get(
         &self,
         context: &CallContext,
