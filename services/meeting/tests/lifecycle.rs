@@ -2665,6 +2665,17 @@ async fn run_access_requests(database_url: Option<&str>) -> Result<()> {
         .await
         .expect_err("a head of another department decides");
     assert_eq!(status.code(), Code::PermissionDenied);
+    // An unknown request gets the same answer, so it does not show which requests exist.
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let missing = client
+        .decide_access(as_foreign_head(approval(&unknown_id, 24)))
+        .await
+        .expect_err("an unknown request is decided");
+    assert_eq!(missing.code(), Code::PermissionDenied);
+    assert_eq!(
+        missing.message().replace(&unknown_id, "<id>"),
+        status.message().replace(&request_id, "<id>")
+    );
     let status = client
         .decide_access(as_user(ORGANISER, approval(&request_id, 24)))
         .await

@@ -2194,6 +2194,22 @@ async fn run_access_requests(mut service: Service) {
         .await
         .expect_err("a head of another department decides");
     assert_eq!(status.code(), Code::PermissionDenied);
+    // An unknown request gets the same answer, so it does not show which requests exist.
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let missing = client
+        .decide_access(call_as(
+            access_approval(&unknown_id, 24),
+            "he.ops",
+            FOREIGN_DEPARTMENT,
+            &["department_head"],
+        ))
+        .await
+        .expect_err("an unknown request is decided");
+    assert_eq!(missing.code(), Code::PermissionDenied);
+    assert_eq!(
+        missing.message().replace(&unknown_id, "<id>"),
+        status.message().replace(&request_id, "<id>")
+    );
 
     // An approval ends at most 90 days ahead.
     let status = client

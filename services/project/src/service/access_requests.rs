@@ -142,16 +142,26 @@ impl ProjectHandler {
 
         with_retries("decide project access", || async {
             let txn = self.begin().await?;
-            let pending = access_approval::find_request(&self.keyring, &txn, &request_id).await?;
-            let loaded = find_project(&txn, &pending.record_id).await?;
             let caller = &context.principal;
-            require(decides_for(caller, &loaded.department), || {
-                format!(
-                    "only a supervisor or department head of the project's department '{}' \
-                     decides access to it",
-                    loaded.department
-                )
-            })?;
+            // A caller who may not decide gets the error for a missing request, so the
+            // error does not show whether the request exists.
+            let denial = || {
+                ServiceError::denied(format!(
+                    "access request {request_id} does not exist or {} may not decide it; \
+                     a supervisor or department head of the project's department decides it",
+                    caller.user_id
+                ))
+            };
+            let pending =
+                match access_approval::find_request(&self.keyring, &txn, &request_id).await {
+                    Ok(pending) => pending,
+                    Err(ServiceError::NotFound { .. }) => return Err(denial().into()),
+                    Err(error) => return Err(error.into()),
+                };
+            let loaded = find_project(&txn, &pending.record_id).await?;
+            if !decides_for(caller, &loaded.department) {
+                return Err(denial().into());
+            }
             require(caller.user_id != pending.requester_id, || {
                 format!(
                     "the requester {} may not decide their own access request {}",
