@@ -28,6 +28,11 @@ pub struct MeetingSettings {
     pub overdue_check_interval_secs: u64,
     /// Maximum content size of one material in bytes, at most 16 MiB.
     pub max_content_bytes: usize,
+    /// Version of the confidentiality agreement that reading a SECRET meeting with an access
+    /// request needs, 1 to 32 characters of `A-Z`, `0-9` and `-`. A new version needs a new
+    /// acceptance.
+    #[serde(default = "trace_runtime::access_approval::default_agreement_version")]
+    pub agreement_version: String,
 }
 
 impl MeetingConfig {
@@ -38,6 +43,7 @@ impl MeetingConfig {
             meeting: MeetingSettings {
                 overdue_check_interval_secs: 3600,
                 max_content_bytes: MAX_CONTENT_BYTES_LIMIT,
+                agreement_version: trace_runtime::access_approval::default_agreement_version(),
             },
         }
     }
@@ -64,6 +70,17 @@ impl MeetingConfig {
                     "must be 1 to {MAX_CONTENT_BYTES_LIMIT}, the limit of the API, got {}",
                     self.meeting.max_content_bytes
                 ),
+            ));
+        }
+        if trace_runtime::access_approval::agreement_version(
+            "meeting.agreement_version",
+            &self.meeting.agreement_version,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "meeting.agreement_version",
+                "must be 1 to 32 characters of A-Z, 0-9 and '-'",
             ));
         }
         Ok(())
@@ -126,5 +143,16 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
 
         assert!(error.contains("meeting.max_content_bytes"), "{error}");
+    }
+
+    #[test]
+    fn lowercase_agreement_version_is_invalid() {
+        let mut config = MeetingConfig::defaults();
+        assert_eq!(config.meeting.agreement_version, "2026-01");
+        config.meeting.agreement_version = "v1".to_owned();
+
+        let error = config.validate().unwrap_err().to_string();
+
+        assert!(error.contains("meeting.agreement_version"), "{error}");
     }
 }

@@ -1,8 +1,9 @@
 //! Database migrations: the shared outbox tables first, then the meeting tables created
-//! from the entities, then the columns added since.
+//! from the entities, then the columns and the shared access approval tables added since.
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
+use trace_runtime::access_approval::migration::CreateAccessApprovals;
 use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateMeetingTables),
             Box::new(AddMeetingDepartment),
             Box::new(IndexOutboxByEntity),
+            Box::new(CreateAccessApprovals),
         ]
     }
 }

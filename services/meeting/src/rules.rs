@@ -332,6 +332,15 @@ pub fn may_read(scope: &ReadScope, parties: &MeetingParties<'_>) -> bool {
             .is_some_and(|department| department == parties.department)
 }
 
+/// Returns true when `user_id` organises the meeting of `parties`, attends it or owns one of
+/// its resolutions. Such a participant reads a CONFIDENTIAL or SECRET meeting without an
+/// access request.
+pub fn takes_part(user_id: &str, parties: &MeetingParties<'_>) -> bool {
+    parties.organiser_id == user_id
+        || parties.attendee_ids.iter().any(|id| id == user_id)
+        || parties.resolution_owner_ids.iter().any(|id| id == user_id)
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;
@@ -662,5 +671,22 @@ mod tests {
             resolution_owner_ids: &[],
         };
         assert!(!may_read(&scope, &legacy));
+    }
+
+    #[test]
+    fn participants_take_part_heads_do_not() {
+        let attendees = ["wang.wu".to_owned()];
+        let owners = ["zhao.liu".to_owned()];
+        let parties = MeetingParties {
+            organiser_id: "li.na",
+            department: "finance",
+            attendee_ids: &attendees,
+            resolution_owner_ids: &owners,
+        };
+        for participant in ["li.na", "wang.wu", "zhao.liu"] {
+            assert!(takes_part(participant, &parties), "{participant}");
+        }
+        // A head of the meeting's department reads it, but takes no part in it.
+        assert!(!takes_part("zhou.jie", &parties));
     }
 }

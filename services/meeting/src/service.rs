@@ -8,6 +8,7 @@
 //! the resolution id.
 
 mod access;
+mod approval;
 mod convert;
 mod input;
 mod material;
@@ -132,4 +133,9 @@ delegate! {
         get_tracking_table(GetTrackingTableRequest) -> GetTrackingTableResponse => tracking_table;
         list_open_resolutions(ListOpenResolutionsRequest)
             -> ListOpenResolutionsResponse => open_resolutions;
+        request_access(RequestAccessRequest) -> RequestAccessResponse => request_access;
+        decide_access(DecideAccessRequest) -> DecideAccessResponse => decide_access;
+        list_access_requests(ListAccessRequestsRequest)
+            -> ListAccessRequestsResponse => access_requests;
+        accept_agreement(AcceptAgreementRequest) -> AcceptAgreementResponse => accept_agreement;
 }

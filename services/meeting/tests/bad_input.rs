@@ -30,6 +30,7 @@ use trace_proto::common::v1::{Confidentiality, Date, PageRequest};
 use trace_proto::meeting::v1::add_material_request::Source;
 use trace_proto::meeting::v1::meeting_service_client::MeetingServiceClient;
 use trace_proto::meeting::v1::*;
+use trace_runtime::access_approval::{access_request, agreement};
 use trace_runtime::clock::{ManualClock, timestamp};
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
@@ -139,6 +140,8 @@ impl Service {
             resolution_update::Entity::find().count(db).await?,
             delay_request::Entity::find().count(db).await?,
             overdue_mark::Entity::find().count(db).await?,
+            access_request::Entity::find().count(db).await?,
+            agreement::Entity::find().count(db).await?,
             u64::try_from(meeting_versions)?,
             u64::try_from(resolution_versions)?,
         ];
@@ -1327,6 +1330,119 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         add(
             format!("page_size {size}"),
             Expected::Invalid("page.page_size"),
+            call,
+        );
+    }
+
+    // RequestAccess, DecideAccess, ListAccessRequests and AcceptAgreement.
+    for (label, value) in bad_record_ids() {
+        let request = RequestAccessRequest {
+            meeting_id: value.clone(),
+            purpose: "Budget review".to_owned(),
+        };
+        let call = call!(client, request_access, ORGANISER, request);
+        add(
+            format!("request access id {label}"),
+            Expected::Invalid("meeting_id"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: value.clone(),
+            approve: false,
+            opinion: "Not needed".to_owned(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, ORGANISER, decide);
+        add(
+            format!("decide access id {label}"),
+            Expected::Invalid("access_request_id"),
+            call,
+        );
+        let list = ListAccessRequestsRequest {
+            meeting_id: value.clone(),
+        };
+        let call = call!(client, list_access_requests, ORGANISER, list);
+        add(
+            format!("list access requests id {label}"),
+            Expected::Invalid("meeting_id"),
+            call,
+        );
+    }
+    for (label, value) in bad_text(1, 2000, false) {
+        let request = RequestAccessRequest {
+            meeting_id: ids.planned.clone(),
+            purpose: value.clone(),
+        };
+        let call = call!(client, request_access, ORGANISER, request);
+        add(
+            format!("access purpose {label}"),
+            Expected::Invalid("purpose"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: false,
+            opinion: value.clone(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, ORGANISER, decide);
+        add(
+            format!("access opinion {label}"),
+            Expected::Invalid("opinion"),
+            call,
+        );
+    }
+    // The clock is at hour 27, so an approval must end after hour 27 and at most 90 days later.
+    let mut ends = bad_timestamps();
+    ends.push(("now".to_owned(), at(27).expect("hour 27")));
+    ends.push(("91 days".to_owned(), at(27 + 91 * 24).expect("day 91")));
+    for (label, value) in ends {
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: true,
+            opinion: "Needed".to_owned(),
+            expires_at: Some(value),
+        };
+        let call = call!(client, decide_access, ORGANISER, decide);
+        add(
+            format!("approval end {label}"),
+            Expected::Invalid("expires_at"),
+            call,
+        );
+    }
+    let decide = DecideAccessRequest {
+        access_request_id: unknown.clone(),
+        approve: true,
+        opinion: "Needed".to_owned(),
+        expires_at: None,
+    };
+    let call = call!(client, decide_access, ORGANISER, decide);
+    add(
+        "approval end missing".to_owned(),
+        Expected::Invalid("expires_at"),
+        call,
+    );
+    let request = RequestAccessRequest {
+        meeting_id: ids.planned.clone(),
+        purpose: "Budget review".to_owned(),
+    };
+    let call = call!(client, request_access, ORGANISER, request);
+    add(
+        "access to an internal meeting".to_owned(),
+        Expected::Precondition("INTERNAL"),
+        call,
+    );
+    let mut versions = bad_tokens(32);
+    versions.push(("lowercase".to_owned(), "v2026".to_owned()));
+    versions.push(("not the current one".to_owned(), "2025-01".to_owned()));
+    for (label, value) in versions {
+        let accept = AcceptAgreementRequest {
+            agreement_version: value,
+        };
+        let call = call!(client, accept_agreement, ORGANISER, accept);
+        add(
+            format!("agreement version {label}"),
+            Expected::Invalid("agreement_version"),
             call,
         );
     }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use prost::Message;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Statement,
+    QueryOrder, Statement,
 };
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -2486,5 +2486,343 @@ async fn listings_keep_to_read_scope() -> Result<()> {
     assert!(open(by_foreign_head.into_inner()).is_empty());
     let by_audit = client.list_open_resolutions(as_audit(of_owner())).await?;
     assert_eq!(open(by_audit.into_inner()), resolutions);
+    service.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Access requests for confidential meetings.
+
+/// A department head of the meeting's department who takes no part in it.
+const HEAD: &str = "he.shi";
+/// A supervisor of the meeting's department, who decides access requests.
+const SUPERVISOR: &str = "wu.di";
+
+fn as_head<T>(message: T) -> Request<T> {
+    as_principal(HEAD, DEPARTMENT, &[role::DEPARTMENT_HEAD], message)
+}
+
+fn as_supervisor<T>(message: T) -> Request<T> {
+    as_principal(SUPERVISOR, DEPARTMENT, &[role::SUPERVISOR], message)
+}
+
+/// Plans a meeting of `DEPARTMENT` at `level` as the organiser and returns its id.
+async fn plan_at_level(client: &mut Client, level: Confidentiality) -> Result<String> {
+    let mut plan = plan_request();
+    plan.confidentiality = level as i32;
+    let planned = client
+        .plan_meeting(as_user(ORGANISER, plan))
+        .await?
+        .into_inner();
+    Ok(record(planned.meeting).meeting_id)
+}
+
+fn access_request(meeting_id: &str) -> RequestAccessRequest {
+    RequestAccessRequest {
+        meeting_id: meeting_id.to_owned(),
+        purpose: "Review of the budget decisions".to_owned(),
+    }
+}
+
+/// Approves `access_request_id` until `hours` after the test's start.
+fn approval(access_request_id: &str, hours: i64) -> DecideAccessRequest {
+    DecideAccessRequest {
+        access_request_id: access_request_id.to_owned(),
+        approve: true,
+        opinion: "Needed for the quarterly review".to_owned(),
+        expires_at: at(hours),
+    }
+}
+
+/// Decodes the payload of the outbox event `event_id`, opening it with the development key.
+async fn event_payload<M: Message + Default>(
+    service: &Service,
+    event_id: &str,
+    subject: &str,
+) -> Result<M> {
+    let envelope = outbox_envelope(service, event_id).await?;
+    assert_eq!(envelope.subject, subject);
+    // The payloads of CONFIDENTIAL and SECRET meetings are sealed in the outbox.
+    assert!(
+        envelope.payload.is_none(),
+        "{subject} payload is not sealed"
+    );
+    let keyring = trace_runtime::seal::Keyring::development();
+    let payload = trace_runtime::event::open_payload(&keyring, &envelope)?.context("payload")?;
+    Ok(M::decode(payload.value.as_slice())?)
+}
+
+/// Returns the id of the meeting's newest outbox event.
+async fn last_event_id(service: &Service, meeting_id: &str) -> Result<String> {
+    let newest = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(meeting_id))
+        .order_by_desc(outbox_event::Column::Seq)
+        .one(&service.db)
+        .await?;
+    Ok(newest.context("no outbox rows")?.event_id)
+}
+
+/// Reads the meeting as the head, expects a denial, and returns its message and the
+/// `read_denied` payload.
+async fn head_denied(
+    service: &Service,
+    client: &mut Client,
+    meeting_id: &str,
+) -> Result<(String, MeetingReadDenied)> {
+    let status = client
+        .get_meeting(as_head(get_request(meeting_id)))
+        .await
+        .expect_err("the head reads the meeting");
+    let (message, event_id) = recorded_denial(&status, meeting_id);
+    let payload = event_payload(service, &event_id, "trace.meeting.meeting.read_denied").await?;
+    Ok((message, payload))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_requests_on_sqlite() -> Result<()> {
+    run_access_requests(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_requests_on_postgres() -> Result<()> {
+    let Some(database) = PostgresDatabase::create().await? else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL access test");
+        return Ok(());
+    };
+    let outcome = run_access_requests(Some(&database.url)).await;
+    database.drop_database().await?;
+    outcome
+}
+
+/// Reads a CONFIDENTIAL and a SECRET meeting as a department head of their department who
+/// takes no part in them, before and after an access request and its decision.
+async fn run_access_requests(database_url: Option<&str>) -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), database_url).await?;
+    let mut client = service.client().await?;
+    let meeting_id = plan_at_level(&mut client, Confidentiality::Confidential).await?;
+    let secret_id = plan_at_level(&mut client, Confidentiality::Secret).await?;
+
+    // Without a request the head is denied, and the denial names no request.
+    let (message, denial) = head_denied(&service, &mut client, &meeting_id).await?;
+    assert!(
+        message.contains("he.shi has no approved access request for meeting <id>;"),
+        "{message}"
+    );
+    assert_eq!(denial.method, "GetMeeting");
+    assert_eq!(denial.access_request_id, "");
+    let status = client
+        .get_tracking_table(as_head(table_request(&meeting_id)))
+        .await
+        .expect_err("the head reads the tracking table");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // A participant reads without a request, and may not ask for one.
+    client
+        .get_meeting(as_user(OWNER, get_request(&meeting_id)))
+        .await?;
+    let status = client
+        .request_access(as_user(OWNER, access_request(&meeting_id)))
+        .await
+        .expect_err("a participant requests access");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // A pending request is named by the denial.
+    let requested = client
+        .request_access(as_head(access_request(&meeting_id)))
+        .await?
+        .into_inner();
+    let pending = requested.access_request.context("access request")?;
+    assert_eq!(pending.meeting_id, meeting_id);
+    assert_eq!(pending.requester_id, HEAD);
+    assert_eq!(pending.state, AccessRequestState::Pending as i32);
+    let request_id = pending.access_request_id.clone();
+    let payload: MeetingAccessRequested = event_payload(
+        &service,
+        &requested.event_id,
+        "trace.meeting.meeting.access_requested",
+    )
+    .await?;
+    assert_eq!(payload.access_request_id, request_id);
+    assert_eq!(payload.purpose, "Review of the budget decisions");
+    let (message, denial) = head_denied(&service, &mut client, &meeting_id).await?;
+    assert!(message.contains("is PENDING"), "{message}");
+    assert_eq!(denial.access_request_id, request_id);
+
+    // The requester may not decide their own request, and neither may a head of another
+    // department or an employee of the meeting's department.
+    let status = client
+        .decide_access(as_head(approval(&request_id, 24)))
+        .await
+        .expect_err("the requester decides their own request");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("their own access request"),
+        "{}",
+        status.message()
+    );
+    let status = client
+        .decide_access(as_foreign_head(approval(&request_id, 24)))
+        .await
+        .expect_err("a head of another department decides");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // An unknown request gets the same answer, so it does not show which requests exist.
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let missing = client
+        .decide_access(as_foreign_head(approval(&unknown_id, 24)))
+        .await
+        .expect_err("an unknown request is decided");
+    assert_eq!(missing.code(), Code::PermissionDenied);
+    assert_eq!(
+        missing.message().replace(&unknown_id, "<id>"),
+        status.message().replace(&request_id, "<id>")
+    );
+    let status = client
+        .decide_access(as_user(ORGANISER, approval(&request_id, 24)))
+        .await
+        .expect_err("the organiser decides");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // An approval ends at most 90 days ahead.
+    let status = client
+        .decide_access(as_supervisor(approval(&request_id, 91 * 24)))
+        .await
+        .expect_err("an approval of 91 days");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violation_fields(&status), ["expires_at"]);
+
+    // With the supervisor's approval the head reads, and each read names the request.
+    let decided = client
+        .decide_access(as_supervisor(approval(&request_id, 24)))
+        .await?
+        .into_inner();
+    let approved = decided.access_request.context("access request")?;
+    assert_eq!(approved.state, AccessRequestState::Approved as i32);
+    assert_eq!(approved.approver_id, SUPERVISOR);
+    assert_eq!(approved.expires_at, at(24));
+    let payload: MeetingAccessDecided = event_payload(
+        &service,
+        &decided.event_id,
+        "trace.meeting.meeting.access_approved",
+    )
+    .await?;
+    assert!(payload.approved);
+    assert_eq!(payload.requester_id, HEAD);
+    let status = client
+        .decide_access(as_supervisor(approval(&request_id, 24)))
+        .await
+        .expect_err("a decided request is decided again");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    let found = client
+        .get_meeting(as_head(get_request(&meeting_id)))
+        .await?
+        .into_inner();
+    assert_eq!(record(found.meeting).meeting_id, meeting_id);
+    let read: MeetingRead = event_payload(
+        &service,
+        &last_event_id(&service, &meeting_id).await?,
+        "trace.meeting.meeting.read",
+    )
+    .await?;
+    assert_eq!(read.method, "GetMeeting");
+    assert_eq!(read.access_request_id, request_id);
+    client
+        .get_tracking_table(as_head(table_request(&meeting_id)))
+        .await?;
+    let read: MeetingRead = event_payload(
+        &service,
+        &last_event_id(&service, &meeting_id).await?,
+        "trace.meeting.meeting.read",
+    )
+    .await?;
+    assert_eq!(read.method, "GetTrackingTable");
+    assert_eq!(read.access_request_id, request_id);
+
+    // The head lists every request of their department's meeting, and sealed text reads
+    // back as plaintext.
+    let listed = client
+        .list_access_requests(as_head(ListAccessRequestsRequest {
+            meeting_id: meeting_id.clone(),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(listed.access_requests.len(), 1);
+    assert_eq!(
+        listed.access_requests[0].purpose,
+        "Review of the budget decisions"
+    );
+    assert_eq!(
+        listed.access_requests[0].opinion,
+        "Needed for the quarterly review"
+    );
+
+    // After the approval ends the head is denied again, naming the expired request.
+    service.advance_days(2);
+    let (message, denial) = head_denied(&service, &mut client, &meeting_id).await?;
+    assert!(message.contains("expired at"), "{message}");
+    assert_eq!(denial.access_request_id, request_id);
+
+    // A rejected request is named by the denial too.
+    let requested = client
+        .request_access(as_head(access_request(&meeting_id)))
+        .await?
+        .into_inner();
+    let rejected_id = record(requested.access_request).access_request_id;
+    let mut rejection = approval(&rejected_id, 0);
+    rejection.approve = false;
+    rejection.expires_at = None;
+    let decided = client
+        .decide_access(as_supervisor(rejection))
+        .await?
+        .into_inner();
+    assert_eq!(
+        record(decided.access_request).state,
+        AccessRequestState::Rejected as i32
+    );
+    let (message, denial) = head_denied(&service, &mut client, &meeting_id).await?;
+    assert!(message.contains("is REJECTED"), "{message}");
+    assert_eq!(denial.access_request_id, rejected_id);
+
+    // A SECRET meeting also needs the head's acceptance of the agreement.
+    let requested = client
+        .request_access(as_head(access_request(&secret_id)))
+        .await?
+        .into_inner();
+    let secret_request = record(requested.access_request).access_request_id;
+    client
+        .decide_access(as_supervisor(approval(&secret_request, 72)))
+        .await?;
+    let (message, denial) = head_denied(&service, &mut client, &secret_id).await?;
+    assert!(
+        message.contains("needs the caller's acceptance of the current confidentiality"),
+        "{message}"
+    );
+    assert_eq!(denial.access_request_id, secret_request);
+    let accepted = client
+        .accept_agreement(as_head(AcceptAgreementRequest {
+            agreement_version: "2026-01".to_owned(),
+        }))
+        .await?
+        .into_inner();
+    assert!(!accepted.event_id.is_empty());
+    let found = client
+        .get_meeting(as_head(get_request(&secret_id)))
+        .await?
+        .into_inner();
+    assert_eq!(record(found.meeting).meeting_id, secret_id);
+    let read: MeetingRead = event_payload(
+        &service,
+        &last_event_id(&service, &secret_id).await?,
+        "trace.meeting.meeting.read",
+    )
+    .await?;
+    assert_eq!(read.access_request_id, secret_request);
+
+    // Callers outside the read scope are denied as before, whatever they request.
+    let status = client
+        .request_access(as_foreign(access_request(&meeting_id)))
+        .await
+        .expect_err("another department's employee requests access");
+    assert_eq!(status.code(), Code::PermissionDenied);
     service.stop().await
 }

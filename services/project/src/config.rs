@@ -1,5 +1,5 @@
 //! Configuration of the project service: the settings every service has, at the top level of
-//! the file. The project domain has no settings of its own yet.
+//! the file, and the project settings under `[project]`.
 
 use std::path::Path;
 
@@ -15,6 +15,26 @@ pub struct ProjectConfig {
     /// Settings every service has; their keys sit at the top level of the file.
     #[serde(flatten)]
     pub service: ServiceSettings,
+    #[serde(default)]
+    pub project: ProjectSettings,
+}
+
+/// Settings of the project domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectSettings {
+    /// Version of the confidentiality agreement that reading a SECRET project with an access
+    /// request needs, 1 to 32 characters of `A-Z`, `0-9` and `-`. A new version needs a new
+    /// acceptance.
+    #[serde(default = "trace_runtime::access_approval::default_agreement_version")]
+    pub agreement_version: String,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        Self {
+            agreement_version: trace_runtime::access_approval::default_agreement_version(),
+        }
+    }
 }
 
 impl ProjectConfig {
@@ -22,6 +42,7 @@ impl ProjectConfig {
     pub fn defaults() -> Self {
         Self {
             service: ServiceSettings::defaults("project", DEFAULT_PORT),
+            project: ProjectSettings::default(),
         }
     }
 
@@ -33,7 +54,19 @@ impl ProjectConfig {
 
     /// Checks values that deserialisation cannot; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.service.validate()
+        self.service.validate()?;
+        if trace_runtime::access_approval::agreement_version(
+            "project.agreement_version",
+            &self.project.agreement_version,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "project.agreement_version",
+                "must be 1 to 32 characters of A-Z, 0-9 and '-'",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -81,5 +114,24 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
 
         assert!(error.contains("business_time_zone"), "{error}");
+    }
+
+    #[test]
+    fn agreement_version_is_read_and_checked() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("project.toml");
+        std::fs::write(&path, "[project]\nagreement_version = \"2027-02\"\n").unwrap();
+
+        let loaded = ProjectConfig::load(Some(&path)).unwrap();
+        assert_eq!(loaded.project.agreement_version, "2027-02");
+        assert_eq!(
+            ProjectConfig::defaults().project.agreement_version,
+            "2026-01"
+        );
+
+        let mut config = loaded;
+        config.project.agreement_version = String::new();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("project.agreement_version"), "{error}");
     }
 }

@@ -39,7 +39,7 @@ pub async fn run(
         shutdown,
     )
     .await?;
-    let handler = ProjectHandler::new(&runtime, zone);
+    let handler = ProjectHandler::new(&runtime, zone, config.project.agreement_version.clone());
 
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(ProjectServiceServer::new(handler), interceptor);

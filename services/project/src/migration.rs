@@ -1,8 +1,9 @@
 //! Database migrations: the shared outbox tables first, then the project tables created
-//! from the entities.
+//! from the entities, then the shared access approval tables.
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
+use trace_runtime::access_approval::migration::CreateAccessApprovals;
 use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateProjectTables),
             Box::new(IndexOutboxByEntity),
+            Box::new(CreateAccessApprovals),
         ]
     }
 }

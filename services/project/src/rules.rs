@@ -108,6 +108,20 @@ pub fn may_read(scope: &ReadScope, parties: &ProjectParties<'_>) -> bool {
             .is_some_and(|department| department == parties.department)
 }
 
+/// Returns true when `user_id` manages the project of `parties`, is or was on its team,
+/// approves it or sits on one of its acceptance groups. Such a participant reads a
+/// CONFIDENTIAL or SECRET project without an access request.
+pub fn takes_part(user_id: &str, parties: &ProjectParties<'_>) -> bool {
+    parties.manager_id == user_id
+        || [
+            parties.member_ids,
+            parties.approver_ids,
+            parties.acceptance_member_ids,
+        ]
+        .iter()
+        .any(|ids| ids.iter().any(|id| id == user_id))
+}
+
 #[cfg(test)]
 mod tests {
     use trace_runtime::context::{Principal, role};

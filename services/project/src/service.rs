@@ -7,6 +7,7 @@
 
 mod acceptance;
 mod access;
+mod access_requests;
 mod approval;
 mod closing;
 mod convert;
@@ -42,17 +43,20 @@ pub struct ProjectHandler {
     clock: SharedClock,
     keyring: Keyring,
     zone: Tz,
+    /// Version of the confidentiality agreement that SECRET reads with a request need.
+    agreement_version: String,
 }
 
 impl ProjectHandler {
     /// Builds the handler on the runtime's database, outbox and clock.
-    pub fn new(runtime: &ServiceRuntime, zone: Tz) -> Self {
+    pub fn new(runtime: &ServiceRuntime, zone: Tz, agreement_version: String) -> Self {
         Self {
             db: runtime.db.clone(),
             outbox: runtime.outbox.clone(),
             clock: runtime.clock.clone(),
             keyring: runtime.keyring.clone(),
             zone,
+            agreement_version,
         }
     }
 
@@ -269,6 +273,42 @@ impl ProjectService for ProjectHandler {
         let (context, request) = split(request)?;
         Ok(Response::new(
             self.decision_history(&context, request).await?,
+        ))
+    }
+
+    async fn request_access(
+        &self,
+        request: Request<RequestAccessRequest>,
+    ) -> Result<Response<RequestAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.request_access(&context, request).await?))
+    }
+
+    async fn decide_access(
+        &self,
+        request: Request<DecideAccessRequest>,
+    ) -> Result<Response<DecideAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.decide_access(&context, request).await?))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<ListAccessRequestsRequest>,
+    ) -> Result<Response<ListAccessRequestsResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.access_requests(&context, request).await?,
+        ))
+    }
+
+    async fn accept_agreement(
+        &self,
+        request: Request<AcceptAgreementRequest>,
+    ) -> Result<Response<AcceptAgreementResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.accept_agreement(&context, request).await?,
         ))
     }
 }

@@ -27,12 +27,13 @@ use trace_project::entity::{
 use trace_proto::common::v1::{Confidentiality, Date, PageRequest};
 use trace_proto::project::v1::project_service_client::ProjectServiceClient;
 use trace_proto::project::v1::*;
+use trace_runtime::access_approval::{access_request, agreement};
 use trace_runtime::clock::ManualClock;
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
 use trace_tests::corpus::{
     ACCEPTED_TEXT, Expected, MIB, bad_dates, bad_departments, bad_enums, bad_record_ids, bad_text,
-    bad_tokens, check_rejection,
+    bad_timestamps, bad_tokens, check_rejection,
 };
 use trace_tests::nats::NatsServer;
 
@@ -112,6 +113,8 @@ impl Service {
             acceptance::Entity::find().count(db).await?,
             group_member::Entity::find().count(db).await?,
             summary::Entity::find().count(db).await?,
+            access_request::Entity::find().count(db).await?,
+            agreement::Entity::find().count(db).await?,
         ];
         let list = ListProjectsRequest {
             page: Some(PageRequest {
@@ -1062,7 +1065,118 @@ fn rejected_cases(client: &Client, project: &str) -> Vec<(String, Expected, Call
         let call = call!(client, list_decisions, MANAGER, decisions);
         add(format!("decisions {label}"), Expected::Invalid(field), call);
     }
+    access_cases(client, project, &mut add);
     cases
+}
+
+/// Adds the rejected cases of RequestAccess, DecideAccess, ListAccessRequests and
+/// AcceptAgreement. `project` is the id of an INTERNAL project.
+fn access_cases(client: &Client, project: &str, add: &mut impl FnMut(String, Expected, Call)) {
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (label, value) in bad_record_ids() {
+        let request = RequestAccessRequest {
+            project_id: value.clone(),
+            purpose: "Budget review".to_owned(),
+        };
+        let call = call!(client, request_access, MANAGER, request);
+        add(
+            format!("request access id {label}"),
+            Expected::Invalid("project_id"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: value.clone(),
+            approve: false,
+            opinion: "Not needed".to_owned(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, MANAGER, decide);
+        add(
+            format!("decide access id {label}"),
+            Expected::Invalid("access_request_id"),
+            call,
+        );
+        let list = ListAccessRequestsRequest {
+            project_id: value.clone(),
+        };
+        let call = call!(client, list_access_requests, MANAGER, list);
+        add(
+            format!("list access requests id {label}"),
+            Expected::Invalid("project_id"),
+            call,
+        );
+    }
+
+    for (label, value) in bad_text(1, 2000, false) {
+        let request = RequestAccessRequest {
+            project_id: project.to_owned(),
+            purpose: value.clone(),
+        };
+        let call = call!(client, request_access, MANAGER, request);
+        add(
+            format!("access purpose {label}"),
+            Expected::Invalid("purpose"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: false,
+            opinion: value.clone(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, MANAGER, decide);
+        add(
+            format!("access opinion {label}"),
+            Expected::Invalid("opinion"),
+            call,
+        );
+    }
+
+    let mut ends: Vec<(String, Option<prost_types::Timestamp>)> = bad_timestamps()
+        .into_iter()
+        .map(|(label, value)| (label, Some(value)))
+        .collect();
+    ends.push(("missing".to_owned(), None));
+    for (label, value) in ends {
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: true,
+            opinion: "Needed".to_owned(),
+            expires_at: value,
+        };
+        let call = call!(client, decide_access, MANAGER, decide);
+        add(
+            format!("approval end {label}"),
+            Expected::Invalid("expires_at"),
+            call,
+        );
+    }
+
+    let request = RequestAccessRequest {
+        project_id: project.to_owned(),
+        purpose: "Budget review".to_owned(),
+    };
+    let call = call!(client, request_access, MANAGER, request);
+    add(
+        "access to an internal project".to_owned(),
+        Expected::Precondition("INTERNAL"),
+        call,
+    );
+
+    let mut versions = bad_tokens(32);
+    versions.push(("lowercase".to_owned(), "v2026".to_owned()));
+    versions.push(("not the current one".to_owned(), "2025-01".to_owned()));
+    for (label, value) in versions {
+        let accept = AcceptAgreementRequest {
+            agreement_version: value,
+        };
+        let call = call!(client, accept_agreement, MANAGER, accept);
+        add(
+            format!("agreement version {label}"),
+            Expected::Invalid("agreement_version"),
+            call,
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

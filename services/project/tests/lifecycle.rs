@@ -2007,3 +2007,300 @@ async fn list_projects_keeps_to_scope() {
     assert!(outsider.projects.is_empty());
     service.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Access requests for confidential projects.
+
+/// A supervisor of `it`, who decides access requests to its projects.
+const SUPERVISOR: &str = "lu.lead";
+
+/// Wraps `message` in a request from the head of `it`, who takes no part in the projects.
+fn as_head<T>(message: T) -> Request<T> {
+    call_as(message, DEPARTMENT_HEAD, "it", &["department_head"])
+}
+
+fn as_supervisor<T>(message: T) -> Request<T> {
+    call_as(message, SUPERVISOR, "it", &["supervisor"])
+}
+
+/// Submits an application of `it` at `level` as the manager and returns the project id.
+async fn submitted_at_level(service: &mut Service, level: Confidentiality) -> String {
+    let request = proto::SubmitApplicationRequest {
+        confidentiality: level as i32,
+        ..application()
+    };
+    service
+        .client
+        .submit_application(call(request, MANAGER))
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap()
+        .project_id
+}
+
+fn access_request(project_id: &str) -> proto::RequestAccessRequest {
+    proto::RequestAccessRequest {
+        project_id: project_id.to_owned(),
+        purpose: "Review of the warehouse budget".to_owned(),
+    }
+}
+
+/// Approves `access_request_id` until `hours` after the service clock's start.
+fn access_approval(access_request_id: &str, hours: i64) -> proto::DecideAccessRequest {
+    let start = Utc.with_ymd_and_hms(2026, 12, 4, 2, 0, 0).unwrap();
+    proto::DecideAccessRequest {
+        access_request_id: access_request_id.to_owned(),
+        approve: true,
+        opinion: "Needed for the quarterly review".to_owned(),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: start.timestamp() + hours * 3_600,
+            nanos: 0,
+        }),
+    }
+}
+
+/// Decodes the sealed payload of the outbox event `event_id` with the development key.
+async fn sealed_payload<M: Message + Default>(
+    service: &Service,
+    event_id: &str,
+    subject: &str,
+) -> M {
+    let envelope = outbox_envelope(service, event_id).await;
+    assert_eq!(envelope.subject, subject);
+    assert!(
+        envelope.payload.is_none(),
+        "{subject} payload is not sealed"
+    );
+    let keyring = trace_runtime::seal::Keyring::development();
+    let payload = trace_runtime::event::open_payload(&keyring, &envelope)
+        .unwrap()
+        .unwrap();
+    M::decode(payload.value.as_slice()).unwrap()
+}
+
+/// Returns the payload of the project's newest event, which must be a `read` event.
+async fn last_read(service: &Service, project_id: &str) -> proto::ProjectRead {
+    let rows = service
+        .db
+        .query_all_raw(Statement::from_string(
+            service.db.get_database_backend(),
+            format!("SELECT event_id FROM outbox WHERE entity_id = '{project_id}' ORDER BY seq"),
+        ))
+        .await
+        .unwrap();
+    let event_id: String = rows.last().unwrap().try_get("", "event_id").unwrap();
+    sealed_payload(service, &event_id, "trace.project.project.read").await
+}
+
+/// Reads the project as the head, expects a denial, and returns its message and the
+/// `read_denied` payload.
+async fn head_denied(
+    service: &mut Service,
+    project_id: &str,
+) -> (String, proto::ProjectReadDenied) {
+    let status = service
+        .client
+        .get_project(as_head(get_request(project_id)))
+        .await
+        .expect_err("the head reads the project");
+    let (message, event_id) = recorded_denial(&status, project_id);
+    let payload = sealed_payload(service, &event_id, "trace.project.project.read_denied").await;
+    (message, payload)
+}
+
+#[tokio::test]
+async fn access_requests_on_sqlite() {
+    let nats = NatsServer::start();
+    let service = Service::start(&nats, None).await;
+    run_access_requests(service).await;
+}
+
+#[tokio::test]
+async fn access_requests_on_postgres() {
+    let Some(url) = postgres_url().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let nats = NatsServer::start();
+    let service = Service::start(&nats, Some(url)).await;
+    run_access_requests(service).await;
+}
+
+/// Reads a CONFIDENTIAL and a SECRET project as the head of their department, who takes no
+/// part in them, before and after an access request and its decision.
+async fn run_access_requests(mut service: Service) {
+    let project_id = submitted_at_level(&mut service, Confidentiality::Confidential).await;
+    let secret_id = submitted_at_level(&mut service, Confidentiality::Secret).await;
+    let mut client = service.client.clone();
+
+    // Without a request the head is denied, and the denial names no request.
+    let (message, denial) = head_denied(&mut service, &project_id).await;
+    assert!(
+        message.contains("sun.head has no approved access request for project <id>;"),
+        "{message}"
+    );
+    assert_eq!(denial.method, "GetProject");
+    assert_eq!(denial.access_request_id, "");
+
+    // An approver takes part, reads without a request and may not ask for one.
+    client
+        .get_project(call(get_request(&project_id), FIRST_APPROVER))
+        .await
+        .unwrap();
+    let status = client
+        .request_access(call(access_request(&project_id), FIRST_APPROVER))
+        .await
+        .expect_err("a participant requests access");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // A pending request is named by the denial.
+    let requested = client
+        .request_access(as_head(access_request(&project_id)))
+        .await
+        .unwrap()
+        .into_inner();
+    let pending = requested.access_request.unwrap();
+    assert_eq!(pending.project_id, project_id);
+    assert_eq!(pending.requester_id, DEPARTMENT_HEAD);
+    assert_eq!(pending.state, proto::AccessRequestState::Pending as i32);
+    let request_id = pending.access_request_id;
+    let payload: proto::ProjectAccessRequested = sealed_payload(
+        &service,
+        &requested.event_id,
+        "trace.project.project.access_requested",
+    )
+    .await;
+    assert_eq!(payload.access_request_id, request_id);
+    let (message, denial) = head_denied(&mut service, &project_id).await;
+    assert!(message.contains("is PENDING"), "{message}");
+    assert_eq!(denial.access_request_id, request_id);
+
+    // Neither the requester nor a head of another department decides.
+    let status = client
+        .decide_access(as_head(access_approval(&request_id, 24)))
+        .await
+        .expect_err("the requester decides their own request");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("their own access request"));
+    let status = client
+        .decide_access(call_as(
+            access_approval(&request_id, 24),
+            "he.ops",
+            FOREIGN_DEPARTMENT,
+            &["department_head"],
+        ))
+        .await
+        .expect_err("a head of another department decides");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // An unknown request gets the same answer, so it does not show which requests exist.
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let missing = client
+        .decide_access(call_as(
+            access_approval(&unknown_id, 24),
+            "he.ops",
+            FOREIGN_DEPARTMENT,
+            &["department_head"],
+        ))
+        .await
+        .expect_err("an unknown request is decided");
+    assert_eq!(missing.code(), Code::PermissionDenied);
+    assert_eq!(
+        missing.message().replace(&unknown_id, "<id>"),
+        status.message().replace(&request_id, "<id>")
+    );
+
+    // An approval ends at most 90 days ahead.
+    let status = client
+        .decide_access(as_supervisor(access_approval(&request_id, 91 * 24)))
+        .await
+        .expect_err("an approval of 91 days");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_field(&status), "expires_at");
+
+    // With the supervisor's approval the head reads, and each read names the request.
+    let decided = client
+        .decide_access(as_supervisor(access_approval(&request_id, 24)))
+        .await
+        .unwrap()
+        .into_inner();
+    let approved = decided.access_request.unwrap();
+    assert_eq!(approved.state, proto::AccessRequestState::Approved as i32);
+    assert_eq!(approved.approver_id, SUPERVISOR);
+    client
+        .get_project(as_head(get_request(&project_id)))
+        .await
+        .unwrap();
+    let read = last_read(&service, &project_id).await;
+    assert_eq!(read.method, "GetProject");
+    assert_eq!(read.access_request_id, request_id);
+    let progress = proto::ListProgressRequest {
+        project_id: project_id.clone(),
+        page: None,
+    };
+    client.list_progress(as_head(progress)).await.unwrap();
+    let read = last_read(&service, &project_id).await;
+    assert_eq!(read.method, "ListProgress");
+    assert_eq!(read.access_request_id, request_id);
+    let decisions = proto::ListDecisionsRequest {
+        project_id: project_id.clone(),
+        page: None,
+    };
+    client.list_decisions(as_head(decisions)).await.unwrap();
+    let read = last_read(&service, &project_id).await;
+    assert_eq!(read.method, "ListDecisions");
+    assert_eq!(read.access_request_id, request_id);
+
+    let listed = client
+        .list_access_requests(as_head(proto::ListAccessRequestsRequest {
+            project_id: project_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.access_requests.len(), 1);
+    assert_eq!(
+        listed.access_requests[0].purpose,
+        "Review of the warehouse budget"
+    );
+
+    // After the approval ends the head is denied again, naming the expired request.
+    service.clock.advance(chrono::Duration::days(2));
+    let (message, denial) = head_denied(&mut service, &project_id).await;
+    assert!(message.contains("expired at"), "{message}");
+    assert_eq!(denial.access_request_id, request_id);
+
+    // A SECRET project also needs the head's acceptance of the agreement.
+    let requested = client
+        .request_access(as_head(access_request(&secret_id)))
+        .await
+        .unwrap()
+        .into_inner();
+    let secret_request = requested.access_request.unwrap().access_request_id;
+    client
+        .decide_access(as_supervisor(access_approval(&secret_request, 24 * 5)))
+        .await
+        .unwrap();
+    let (message, denial) = head_denied(&mut service, &secret_id).await;
+    assert!(
+        message.contains("needs the caller's acceptance of the current confidentiality"),
+        "{message}"
+    );
+    assert_eq!(denial.access_request_id, secret_request);
+    client
+        .accept_agreement(as_head(proto::AcceptAgreementRequest {
+            agreement_version: "2026-01".to_owned(),
+        }))
+        .await
+        .unwrap();
+    client
+        .get_project(as_head(get_request(&secret_id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        last_read(&service, &secret_id).await.access_request_id,
+        secret_request
+    );
+    service.stop().await;
+}

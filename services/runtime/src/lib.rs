@@ -2,6 +2,7 @@
 //! configuration, telemetry, the caller's context, validation, errors, database, blobs,
 //! event envelopes, the transactional outbox and the gRPC server lifecycle.
 
+pub mod access_approval;
 pub mod app;
 pub mod auth;
 pub mod blob;

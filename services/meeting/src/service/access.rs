@@ -3,13 +3,17 @@
 //! existing meeting is recorded as the meeting's `read_denied` event, and a denied read of
 //! a missing meeting as an `access.denied` event. Both return `PERMISSION_DENIED` with one
 //! message and a recorded event id, so the response does not reveal whether the meeting
-//! exists. Only callers who read every meeting get `NOT_FOUND` for a missing one. A
-//! permitted read of a CONFIDENTIAL or SECRET meeting is recorded as a `read` event.
+//! exists. Only callers who read every meeting get `NOT_FOUND` for a missing one. A reader
+//! of a CONFIDENTIAL or SECRET meeting who takes no part in it also needs an approved access
+//! request (see [`super::approval`]), and a read denied by that rule is a `read_denied` event
+//! naming the request it judged. A permitted read of a CONFIDENTIAL or SECRET meeting is
+//! recorded as a `read` event naming the request it used.
 
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::meeting::v1 as proto;
+use trace_runtime::access_approval::{self, ApprovalCheck};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
 use trace_runtime::read_scope::GuardedRead;
@@ -18,7 +22,7 @@ use trace_runtime::{ServiceError, ServiceResult};
 use super::write::{AttemptResult, find_meeting, load_attendees, with_retries};
 use super::{MeetingHandler, SERVICE};
 use crate::entity::{attendee, meeting, resolution};
-use crate::rules::{MeetingParties, ReadScope, may_read};
+use crate::rules::{MeetingParties, ReadScope, may_read, takes_part};
 
 /// Who reads a meeting, ending the denial message.
 const READERS: &str = "\
@@ -31,6 +35,8 @@ const READERS: &str = "\
 pub(super) enum ReadMethod {
     GetMeeting,
     GetTrackingTable,
+    RequestAccess,
+    ListAccessRequests,
 }
 
 impl ReadMethod {
@@ -38,11 +44,13 @@ impl ReadMethod {
         match self {
             Self::GetMeeting => "GetMeeting",
             Self::GetTrackingTable => "GetTrackingTable",
+            Self::RequestAccess => "RequestAccess",
+            Self::ListAccessRequests => "ListAccessRequests",
         }
     }
 
     /// Describes the read of `meeting_id` by this method for the denial answers.
-    fn guarded(self, meeting_id: &str) -> GuardedRead<'_> {
+    pub(super) fn guarded(self, meeting_id: &str) -> GuardedRead<'_> {
         GuardedRead {
             service: SERVICE,
             grpc_service: "trace.meeting.v1.MeetingService",
@@ -97,23 +105,24 @@ pub(super) fn resolution_scope_condition(scope: &ReadScope) -> Option<Condition>
 }
 
 impl MeetingHandler {
-    /// Loads the meeting `meeting_id` when the caller may read it. Otherwise records the
-    /// denial and returns `PERMISSION_DENIED`, for a missing meeting as well unless the
-    /// caller reads every meeting, who gets `NOT_FOUND`.
-    pub(super) async fn authorize_read(
+    /// Loads the meeting `meeting_id` when it is inside the caller's read scope, and returns
+    /// it with whether the caller takes part in it. Otherwise records the denial and returns
+    /// `PERMISSION_DENIED`, for a missing meeting as well unless the caller reads every
+    /// meeting, who gets `NOT_FOUND`.
+    pub(super) async fn authorize_scope(
         &self,
         context: &CallContext,
         meeting_id: &str,
         method: ReadMethod,
-    ) -> ServiceResult<meeting::Model> {
+    ) -> ServiceResult<(meeting::Model, bool)> {
         let scope = ReadScope::of(&context.principal);
         let found = find_meeting(&self.keyring, &self.db, meeting_id).await;
-        if scope == ReadScope::Whole {
-            // A caller who reads every meeting learns nothing from NOT_FOUND.
-            return found;
-        }
         let model = match found {
             Ok(model) => model,
+            // A caller who reads every meeting learns nothing from NOT_FOUND.
+            Err(error @ ServiceError::NotFound { .. }) if scope == ReadScope::Whole => {
+                return Err(error);
+            }
             Err(ServiceError::NotFound { .. }) => {
                 return Err(self.deny_missing(context, meeting_id, method).await);
             }
@@ -134,28 +143,93 @@ impl MeetingHandler {
             attendee_ids: &attendee_ids,
             resolution_owner_ids: &resolution_owner_ids,
         };
-        if may_read(&scope, &parties) {
-            return Ok(model);
+        if !may_read(&scope, &parties) {
+            return Err(self.deny_existing(context, &model, method).await);
         }
-        Err(self.deny_existing(context, &model, method).await)
+        let participant = takes_part(&context.principal.user_id, &parties);
+        Ok((model, participant))
     }
 
-    /// Records a permitted read of a CONFIDENTIAL or SECRET meeting as its `read` event and
-    /// returns the meeting at the new version. Meetings of a lower level are returned as
-    /// they are, with no event.
+    /// Loads the meeting `meeting_id` when the caller may read its records, and returns it
+    /// with the access request the read uses. Besides the read scope of
+    /// [`MeetingHandler::authorize_scope`], a caller who takes no part in a CONFIDENTIAL or
+    /// SECRET meeting needs an approved access request, and for a SECRET meeting the
+    /// current agreement. A denial by that rule is recorded as the meeting's `read_denied`
+    /// event and returned as `PERMISSION_DENIED` with the reason, which the caller may see
+    /// because the meeting is inside their scope.
+    pub(super) async fn authorize_read(
+        &self,
+        context: &CallContext,
+        meeting_id: &str,
+        method: ReadMethod,
+    ) -> ServiceResult<(meeting::Model, Option<String>)> {
+        let (model, participant) = self.authorize_scope(context, meeting_id, method).await?;
+        let level = access_approval::level_of(model.confidentiality);
+        if level < Confidentiality::Confidential || participant {
+            return Ok((model, None));
+        }
+
+        let caller = context.principal.user_id.as_str();
+        let now = self.now();
+        let request = access_approval::newest_request(&self.db, &model.id, caller, now).await?;
+        let agreement_accepted =
+            access_approval::agreement_accepted(&self.db, caller, &self.settings.agreement_version)
+                .await?;
+        let check = ApprovalCheck {
+            caller,
+            record: "meeting",
+            record_id: &model.id,
+            level,
+            takes_part: participant,
+            request: request.as_ref(),
+            agreement_accepted,
+            now,
+        };
+        let denial = match access_approval::check_approval(&check) {
+            Ok(used) => return Ok((model, used)),
+            Err(denial) => denial,
+        };
+
+        let payload = proto::MeetingReadDenied {
+            method: method.name().to_owned(),
+            reason: denial.reason.clone(),
+            access_request_id: denial.access_request_id.clone().unwrap_or_default(),
+        };
+        let event_id = self.record_denial(context, &model, &payload).await?;
+        tracing::info!(
+            meeting_id = %model.id,
+            user_id = caller,
+            method = method.name(),
+            %event_id,
+            reason = %denial.reason,
+            "meeting read denied without a current approval"
+        );
+        Err(ServiceError::denied_and_recorded(
+            format!(
+                "{}; the denial is recorded as event {event_id}",
+                denial.reason
+            ),
+            event_id,
+        ))
+    }
+
+    /// Records a permitted read of a CONFIDENTIAL or SECRET meeting as its `read` event, which
+    /// names the access request the read used, and returns the meeting at the new version.
+    /// Meetings of a lower level are returned as they are, with no event.
     pub(super) async fn record_read(
         &self,
         context: &CallContext,
         model: meeting::Model,
+        access_request_id: Option<String>,
         method: ReadMethod,
     ) -> ServiceResult<meeting::Model> {
-        let level =
-            Confidentiality::try_from(model.confidentiality).unwrap_or(Confidentiality::Secret);
+        let level = access_approval::level_of(model.confidentiality);
         if level < Confidentiality::Confidential {
             return Ok(model);
         }
         let payload = proto::MeetingRead {
             method: method.name().to_owned(),
+            access_request_id: access_request_id.unwrap_or_default(),
         };
         with_retries("record a meeting read", || async {
             let txn = self.begin().await?;
@@ -176,7 +250,8 @@ impl MeetingHandler {
         .await
     }
 
-    /// Records a denied read of an existing meeting as its `read_denied` event.
+    /// Records a denied read of an existing meeting outside the caller's scope as its
+    /// `read_denied` event.
     async fn deny_existing(
         &self,
         context: &CallContext,
@@ -191,8 +266,20 @@ impl MeetingHandler {
                  meeting, and is not a supervisor or department head of its department '{}'",
                 model.department
             ),
+            access_request_id: String::new(),
         };
-        let recorded = with_retries("record a denied meeting read", || async {
+        let recorded = self.record_denial(context, model, &payload).await;
+        method.guarded(&model.id).denial_error(context, recorded)
+    }
+
+    /// Records `payload` as the meeting's `read_denied` event and returns the event id.
+    async fn record_denial(
+        &self,
+        context: &CallContext,
+        model: &meeting::Model,
+        payload: &proto::MeetingReadDenied,
+    ) -> ServiceResult<String> {
+        with_retries("record a denied meeting read", || async {
             let txn = self.begin().await?;
             let loaded = find_meeting(&self.keyring, &txn, &model.id).await?;
             let (_, event_id) = self
@@ -202,14 +289,13 @@ impl MeetingHandler {
                     &loaded,
                     Default::default(),
                     "read_denied",
-                    pack(&payload),
+                    pack(payload),
                 )
                 .await?;
             self.commit(txn).await?;
             AttemptResult::Ok(event_id)
         })
-        .await;
-        method.guarded(&model.id).denial_error(context, recorded)
+        .await
     }
 
     /// Records a denied read of a missing meeting as an `access.denied` event, the event

@@ -185,7 +185,8 @@ async fn plans_of<C: ConnectionTrait>(
 
 impl MeetingHandler {
     // NOTE: ListMeetings returns agenda titles of CONFIDENTIAL and SECRET meetings in scope
-    // without recording a `read` event; only the by-id reads record one.
+    // without recording a `read` event or checking for an approved access request. Only the
+    // by-id reads do both.
     pub(super) async fn get(
         &self,
         context: &CallContext,
@@ -194,7 +195,7 @@ impl MeetingHandler {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
         let db = &self.db;
 
-        let model = self
+        let (model, access_request_id) = self
             .authorize_read(context, &meeting_id, ReadMethod::GetMeeting)
             .await?;
         let attendees = load_attendees(db, &meeting_id).await?;
@@ -236,7 +237,7 @@ impl MeetingHandler {
             .await?;
         let confirmations = open_rows(&self.keyring, confirmations)?;
         let model = self
-            .record_read(context, model, ReadMethod::GetMeeting)
+            .record_read(context, model, access_request_id, ReadMethod::GetMeeting)
             .await?;
 
         Ok(proto::GetMeetingResponse {
@@ -307,7 +308,7 @@ impl MeetingHandler {
         request: proto::GetTrackingTableRequest,
     ) -> ServiceResult<proto::GetTrackingTableResponse> {
         let meeting_id = validate::record_id("meeting_id", &request.meeting_id)?.to_string();
-        let model = self
+        let (model, access_request_id) = self
             .authorize_read(context, &meeting_id, ReadMethod::GetTrackingTable)
             .await?;
 
@@ -333,8 +334,13 @@ impl MeetingHandler {
                 overdue_marks: marks.iter().map(convert::overdue_mark).collect(),
             });
         }
-        self.record_read(context, model, ReadMethod::GetTrackingTable)
-            .await?;
+        self.record_read(
+            context,
+            model,
+            access_request_id,
+            ReadMethod::GetTrackingTable,
+        )
+        .await?;
         Ok(proto::GetTrackingTableResponse { resolutions })
     }
 

@@ -3,13 +3,17 @@
 //! an existing project is recorded as the project's `read_denied` event, and a denied read
 //! of a missing project as an `access.denied` event. Both return `PERMISSION_DENIED` with
 //! one message and a recorded event id, so the response does not reveal whether the project
-//! exists. Only callers who read every project get `NOT_FOUND` for a missing one. A
-//! permitted read of a CONFIDENTIAL or SECRET project is recorded as a `read` event.
+//! exists. Only callers who read every project get `NOT_FOUND` for a missing one. A reader
+//! of a CONFIDENTIAL or SECRET project who takes no part in it also needs an approved access
+//! request (see [`super::access_requests`]), and a read denied by that rule is a
+//! `read_denied` event naming the request it judged. A permitted read of a CONFIDENTIAL or
+//! SECRET project is recorded as a `read` event naming the request it used.
 
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::project::v1 as proto;
+use trace_runtime::access_approval::{self, ApprovalCheck};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
 use trace_runtime::read_scope::GuardedRead;
@@ -18,7 +22,7 @@ use trace_runtime::{ServiceError, ServiceResult};
 use super::write::{AttemptResult, find_project, with_retries};
 use super::{ProjectHandler, SERVICE};
 use crate::entity::{acceptance, approval, group_member, member, project};
-use crate::rules::{ProjectParties, ReadScope, may_read};
+use crate::rules::{ProjectParties, ReadScope, may_read, takes_part};
 
 /// Who reads a project, ending the denial message.
 const READERS: &str = "\
@@ -32,6 +36,8 @@ pub(super) enum ReadMethod {
     GetProject,
     ListProgress,
     ListDecisions,
+    RequestAccess,
+    ListAccessRequests,
 }
 
 impl ReadMethod {
@@ -40,11 +46,13 @@ impl ReadMethod {
             Self::GetProject => "GetProject",
             Self::ListProgress => "ListProgress",
             Self::ListDecisions => "ListDecisions",
+            Self::RequestAccess => "RequestAccess",
+            Self::ListAccessRequests => "ListAccessRequests",
         }
     }
 
     /// Describes the read of `project_id` by this method for the denial answers.
-    fn guarded(self, project_id: &str) -> GuardedRead<'_> {
+    pub(super) fn guarded(self, project_id: &str) -> GuardedRead<'_> {
         GuardedRead {
             service: SERVICE,
             grpc_service: "trace.project.v1.ProjectService",
@@ -102,23 +110,23 @@ fn acceptance_groups_of(user_id: &str) -> sea_orm::sea_query::SelectStatement {
 }
 
 impl ProjectHandler {
-    /// Loads the project `project_id` when the caller may read it. Otherwise records the
-    /// denial and returns `PERMISSION_DENIED`, for a missing project as well unless the
-    /// caller reads every project, who gets `NOT_FOUND`.
-    pub(super) async fn authorize_read(
+    /// Loads the project `project_id` when it is inside the caller's read scope, and returns
+    /// it with whether the caller takes part in it. Otherwise records the denial and returns
+    /// `PERMISSION_DENIED`, for a missing project as well unless the caller reads every
+    /// project, who gets `NOT_FOUND`.
+    pub(super) async fn authorize_scope(
         &self,
         context: &CallContext,
         project_id: &str,
         method: ReadMethod,
-    ) -> ServiceResult<project::Model> {
+    ) -> ServiceResult<(project::Model, bool)> {
         let scope = ReadScope::of(&context.principal);
-        let found = find_project(&self.db, project_id).await;
-        if scope == ReadScope::Whole {
-            // A caller who reads every project learns nothing from NOT_FOUND.
-            return found;
-        }
-        let model = match found {
+        let model = match find_project(&self.db, project_id).await {
             Ok(model) => model,
+            // A caller who reads every project learns nothing from NOT_FOUND.
+            Err(error @ ServiceError::NotFound { .. }) if scope == ReadScope::Whole => {
+                return Err(error);
+            }
             Err(ServiceError::NotFound { .. }) => {
                 return Err(self.deny_missing(context, project_id, method).await);
             }
@@ -158,28 +166,92 @@ impl ProjectHandler {
             approver_ids: &approver_ids,
             acceptance_member_ids: &acceptance_member_ids,
         };
-        if may_read(&scope, &parties) {
-            return Ok(model);
+        if !may_read(&scope, &parties) {
+            return Err(self.deny_existing(context, &model, method).await);
         }
-        Err(self.deny_existing(context, &model, method).await)
+        let participant = takes_part(&context.principal.user_id, &parties);
+        Ok((model, participant))
     }
 
-    /// Records a permitted read of a CONFIDENTIAL or SECRET project as its `read` event and
-    /// returns the project at the new version. Projects of a lower level are returned as
-    /// they are, with no event.
+    /// Loads the project `project_id` when the caller may read its records, and returns it
+    /// with the access request the read uses. Besides the read scope of
+    /// [`ProjectHandler::authorize_scope`], a caller who takes no part in a CONFIDENTIAL or
+    /// SECRET project needs an approved access request, and for a SECRET project the
+    /// current agreement. A denial by that rule is recorded as the project's `read_denied`
+    /// event and returned as `PERMISSION_DENIED` with the reason, which the caller may see
+    /// because the project is inside their scope.
+    pub(super) async fn authorize_read(
+        &self,
+        context: &CallContext,
+        project_id: &str,
+        method: ReadMethod,
+    ) -> ServiceResult<(project::Model, Option<String>)> {
+        let (model, participant) = self.authorize_scope(context, project_id, method).await?;
+        let level = access_approval::level_of(model.confidentiality);
+        if level < Confidentiality::Confidential || participant {
+            return Ok((model, None));
+        }
+
+        let caller = context.principal.user_id.as_str();
+        let now = self.now();
+        let request = access_approval::newest_request(&self.db, &model.id, caller, now).await?;
+        let agreement_accepted =
+            access_approval::agreement_accepted(&self.db, caller, &self.agreement_version).await?;
+        let check = ApprovalCheck {
+            caller,
+            record: "project",
+            record_id: &model.id,
+            level,
+            takes_part: participant,
+            request: request.as_ref(),
+            agreement_accepted,
+            now,
+        };
+        let denial = match access_approval::check_approval(&check) {
+            Ok(used) => return Ok((model, used)),
+            Err(denial) => denial,
+        };
+
+        let payload = proto::ProjectReadDenied {
+            method: method.name().to_owned(),
+            reason: denial.reason.clone(),
+            access_request_id: denial.access_request_id.clone().unwrap_or_default(),
+        };
+        let event_id = self.record_denial(context, &model, &payload).await?;
+        tracing::info!(
+            project_id = %model.id,
+            user_id = caller,
+            method = method.name(),
+            %event_id,
+            reason = %denial.reason,
+            "project read denied without a current approval"
+        );
+        Err(ServiceError::denied_and_recorded(
+            format!(
+                "{}; the denial is recorded as event {event_id}",
+                denial.reason
+            ),
+            event_id,
+        ))
+    }
+
+    /// Records a permitted read of a CONFIDENTIAL or SECRET project as its `read` event, which
+    /// names the access request the read used, and returns the project at the new version.
+    /// Projects of a lower level are returned as they are, with no event.
     pub(super) async fn record_read(
         &self,
         context: &CallContext,
         model: project::Model,
+        access_request_id: Option<String>,
         method: ReadMethod,
     ) -> ServiceResult<project::Model> {
-        let level =
-            Confidentiality::try_from(model.confidentiality).unwrap_or(Confidentiality::Secret);
+        let level = access_approval::level_of(model.confidentiality);
         if level < Confidentiality::Confidential {
             return Ok(model);
         }
         let payload = proto::ProjectRead {
             method: method.name().to_owned(),
+            access_request_id: access_request_id.unwrap_or_default(),
         };
         with_retries("record a project read", || async {
             let txn = self.begin().await?;
@@ -193,7 +265,8 @@ impl ProjectHandler {
         .await
     }
 
-    /// Records a denied read of an existing project as its `read_denied` event.
+    /// Records a denied read of an existing project outside the caller's scope as its
+    /// `read_denied` event.
     async fn deny_existing(
         &self,
         context: &CallContext,
@@ -209,18 +282,29 @@ impl ProjectHandler {
                  department '{}'",
                 model.department
             ),
+            access_request_id: String::new(),
         };
-        let recorded = with_retries("record a denied project read", || async {
+        let recorded = self.record_denial(context, model, &payload).await;
+        method.guarded(&model.id).denial_error(context, recorded)
+    }
+
+    /// Records `payload` as the project's `read_denied` event and returns the event id.
+    async fn record_denial(
+        &self,
+        context: &CallContext,
+        model: &project::Model,
+        payload: &proto::ProjectReadDenied,
+    ) -> ServiceResult<String> {
+        with_retries("record a denied project read", || async {
             let txn = self.begin().await?;
             let loaded = find_project(&txn, &model.id).await?;
             let (_, event_id) = self
-                .record_event(&txn, context, &loaded, "read_denied", pack(&payload))
+                .record_event(&txn, context, &loaded, "read_denied", pack(payload))
                 .await?;
             self.commit(txn).await?;
             AttemptResult::Ok(event_id)
         })
-        .await;
-        method.guarded(&model.id).denial_error(context, recorded)
+        .await
     }
 
     /// Records a denied read of a missing project as an `access.denied` event, the event

@@ -89,7 +89,7 @@ impl ProjectHandler {
         request: proto::GetProjectRequest,
     ) -> ServiceResult<proto::GetProjectResponse> {
         let project_id = project_id(&request.project_id)?;
-        let project = self
+        let (project, access_request_id) = self
             .authorize_read(context, &project_id, ReadMethod::GetProject)
             .await?;
 
@@ -109,7 +109,7 @@ impl ProjectHandler {
         let application = self.current_application(&project).await?;
         let latest_acceptance = self.latest_acceptance(&project).await?;
         let project = self
-            .record_read(context, project, ReadMethod::GetProject)
+            .record_read(context, project, access_request_id, ReadMethod::GetProject)
             .await?;
 
         Ok(proto::GetProjectResponse {
@@ -214,7 +214,7 @@ impl ProjectHandler {
     ) -> ServiceResult<proto::ListProgressResponse> {
         let project_id = project_id(&request.project_id)?;
         let page = Page::parse(request.page.as_ref())?;
-        let project = self
+        let (project, access_request_id) = self
             .authorize_read(context, &project_id, ReadMethod::ListProgress)
             .await?;
 
@@ -225,8 +225,13 @@ impl ProjectHandler {
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
         let rows = open_rows(&self.keyring, rows)?;
-        self.record_read(context, project, ReadMethod::ListProgress)
-            .await?;
+        self.record_read(
+            context,
+            project,
+            access_request_id,
+            ReadMethod::ListProgress,
+        )
+        .await?;
 
         Ok(proto::ListProgressResponse {
             reports: rows.iter().map(convert::progress).collect(),
@@ -241,7 +246,7 @@ impl ProjectHandler {
     ) -> ServiceResult<proto::ListDecisionsResponse> {
         let project_id = project_id(&request.project_id)?;
         let page = Page::parse(request.page.as_ref())?;
-        let project = self
+        let (project, access_request_id) = self
             .authorize_read(context, &project_id, ReadMethod::ListDecisions)
             .await?;
 
@@ -252,8 +257,13 @@ impl ProjectHandler {
             .await?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
         let rows = open_rows(&self.keyring, rows)?;
-        self.record_read(context, project, ReadMethod::ListDecisions)
-            .await?;
+        self.record_read(
+            context,
+            project,
+            access_request_id,
+            ReadMethod::ListDecisions,
+        )
+        .await?;
 
         Ok(proto::ListDecisionsResponse {
             decisions: rows.iter().map(convert::decision).collect(),
