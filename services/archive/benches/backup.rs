@@ -21,7 +21,7 @@ use trace_archive::ledger::{Incoming, append_batch};
 use trace_archive::migration::Migrator;
 
 /// Returns the peak resident set size in MiB since the last [`reset_peak_rss`], read from
-/// `/proc/self/status` (Linux only; 0 elsewhere).
+/// `/proc/self/status` (Linux only, 0 elsewhere).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
