@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
-use trace_runtime::event::{digest_form, envelope_digest, is_sealed_level, is_subject_token};
+use trace_runtime::event::{envelope_digest, is_sealed_level, is_subject_token};
 
 use crate::entity::{chain_head, conflict, ledger_entry, merkle_hash, rejected};
 use crate::merkle;
@@ -156,26 +156,12 @@ fn check_envelope(envelope: &Envelope, subject: &str) -> Result<(), String> {
 /// disposition has cleared it.
 pub fn payload_matches_digest(entry: &ledger_entry::Model) -> bool {
     entry.payload.as_ref().is_none_or(|payload| {
-        let digest = Sha256::digest(digest_form(payload, entry.confidentiality));
-        hex_matches(&digest.into(), &entry.payload_sha256)
+        envelope_digest(payload, entry.confidentiality) == entry.payload_sha256
     })
-}
-
-/// Returns true when `text` is exactly the lowercase hex form of `hash`, as
-/// `hex::encode(hash) == text` would, without allocating.
-pub fn hex_matches(hash: &[u8; 32], text: &str) -> bool {
-    let mut encoded = [0u8; 64];
-    hex::encode_to_slice(hash, &mut encoded).expect("32 bytes encode to 64 hex digits");
-    encoded.as_slice() == text.as_bytes()
 }
 
 /// Computes the entry hash of `entry` from its stored columns and its previous hash.
 pub fn entry_hash(entry: &ledger_entry::Model) -> String {
-    hex::encode(entry_hash_bytes(entry))
-}
-
-/// Computes the raw 32 bytes of [`entry_hash`].
-pub fn entry_hash_bytes(entry: &ledger_entry::Model) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(ENTRY_DOMAIN);
     let mut field = |bytes: &[u8]| {
@@ -203,7 +189,7 @@ pub fn entry_hash_bytes(entry: &ledger_entry::Model) -> [u8; 32] {
     field(entry.causation_id.as_bytes());
     field(entry.payload_type.as_bytes());
     field(entry.payload_sha256.as_bytes());
-    hasher.finalize().into()
+    hex::encode(hasher.finalize())
 }
 
 /// Appends a batch in one transaction and returns one outcome per message, in order.
