@@ -255,6 +255,88 @@ async fn deleted_row_fails_verification() {
 }
 
 #[tokio::test]
+async fn tampered_merkle_leaf_fails_verification() {
+    let test = sqlite().await;
+    let batch: Vec<Incoming> = (1..=3)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    append_batch(&test.db, 10, &batch).await.unwrap();
+    // The leaf of sequence 2 is leaf 1 of the tree (0-based).
+    let leaf = tlog_tiles::tlog::stored_hash_index(0, 1);
+    let backend = test.db.get_database_backend();
+
+    test.db
+        .execute_raw(Statement::from_string(
+            backend,
+            format!(
+                "UPDATE merkle_hashes SET hash = X'{}' WHERE stored_index = {leaf}",
+                "00".repeat(32)
+            ),
+        ))
+        .await
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 2);
+    assert_eq!(reason, "Merkle leaf hash does not match the entry hash");
+    assert_eq!(verification.checked, 1);
+
+    test.db
+        .execute_raw(Statement::from_string(
+            backend,
+            format!("DELETE FROM merkle_hashes WHERE stored_index = {leaf}"),
+        ))
+        .await
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 2);
+    assert_eq!(reason, "Merkle leaf hash is missing");
+}
+
+#[tokio::test]
+async fn edit_after_first_page_fails_at_that_row() {
+    // More entries than verification reads per page, so the edit sits in a later page.
+    const ENTRIES: u64 = 5_010;
+    let test = sqlite().await;
+    let batch: Vec<Incoming> = (1..=ENTRIES)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    for chunk in batch.chunks(500) {
+        append_batch(&test.db, 10, chunk).await.unwrap();
+    }
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, ENTRIES);
+
+    test.db
+        .execute_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "UPDATE ledger_entries SET actor_id = 'someone.else' WHERE sequence = 5005",
+        ))
+        .await
+        .unwrap();
+    let before = test
+        .db
+        .query_one_raw(Statement::from_string(
+            test.db.get_database_backend(),
+            "SELECT entry_hash FROM ledger_entries WHERE sequence = 5004",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "entry_hash")
+        .unwrap();
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    assert_eq!(
+        verification.broken.as_ref().map(|(sequence, _)| *sequence),
+        Some(5005)
+    );
+    assert_eq!(verification.checked, 5004);
+    assert_eq!(verification.head_hash, before);
+}
+
+#[tokio::test]
 async fn receipt_query_names_own_archived_events() {
     let test = sqlite().await;
     let drafted = envelope("doc-1", 1, "drafted");

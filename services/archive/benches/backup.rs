@@ -1,0 +1,151 @@
+//! Backup and restore benchmark. It appends N envelopes to a fresh SQLite ledger and writes a
+//! full backup to a local folder, in sealed segments of at most 100,000 entries with a signed
+//! checkpoint each. Then it verifies the backup and restores it into a second, empty SQLite
+//! database, and prints the time and the peak resident memory of each phase.
+//!
+//! ```text
+//! cargo bench -p trace-archive --bench backup -- [entries] [batch]
+//! ```
+
+mod support;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message;
+use support::envelope;
+use trace_archive::backup::BackupKey;
+use trace_archive::backup_job::{self, BackupLocation};
+use trace_archive::checkpoint::{CheckpointSigner, generate_key};
+use trace_archive::ledger::{Incoming, append_batch};
+use trace_archive::migration::Migrator;
+
+/// Returns the peak resident set size in MiB since the last [`reset_peak_rss`], read from
+/// `/proc/self/status` (Linux only, 0 elsewhere).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Resets the kernel's peak resident set size of this process to the current one (Linux
+/// 4.0 and later), so that each phase reports its own peak.
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").ok();
+}
+
+async fn sqlite(path: &std::path::Path) -> sea_orm::DatabaseConnection {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    trace_runtime::db::connect_and_migrate::<Migrator>(&url)
+        .await
+        .expect("sqlite")
+}
+
+#[tokio::main]
+async fn main() {
+    let arguments: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let entries = arguments.first().copied().unwrap_or(20_000);
+    let batch = arguments.get(1).copied().unwrap_or(500);
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let db = sqlite(&dir.path().join("ledger.db")).await;
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(batch as usize);
+    for index in 0..entries {
+        let envelope = envelope(index);
+        pending.push(Incoming {
+            stream_sequence: index + 1,
+            subject: envelope.subject.clone(),
+            raw: Bytes::from(envelope.encode_to_vec()),
+        });
+        if pending.len() as u64 == batch || index + 1 == entries {
+            append_batch(&db, 1, &pending).await.expect("append");
+            pending.clear();
+        }
+    }
+    println!(
+        "appended {entries} entries in batches of {batch}: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let key = BackupKey::from_hex(&BackupKey::generate_hex()).expect("backup key");
+    let (signing_key, verifier_key) = generate_key("bench.archive").expect("checkpoint key");
+    let signer = CheckpointSigner::new(&signing_key).expect("signer");
+    let folder = dir.path().join("backup");
+    let location =
+        BackupLocation::open(&format!("file://{}", folder.display()), &Default::default())
+            .expect("backup location");
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let run = backup_job::run_backup(&db, &location, &key, Some(&signer), 1, &|_, _| {})
+        .await
+        .expect("backup");
+    let backup = started.elapsed();
+    let sealed_bytes: u64 = run.manifests.iter().map(|m| m.sealed_bytes).sum();
+    println!(
+        "backup: {} segments, {sealed_bytes} sealed bytes, {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        run.manifests.len(),
+        backup.as_secs_f64(),
+        entries as f64 / backup.as_secs_f64(),
+        peak_rss_mib(),
+    );
+    db.close().await.ok();
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let check = backup_job::read_backup(
+        &location,
+        &key,
+        Some(&verifier_key),
+        &mut |_, _| {},
+        |_| async { Ok(()) },
+    )
+    .await
+    .expect("verify backup");
+    let verify = started.elapsed();
+    assert_eq!(check.entries, entries);
+    println!(
+        "verify backup: {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        verify.as_secs_f64(),
+        entries as f64 / verify.as_secs_f64(),
+        peak_rss_mib(),
+    );
+
+    let target = sqlite(&dir.path().join("restored.db")).await;
+    reset_peak_rss();
+    let started = Instant::now();
+    let check = backup_job::restore(
+        &target,
+        &location,
+        &key,
+        Some(&verifier_key),
+        &mut |_, _| {},
+    )
+    .await
+    .expect("restore");
+    // Closing checkpoints the write-ahead log into the database file, as `tracectl restore`
+    // does, so the time includes a complete file.
+    target.close().await.expect("close");
+    let restore = started.elapsed();
+    assert_eq!(check.entries, entries);
+    println!(
+        "restore: {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        restore.as_secs_f64(),
+        entries as f64 / restore.as_secs_f64(),
+        peak_rss_mib(),
+    );
+}
