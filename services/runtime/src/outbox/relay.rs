@@ -10,14 +10,16 @@
 //! events. A receipt lost while NATS restarted is then recovered at once. The events the
 //! archive does not name, or all of them when it does not reply, are published again.
 //!
-//! The first publish of a row carries the event id as `Nats-Msg-Id`, so the broker drops a
-//! second copy sent because a broker ack was lost. A republication after an overdue receipt
-//! carries the event id with the attempt number ([`message_id`]). With the first id the
-//! broker would drop the copy for its whole duplicate window (two minutes by default), even
-//! when the stream lost the first copy. The archive stores each event id once, so a copy
-//! that arrives twice is absorbed there.
+//! A row is published with the event id as `Nats-Msg-Id`, so the broker drops a second copy
+//! sent because a broker ack was lost, or because a receipt is late while the archive does
+//! not reply. When the archive replies that it lacks an overdue event, the stream may have
+//! lost it (a purge, or a broker that lost its store). The broker would still drop a copy
+//! with the same id for its whole duplicate window (two minutes by default). So that copy
+//! carries the event id with the attempt number instead ([`message_id`]). When the archive
+//! was only behind, the first copy turns up as well, and the archive, which stores each
+//! event id once, absorbs the second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +73,9 @@ pub struct Relay {
     wake: Arc<Notify>,
     holder: String,
     metrics: Metrics,
+    /// Event ids that the archive's last reply to a receipt query did not name: overdue
+    /// events the archive lacks, republished under a new message id.
+    missing: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Result of one relay round.
@@ -102,6 +107,7 @@ impl Relay {
             wake: outbox.wake_handle(),
             holder: uuid::Uuid::now_v7().to_string(),
             metrics,
+            missing: std::sync::Mutex::default(),
         }
     }
 
@@ -220,12 +226,13 @@ impl Relay {
     /// `traceparent` header. Without a valid span (no OTLP exporter) the stored context is
     /// forwarded unchanged.
     async fn publish(&self, rows: &[event::Model]) -> Vec<Result<(), String>> {
+        let missing = std::mem::take(&mut *self.missing.lock().expect("missing ids lock"));
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let span = publish_span(row);
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(row.envelope.clone()))
-                .message_id(message_id(row));
+                .message_id(message_id(row, missing.contains(&row.event_id)));
             match propagation::headers_of(&span) {
                 Some(headers) => {
                     message = message.header(TRACEPARENT, headers.traceparent.as_str());
@@ -341,6 +348,18 @@ impl Relay {
                 return Ok(());
             }
         };
+        let named: HashSet<&str> = receipt
+            .events
+            .iter()
+            .map(|event| event.event_id.as_str())
+            .collect();
+        let missing: HashSet<String> = query
+            .event_ids
+            .iter()
+            .filter(|id| !named.contains(id.as_str()))
+            .cloned()
+            .collect();
+        *self.missing.lock().expect("missing ids lock") = missing;
         if !receipt.events.is_empty() {
             tracing::info!(
                 overdue,
@@ -404,13 +423,13 @@ impl Relay {
 
 /// Starts the producer span of one publish, following the OpenTelemetry messaging
 /// conventions, as a child of the trace context stored with the row.
-/// Returns the `Nats-Msg-Id` of a row's next publish: the event id for the first, and the
-/// event id and the attempt number, such as `<event id>.2`, for a republication.
-fn message_id(row: &event::Model) -> String {
-    if row.attempts == 0 {
-        row.event_id.clone()
-    } else {
+/// Returns the `Nats-Msg-Id` of a row's next publish: the event id, or for an event that the
+/// archive reported missing the event id and the attempt number, such as `<event id>.2`.
+fn message_id(row: &event::Model, missing_in_archive: bool) -> String {
+    if missing_in_archive {
         format!("{}.{}", row.event_id, row.attempts + 1)
+    } else {
+        row.event_id.clone()
     }
 }
 
