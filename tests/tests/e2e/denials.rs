@@ -2,7 +2,8 @@
 //! another audience, and with a role that may not act each become an archived event naming
 //! the method and the reason. A content read without an approved request becomes the
 //! document's own `read_denied` event, and a read of another department's meeting becomes
-//! the meeting's `read_denied` event.
+//! the meeting's `read_denied` event. Reads of a SECRET document without the agreement and
+//! after the approval expired become `read_denied` events naming the request.
 
 use std::time::Duration;
 
@@ -310,5 +311,145 @@ async fn another_departments_meeting_is_denied() {
     assert_eq!(payload.method, "GetMeeting");
     assert!(payload.reason.contains(READER.user_id), "{payload:?}");
     meeting.stop().await;
+    archive.stop().await;
+}
+
+/// Reads of a SECRET document under an approved request: denied without the caller's
+/// acceptance of the confidentiality agreement, permitted with it, and denied again once the
+/// approval has expired. Both denials reach the archive as the document's `read_denied`
+/// events, each naming the request it was judged by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_denials_are_archived() {
+    use trace_proto::document::v1::{
+        AcceptAgreementRequest, DecideAccessRequest, RequestAccessRequest,
+    };
+
+    const HEAD: Person = Person {
+        user_id: "li.na",
+        department: "admin-office",
+        role: "department_head",
+    };
+
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = start_archive(&nats.url(), dir.path()).await;
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = document_client(&document.address).await;
+
+    let drafted = client
+        .create_draft(DRAFTER.request(CreateDraftRequest {
+            title: "Acquisition plan".to_owned(),
+            category: "PLAN".to_owned(),
+            department: "admin-office".to_owned(),
+            confidentiality: Confidentiality::Secret as i32,
+            content: b"terms".to_vec(),
+            media_type: "text/plain".to_owned(),
+        }))
+        .await
+        .expect("create a secret draft")
+        .into_inner();
+    let document_id = drafted.document.unwrap().document_id;
+    let requested = client
+        .request_access(READER.request(RequestAccessRequest {
+            document_id: document_id.clone(),
+            purpose: "due diligence".to_owned(),
+            revision: 0,
+        }))
+        .await
+        .expect("request access")
+        .into_inner();
+    let request_id = requested.access_request.unwrap().access_request_id;
+    // The approval ends a few seconds from now, so the test can outlive it.
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    client
+        .decide_access(HEAD.request(DecideAccessRequest {
+            access_request_id: request_id.clone(),
+            approve: true,
+            opinion: "for the due diligence only".to_owned(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: expires_at.timestamp(),
+                nanos: 0,
+            }),
+        }))
+        .await
+        .expect("approve the request");
+
+    let read = || {
+        READER.request(ReadContentRequest {
+            access_request_id: String::new(),
+            document_id: document_id.clone(),
+            revision: 0,
+        })
+    };
+    let without_agreement = client.read_content(read()).await.unwrap_err();
+    assert_eq!(without_agreement.code(), Code::PermissionDenied);
+    client
+        .accept_agreement(READER.request(AcceptAgreementRequest {
+            agreement_version: "2026-01".to_owned(),
+        }))
+        .await
+        .expect("accept the agreement");
+    let permitted = client
+        .read_content(read())
+        .await
+        .expect("read with approval and agreement")
+        .into_inner();
+    assert_eq!(permitted.access_request_id, request_id);
+    let wait = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(500)).await;
+    let expired = client.read_content(read()).await.unwrap_err();
+    assert_eq!(expired.code(), Code::PermissionDenied);
+
+    let mut archive_client = archive_client(&archive.address).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let denied = loop {
+        let entries = archive_client
+            .query_entries(AUDITOR.request(QueryEntriesRequest {
+                entity_type: "document".to_owned(),
+                entity_id: document_id.clone(),
+                include_envelope: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("query the document's entries")
+            .into_inner()
+            .entries;
+        let denied: Vec<_> = entries
+            .into_iter()
+            .filter(|entry| entry.action == "read_denied")
+            .collect();
+        if denied.len() >= 2 || std::time::Instant::now() > deadline {
+            break denied;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let payloads: Vec<DocumentReadDenied> = denied
+        .iter()
+        .map(|entry| {
+            let envelope = trace_proto::event::v1::Envelope::decode(entry.envelope.as_slice())
+                .expect("stored envelope decodes");
+            let opened = trace_runtime::event::open_payload(
+                &trace_runtime::seal::Keyring::development(),
+                &envelope,
+            )
+            .expect("open the sealed payload")
+            .expect("a payload");
+            DocumentReadDenied::decode(opened.value.as_slice()).expect("read_denied payload")
+        })
+        .collect();
+    assert_eq!(payloads.len(), 2);
+    assert!(
+        payloads[0].reason.contains("confidentiality agreement"),
+        "{:?}",
+        payloads[0]
+    );
+    assert!(payloads[1].reason.contains("expired"), "{:?}", payloads[1]);
+    for payload in &payloads {
+        assert_eq!(payload.access_request_id, request_id);
+        assert_eq!(payload.method, "ReadContent");
+    }
+    document.stop().await;
     archive.stop().await;
 }
