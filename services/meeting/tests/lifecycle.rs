@@ -2665,7 +2665,7 @@ async fn run_access_requests(database_url: Option<&str>) -> Result<()> {
         .await
         .expect_err("a head of another department decides");
     assert_eq!(status.code(), Code::PermissionDenied);
-    // An unknown request gets the same answer, so it does not show which requests exist.
+    // An unknown request gets the same error, so it does not show which requests exist.
     let unknown_id = uuid::Uuid::now_v7().to_string();
     let missing = client
         .decide_access(as_foreign_head(approval(&unknown_id, 24)))

@@ -2194,7 +2194,7 @@ async fn run_access_requests(mut service: Service) {
         .await
         .expect_err("a head of another department decides");
     assert_eq!(status.code(), Code::PermissionDenied);
-    // An unknown request gets the same answer, so it does not show which requests exist.
+    // An unknown request gets the same error, so it does not show which requests exist.
     let unknown_id = uuid::Uuid::now_v7().to_string();
     let missing = client
         .decide_access(call_as(

@@ -164,20 +164,20 @@ pub fn expiry(field: &str, value: Option<&prost_types::Timestamp>, now: i64) -> 
             "is missing; an approval needs an end",
         ));
     };
-    let shown = format!("{}.{:09}s", value.seconds, value.nanos);
+    let displayed = format!("{}.{:09}s", value.seconds, value.nanos);
     let micros = micros_from_timestamp(value)
-        .ok_or_else(|| ServiceError::invalid(field, &shown, "is not a valid instant"))?;
+        .ok_or_else(|| ServiceError::invalid(field, &displayed, "is not a valid instant"))?;
     if micros <= now {
         return Err(ServiceError::invalid(
             field,
-            &shown,
+            &displayed,
             "must be in the future",
         ));
     }
     if micros > now + MAX_APPROVAL_DAYS * DAY_MICROS {
         return Err(ServiceError::invalid(
             field,
-            &shown,
+            &displayed,
             format!("must be at most {MAX_APPROVAL_DAYS} days ahead"),
         ));
     }

@@ -1,7 +1,7 @@
 //! Who may read a service's records, in the archive's terms. Administration, audit and system
 //! callers read everything; supervisors and department heads read their department's records;
 //! everyone reads the records they take part in. Each service decides who takes part in its
-//! records. This module contains the part they share: the caller's scope and the answer to a
+//! records. This module contains the part they share: the caller's scope and the error of a
 //! denied read, whose message is the same for an existing and a missing record.
 
 use trace_proto::common::v1::AccessDenied;
@@ -32,7 +32,7 @@ impl ReadScope {
     pub fn of(principal: &Principal) -> Self {
         if [role::ADMINISTRATION, role::AUDIT, role::SYSTEM]
             .iter()
-            .any(|held| principal.has_role(held))
+            .any(|role_name| principal.has_role(role_name))
         {
             return Self::Whole;
         }

@@ -1,4 +1,4 @@
-//! Who reads a document's records other than its content. PUBLIC and INTERNAL documents
+//! Read rule for a document's records other than its content. PUBLIC and INTERNAL documents
 //! are in the company's register for every caller whose clearance allows them. A
 //! CONFIDENTIAL or SECRET document is seen by the administration, audit and system roles,
 //! the supervisors and department heads of its department, and the people who take part in

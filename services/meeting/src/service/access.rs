@@ -24,7 +24,7 @@ use super::{MeetingHandler, SERVICE};
 use crate::entity::{attendee, meeting, resolution};
 use crate::rules::{MeetingParties, ReadScope, may_read, takes_part};
 
-/// Who reads a meeting, ending the denial message.
+/// Description of the callers who read a meeting, which ends the denial message.
 const READERS: &str = "\
     a meeting is read by its organiser, attendees and resolution owners, by \
     supervisors and department heads of its department, and by the administration, \
@@ -49,7 +49,7 @@ impl ReadMethod {
         }
     }
 
-    /// Describes the read of `meeting_id` by this method for the denial answers.
+    /// Describes the read of `meeting_id` by this method for the denial errors.
     pub(super) fn guarded(self, meeting_id: &str) -> GuardedRead<'_> {
         GuardedRead {
             service: SERVICE,

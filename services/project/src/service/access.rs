@@ -24,7 +24,7 @@ use super::{ProjectHandler, SERVICE};
 use crate::entity::{acceptance, approval, group_member, member, project};
 use crate::rules::{ProjectParties, ReadScope, may_read, takes_part};
 
-/// Who reads a project, ending the denial message.
+/// Description of the callers who read a project, which ends the denial message.
 const READERS: &str = "\
     a project is read by its manager, team members, approvers and acceptance group \
     members, by supervisors and department heads of its department, and by the \
@@ -51,7 +51,7 @@ impl ReadMethod {
         }
     }
 
-    /// Describes the read of `project_id` by this method for the denial answers.
+    /// Describes the read of `project_id` by this method for the denial errors.
     pub(super) fn guarded(self, project_id: &str) -> GuardedRead<'_> {
         GuardedRead {
             service: SERVICE,
