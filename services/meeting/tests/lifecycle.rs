@@ -2826,3 +2826,138 @@ async fn run_access_requests(database_url: Option<&str>) -> Result<()> {
     assert_eq!(status.code(), Code::PermissionDenied);
     service.stop().await
 }
+
+/// Counts the outbox events of `meeting_id`.
+async fn meeting_events(service: &Service, meeting_id: &str) -> Result<usize> {
+    let rows = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(meeting_id))
+        .all(&service.db)
+        .await?;
+    Ok(rows.len())
+}
+
+/// Lists the meetings of one page as `caller` and returns the one with `meeting_id`.
+async fn listed_meeting(
+    client: &mut Client,
+    request: Request<ListMeetingsRequest>,
+    meeting_id: &str,
+) -> Result<Meeting> {
+    let listed = client.list_meetings(request).await?.into_inner();
+    listed
+        .meetings
+        .into_iter()
+        .find(|meeting| meeting.meeting_id == meeting_id)
+        .context("the meeting is not listed")
+}
+
+/// Listings show the sealed fields of a CONFIDENTIAL meeting to a department head who takes
+/// no part in it only under an approved request, and record each such listing as a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_withhold_confidential_content() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let mut client = service.client().await?;
+    let internal_id = plan_at_level(&mut client, Confidentiality::Internal).await?;
+    let meeting_id = plan_at_level(&mut client, Confidentiality::Confidential).await?;
+    service.clock.advance(chrono::Duration::hours(27));
+    let mut minutes = minutes_request(&meeting_id);
+    minutes.decisions = vec![Decision {
+        text: "Cut the travel budget by a tenth".to_owned(),
+        owner_id: OWNER.to_owned(),
+        due_date: date(2026, 3, 20),
+    }];
+    client
+        .record_minutes(as_user(TAKER, minutes))
+        .await?
+        .into_inner();
+    let open_of_owner = || ListOpenResolutionsRequest {
+        owner_id: OWNER.to_owned(),
+    };
+    let list = ListMeetingsRequest::default;
+
+    // Without a request the head sees the meeting's plaintext fields but no agenda titles,
+    // and the listing adds no event. The INTERNAL meeting is shown whole.
+    let events_before = meeting_events(&service, &meeting_id).await?;
+    let withheld = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
+    assert!(withheld.content_withheld);
+    assert_eq!(withheld.topic, "第一季度預算會議");
+    let titles: Vec<&str> = withheld
+        .agenda
+        .iter()
+        .map(|item| item.title.as_str())
+        .collect();
+    assert_eq!(titles, ["", ""]);
+    assert_eq!(withheld.agenda[0].presenter_id, OWNER);
+    let internal = listed_meeting(&mut client, as_head(list()), &internal_id).await?;
+    assert!(!internal.content_withheld);
+    assert_eq!(internal.agenda[0].title, "Budget review");
+    let resolutions = client
+        .list_open_resolutions(as_head(open_of_owner()))
+        .await?
+        .into_inner()
+        .resolutions;
+    assert_eq!(resolutions.len(), 1);
+    assert!(resolutions[0].content_withheld);
+    assert_eq!(resolutions[0].decision_text, "");
+    assert_eq!(meeting_events(&service, &meeting_id).await?, events_before);
+
+    // The owner takes part, so their listings show everything and record nothing.
+    let shown = listed_meeting(&mut client, as_user(OWNER, list()), &meeting_id).await?;
+    assert!(!shown.content_withheld);
+    assert_eq!(shown.agenda[0].title, "Budget review");
+    let own = client
+        .list_open_resolutions(as_user(OWNER, open_of_owner()))
+        .await?
+        .into_inner()
+        .resolutions;
+    assert_eq!(own[0].decision_text, "Cut the travel budget by a tenth");
+    assert!(!own[0].content_withheld);
+    assert_eq!(meeting_events(&service, &meeting_id).await?, events_before);
+
+    // Under an approved request the head's listings show the fields, and each listing is a
+    // `read` event naming the request and its method.
+    let requested = client
+        .request_access(as_head(access_request(&meeting_id)))
+        .await?
+        .into_inner();
+    let request_id = record(requested.access_request).access_request_id;
+    client
+        .decide_access(as_supervisor(approval(&request_id, 100)))
+        .await?;
+    let approved = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
+    assert!(!approved.content_withheld);
+    assert_eq!(approved.agenda[1].title, "Supplier contracts");
+    let read_id = last_event_id(&service, &meeting_id).await?;
+    let read: MeetingRead = event_payload(&service, &read_id, "trace.meeting.meeting.read").await?;
+    assert_eq!(read.method, "ListMeetings");
+    assert_eq!(read.access_request_id, request_id);
+    // The listed version is the one of the read event.
+    assert_eq!(
+        usize::try_from(approved.entity_version)?,
+        meeting_events(&service, &meeting_id).await?
+    );
+    let resolutions = client
+        .list_open_resolutions(as_head(open_of_owner()))
+        .await?
+        .into_inner()
+        .resolutions;
+    assert_eq!(
+        resolutions[0].decision_text,
+        "Cut the travel budget by a tenth"
+    );
+    let read: MeetingRead = event_payload(
+        &service,
+        &last_event_id(&service, &meeting_id).await?,
+        "trace.meeting.meeting.read",
+    )
+    .await?;
+    assert_eq!(read.method, "ListOpenResolutions");
+    assert_eq!(read.access_request_id, request_id);
+
+    // Once the approval has ended the fields are withheld again.
+    service.advance_days(5);
+    let expired = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
+    assert!(expired.content_withheld);
+    assert_eq!(expired.agenda[1].title, "");
+    service.stop().await
+}

@@ -9,6 +9,8 @@
 //! naming the request it judged. A permitted read of a CONFIDENTIAL or SECRET meeting is
 //! recorded as a `read` event naming the request it used.
 
+use std::collections::HashMap;
+
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use trace_proto::common::v1::Confidentiality;
@@ -37,6 +39,8 @@ pub(super) enum ReadMethod {
     GetTrackingTable,
     RequestAccess,
     ListAccessRequests,
+    ListMeetings,
+    ListOpenResolutions,
 }
 
 impl ReadMethod {
@@ -46,6 +50,8 @@ impl ReadMethod {
             Self::GetTrackingTable => "GetTrackingTable",
             Self::RequestAccess => "RequestAccess",
             Self::ListAccessRequests => "ListAccessRequests",
+            Self::ListMeetings => "ListMeetings",
+            Self::ListOpenResolutions => "ListOpenResolutions",
         }
     }
 
@@ -60,6 +66,19 @@ impl ReadMethod {
             readers: READERS,
         }
     }
+}
+
+/// Visibility of one listed meeting's sealed fields (agenda titles, cancel reason, decision
+/// texts) to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ListedContent {
+    /// The meeting is below CONFIDENTIAL, or the caller takes part in it.
+    Shown,
+    /// The caller takes no part but has the approved access request with this id. The
+    /// listing is recorded as the meeting's `read` event naming it.
+    Approved(String),
+    /// The caller takes no part and has no current approval, so the fields are left out.
+    Withheld,
 }
 
 /// Returns the condition on `meetings` that keeps the meetings inside `scope`, or `None`
@@ -244,6 +263,129 @@ impl MeetingHandler {
                     pack(&payload),
                 )
                 .await?;
+            self.commit(txn).await?;
+            AttemptResult::Ok(updated)
+        })
+        .await
+    }
+
+    /// Decides what the caller sees of the sealed fields of each listed meeting, which the
+    /// listing's read scope already admitted. Only CONFIDENTIAL and SECRET meetings get an
+    /// entry, and a missing entry means [`ListedContent::Shown`].
+    pub(super) async fn listed_content(
+        &self,
+        context: &CallContext,
+        meetings: &[meeting::Model],
+        attendees: &HashMap<String, Vec<String>>,
+    ) -> ServiceResult<HashMap<String, ListedContent>> {
+        let guarded: Vec<&meeting::Model> = meetings
+            .iter()
+            .filter(|model| {
+                access_approval::level_of(model.confidentiality) >= Confidentiality::Confidential
+            })
+            .collect();
+        let mut decisions = HashMap::new();
+        if guarded.is_empty() {
+            return Ok(decisions);
+        }
+
+        let owner_rows: Vec<(String, String)> = resolution::Entity::find()
+            .select_only()
+            .column(resolution::Column::MeetingId)
+            .column(resolution::Column::OwnerId)
+            .filter(
+                resolution::Column::MeetingId.is_in(guarded.iter().map(|model| model.id.as_str())),
+            )
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut owners: HashMap<String, Vec<String>> = HashMap::new();
+        for (meeting_id, owner_id) in owner_rows {
+            owners.entry(meeting_id).or_default().push(owner_id);
+        }
+
+        let caller = context.principal.user_id.as_str();
+        let now = self.now();
+        let agreement_accepted =
+            access_approval::agreement_accepted(&self.db, caller, &self.settings.agreement_version)
+                .await?;
+        for model in guarded {
+            let parties = MeetingParties {
+                organiser_id: &model.organiser_id,
+                department: &model.department,
+                attendee_ids: attendees.get(&model.id).map_or(&[][..], Vec::as_slice),
+                resolution_owner_ids: owners.get(&model.id).map_or(&[][..], Vec::as_slice),
+            };
+            let participant = takes_part(caller, &parties);
+            let request = if participant {
+                None
+            } else {
+                access_approval::newest_request(&self.db, &model.id, caller, now).await?
+            };
+            let check = ApprovalCheck {
+                caller,
+                record: "meeting",
+                record_id: &model.id,
+                level: access_approval::level_of(model.confidentiality),
+                takes_part: participant,
+                request: request.as_ref(),
+                agreement_accepted,
+                now,
+            };
+            let decision = match access_approval::check_approval(&check) {
+                Ok(Some(request_id)) => ListedContent::Approved(request_id),
+                Ok(None) => ListedContent::Shown,
+                Err(_) => ListedContent::Withheld,
+            };
+            decisions.insert(model.id.clone(), decision);
+        }
+        Ok(decisions)
+    }
+
+    /// Records one `read` event for each meeting of `decisions` that a listing showed under
+    /// an approved access request, in one transaction, and returns those meetings at their
+    /// new versions by id.
+    pub(super) async fn record_listed_reads(
+        &self,
+        context: &CallContext,
+        decisions: &HashMap<String, ListedContent>,
+        method: ReadMethod,
+    ) -> ServiceResult<HashMap<String, meeting::Model>> {
+        let mut approved: Vec<(&str, &str)> = decisions
+            .iter()
+            .filter_map(|(meeting_id, decision)| match decision {
+                ListedContent::Approved(request_id) => {
+                    Some((meeting_id.as_str(), request_id.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        if approved.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // Sorted ids, so that two listings lock shared meetings in the same order.
+        approved.sort_unstable();
+        with_retries("record the meetings a listing showed", || async {
+            let txn = self.begin().await?;
+            let mut updated = HashMap::with_capacity(approved.len());
+            for (meeting_id, request_id) in &approved {
+                let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
+                let payload = proto::MeetingRead {
+                    method: method.name().to_owned(),
+                    access_request_id: (*request_id).to_owned(),
+                };
+                let (model, _) = self
+                    .change_meeting(
+                        &txn,
+                        context,
+                        &loaded,
+                        Default::default(),
+                        "read",
+                        pack(&payload),
+                    )
+                    .await?;
+                updated.insert(model.id.clone(), model);
+            }
             self.commit(txn).await?;
             AttemptResult::Ok(updated)
         })

@@ -66,6 +66,7 @@ pub(super) fn meeting(
         cancel_reason: model.cancel_reason.clone().unwrap_or_default(),
         cancelled_at: timestamp_opt(model.cancelled_at),
         entity_version: version(model.entity_version),
+        content_withheld: false,
     }
 }
 
@@ -182,6 +183,7 @@ pub(super) fn resolution(model: &resolution::Model, today: NaiveDate) -> proto::
         completed_at: timestamp_opt(model.completed_at),
         overdue,
         entity_version: version(model.entity_version),
+        content_withheld: false,
     }
 }
 

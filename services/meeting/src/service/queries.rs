@@ -1,7 +1,9 @@
 //! Read queries: one meeting with its records, meetings by start time, organiser and
 //! attendee with paging, the tracking table of a meeting and the open resolutions of an
-//! owner. Each returns only meetings inside the caller's read scope (see [`super::access`]),
-//! and the by-id reads of CONFIDENTIAL and SECRET meetings are recorded as `read` events.
+//! owner. Each returns only meetings inside the caller's read scope (see [`super::access`]).
+//! A caller who takes no part in a CONFIDENTIAL or SECRET meeting sees its sealed fields only
+//! under an approved access request. Every such read, by id or in a listing, is recorded as
+//! the meeting's `read` event.
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::access::{ReadMethod, resolution_scope_condition, scope_condition};
+use super::access::{ListedContent, ReadMethod, resolution_scope_condition, scope_condition};
 use super::input;
 use super::resolution::history;
 use super::write::{load_agenda, load_attendees};
@@ -184,9 +186,6 @@ async fn plans_of<C: ConnectionTrait>(
 }
 
 impl MeetingHandler {
-    // NOTE: ListMeetings returns agenda titles of CONFIDENTIAL and SECRET meetings in scope
-    // without recording a `read` event or checking for an approved access request. Only the
-    // by-id reads do both.
     pub(super) async fn get(
         &self,
         context: &CallContext,
@@ -283,17 +282,27 @@ impl MeetingHandler {
         rows.truncate(usize::try_from(filter.page_size).unwrap_or(usize::MAX));
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
         let (attendees, agendas) = plans_of(&self.keyring, &self.db, &ids).await?;
+        let decisions = self.listed_content(context, &rows, &attendees).await?;
+        let mut read = self
+            .record_listed_reads(context, &decisions, ReadMethod::ListMeetings)
+            .await?;
 
         let next_page_token = match rows.last() {
             Some(last) if has_more => format!("{}:{}", last.start_at, last.id),
             _ => String::new(),
         };
         let meetings = rows
-            .iter()
+            .into_iter()
             .map(|row| {
+                // A recorded read moved the meeting to a new version.
+                let row = read.remove(&row.id).unwrap_or(row);
                 let attendees = attendees.get(&row.id).map_or(&[][..], Vec::as_slice);
                 let agenda = agendas.get(&row.id).map_or(&[][..], Vec::as_slice);
-                convert::meeting(row, attendees, agenda)
+                let mut meeting = convert::meeting(&row, attendees, agenda);
+                if decisions.get(&row.id) == Some(&ListedContent::Withheld) {
+                    withhold_meeting(&mut meeting);
+                }
+                meeting
             })
             .collect();
         Ok(proto::ListMeetingsResponse {
@@ -368,14 +377,43 @@ impl MeetingHandler {
             .await?;
         let rows = open_rows(&self.keyring, rows)?;
 
+        let mut meeting_ids: Vec<String> = rows.iter().map(|row| row.meeting_id.clone()).collect();
+        meeting_ids.sort_unstable();
+        meeting_ids.dedup();
+        let meetings = meeting::Entity::find()
+            .filter(meeting::Column::Id.is_in(meeting_ids.iter().map(String::as_str)))
+            .all(&self.db)
+            .await?;
+        let meetings = open_rows(&self.keyring, meetings)?;
+        let (attendees, _) = plans_of(&self.keyring, &self.db, &meeting_ids).await?;
+        let decisions = self.listed_content(context, &meetings, &attendees).await?;
+        self.record_listed_reads(context, &decisions, ReadMethod::ListOpenResolutions)
+            .await?;
+
         let today = self.today();
         Ok(proto::ListOpenResolutionsResponse {
             resolutions: rows
                 .iter()
-                .map(|row| convert::resolution(row, today))
+                .map(|row| {
+                    let mut resolution = convert::resolution(row, today);
+                    if decisions.get(&row.meeting_id) == Some(&ListedContent::Withheld) {
+                        resolution.decision_text.clear();
+                        resolution.content_withheld = true;
+                    }
+                    resolution
+                })
                 .collect(),
         })
     }
+}
+
+/// Leaves out the sealed fields of a listed meeting whose content the caller may not read.
+fn withhold_meeting(meeting: &mut proto::Meeting) {
+    for item in &mut meeting.agenda {
+        item.title.clear();
+    }
+    meeting.cancel_reason.clear();
+    meeting.content_withheld = true;
 }
 
 #[cfg(test)]
