@@ -3,6 +3,8 @@
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
+use trace_proto::common::v1::Confidentiality;
+use trace_runtime::access_approval::migration::CreateAccessApprovals;
 use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateWorklogTables),
             Box::new(IndexOutboxByEntity),
+            Box::new(AddReportConfidentiality),
+            Box::new(CreateAccessApprovals),
         ]
     }
 }
@@ -60,6 +64,51 @@ impl MigrationTrait for CreateWorklogTables {
         drop_table(manager, report_figure::Entity).await?;
         drop_table(manager, report_round::Entity).await?;
         drop_table(manager, report::Entity).await
+    }
+}
+
+/// Adds `reports.confidentiality`; reports stored before it are INTERNAL.
+#[derive(Debug)]
+pub struct AddReportConfidentiality;
+
+impl MigrationName for AddReportConfidentiality {
+    fn name(&self) -> &str {
+        "m20261205_000401_add_report_confidentiality"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddReportConfidentiality {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A database created after this column joined the entity already has it, because
+        // `CreateWorklogTables` builds the table from the entity.
+        if manager.has_column("reports", "confidentiality").await? {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(report::Entity)
+                    .add_column(
+                        ColumnDef::new(report::Column::Confidentiality)
+                            .integer()
+                            .not_null()
+                            .default(Confidentiality::Internal as i32),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(report::Entity)
+                    .drop_column(report::Column::Confidentiality)
+                    .to_owned(),
+            )
+            .await
     }
 }
 

@@ -296,6 +296,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
         let mut request = SubmitDailyReportRequest {
             work_date: date(2026, 2, 27),
             content: Some(daily_content()),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_daily_report, CLERK, request)
@@ -398,6 +399,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
             content: Some(submit_periodic_report_request::Content::Weekly(
                 weekly_content(),
             )),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_periodic_report, CLERK, request)
@@ -411,6 +413,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
             content: Some(submit_periodic_report_request::Content::Monthly(
                 monthly_content(),
             )),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_periodic_report, CLERK, request)
@@ -1012,6 +1015,7 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
     let daily = SubmitDailyReportRequest {
         work_date: date(2026, 2, 27),
         content: Some(daily_content()),
+        confidentiality: 0,
     };
     let daily_id = client
         .submit_daily_report(as_user(CLERK, daily))
@@ -1028,6 +1032,7 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
         content: Some(submit_periodic_report_request::Content::Weekly(
             weekly_content(),
         )),
+        confidentiality: 0,
     };
     let weekly_id = client
         .submit_periodic_report(as_user(CLERK, weekly))

@@ -469,6 +469,7 @@ fn daily_request(work_date: NaiveDate) -> SubmitDailyReportRequest {
     SubmitDailyReportRequest {
         work_date: Some(proto_date(work_date)),
         content: Some(daily_content(&work_date.to_string())),
+        confidentiality: 0,
     }
 }
 
@@ -491,6 +492,7 @@ fn weekly_request(week_start: NaiveDate) -> SubmitPeriodicReportRequest {
         content: Some(submit_periodic_report_request::Content::Weekly(
             weekly_content("完成八成"),
         )),
+        confidentiality: 0,
     }
 }
 
@@ -519,6 +521,7 @@ fn monthly_request(year: i32, month: i32) -> SubmitPeriodicReportRequest {
                 cases: "ACME 貿易續約".to_owned(),
             },
         )),
+        confidentiality: 0,
     }
 }
 
