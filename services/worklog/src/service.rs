@@ -192,6 +192,16 @@ impl WorklogService for WorklogHandler {
         Ok(Response::new(self.get_report(&context, request).await?))
     }
 
+    async fn get_communication(
+        &self,
+        request: Request<GetCommunicationRequest>,
+    ) -> Result<Response<GetCommunicationResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.get_communication(&context, request).await?,
+        ))
+    }
+
     async fn request_access(
         &self,
         request: Request<RequestAccessRequest>,

@@ -1,4 +1,4 @@
-//! GetReport, and access requests for CONFIDENTIAL and SECRET reports and communications with
+//! GetReport and GetCommunication, and access requests for CONFIDENTIAL and SECRET reports and communications with
 //! their decisions and the confidentiality agreement. The transaction steps come from
 //! `trace_runtime::access_approval::workflow`; this module adds the worklog's records and
 //! events: `access_requested`, `access_approved` and `access_rejected` of the record, and
@@ -14,7 +14,8 @@ use trace_runtime::event::{self, EventSpec, pack};
 use trace_runtime::read_scope::ReadScope;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::confidential::{Grant, ReadMethod, Record, find_record};
+use super::confidential::{Grant, ReadMethod, Record, find_communication, find_record};
+use super::views::communication_views;
 use super::write::{AttemptError, AttemptResult, find_report, with_retries};
 use super::{SERVICE, WorklogHandler, access, convert};
 
@@ -70,6 +71,38 @@ impl WorklogHandler {
         };
         Ok(proto::GetReportResponse {
             report: Some(self.report_view(&self.db, &report).await?),
+        })
+    }
+
+    pub(super) async fn get_communication(
+        &self,
+        context: &CallContext,
+        request: proto::GetCommunicationRequest,
+    ) -> ServiceResult<proto::GetCommunicationResponse> {
+        let communication_id =
+            validate::record_id("communication_id", &request.communication_id)?.to_string();
+        let found = find_communication(&self.keyring, &self.db, &communication_id)
+            .await
+            .map(Record::Communication);
+        let method = ReadMethod::GetCommunication;
+        let (record, takes_part) = self
+            .authorize_scope(context, "communication", &communication_id, found, method)
+            .await?;
+        let used = self
+            .authorize_read(context, &record, takes_part, method)
+            .await?;
+        let grant = used.map_or(Grant::Free, Grant::Approved);
+        let mut read = self
+            .record_reads(context, method, vec![record], std::slice::from_ref(&grant))
+            .await?;
+        let Some(Record::Communication(row)) = read.pop() else {
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "communication {communication_id} was not returned by its read"
+            )));
+        };
+        let mut views = communication_views(&self.db, std::slice::from_ref(&row)).await?;
+        Ok(proto::GetCommunicationResponse {
+            communication: views.pop(),
         })
     }
 

@@ -95,6 +95,7 @@ impl Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReadMethod {
     GetReport,
+    GetCommunication,
     ListReports,
     PendingForSupervisor,
     ListReportRounds,
@@ -107,6 +108,7 @@ impl ReadMethod {
     pub fn name(self) -> &'static str {
         match self {
             Self::GetReport => "GetReport",
+            Self::GetCommunication => "GetCommunication",
             Self::ListReports => "ListReports",
             Self::PendingForSupervisor => "PendingForSupervisor",
             Self::ListReportRounds => "ListReportRounds",
@@ -128,6 +130,19 @@ impl ReadMethod {
     }
 }
 
+/// Finds the communication `communication_id` with its sealed text opened.
+pub(super) async fn find_communication<C: sea_orm::ConnectionTrait>(
+    keyring: &trace_runtime::seal::Keyring,
+    connection: &C,
+    communication_id: &str,
+) -> ServiceResult<communication::Model> {
+    let row = communication::Entity::find_by_id(communication_id.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("communication", communication_id))?;
+    Ok(row.opened(keyring)?)
+}
+
 /// Finds the report or communication `record_id`; `NOT_FOUND` names a record.
 pub(super) async fn find_record<C: sea_orm::ConnectionTrait>(
     keyring: &trace_runtime::seal::Keyring,
@@ -140,11 +155,14 @@ pub(super) async fn find_record<C: sea_orm::ConnectionTrait>(
     {
         return Ok(Record::Report(row));
     }
-    let row = communication::Entity::find_by_id(record_id.to_owned())
-        .one(connection)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("report or communication", record_id))?;
-    Ok(Record::Communication(row.opened(keyring)?))
+    match find_communication(keyring, connection, record_id).await {
+        Ok(row) => Ok(Record::Communication(row)),
+        Err(ServiceError::NotFound { .. }) => Err(ServiceError::not_found(
+            "report or communication",
+            record_id,
+        )),
+        Err(error) => Err(error),
+    }
 }
 
 impl WorklogHandler {
