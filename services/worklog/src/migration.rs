@@ -133,3 +133,44 @@ async fn drop_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> R
         .drop_table(Table::drop().table(entity).to_owned())
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+
+    use super::*;
+
+    /// Inserts a report the way the first worklog schema stored it, without a level.
+    const OLD_REPORT: &str = "INSERT INTO reports (id, author_id, kind, period_start, \
+        period_end, department, supervisor_id, state, round, submitted_at, \
+        round_submitted_at, deadline_at, late, late_minutes, day_kind, entity_version) \
+        VALUES ('0190a000-0000-7000-8000-000000000001', 'zhang.min', 'DAILY', 20260302, \
+        20260302, 'sales', 'chen.hua', 'SUBMITTED', 1, 0, 0, NULL, 0, 0, NULL, 1)";
+
+    #[tokio::test]
+    async fn stored_reports_become_internal() {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            folder.path().join("worklog.db").display()
+        );
+        let db = trace_runtime::db::connect(&url).await.unwrap();
+        Migrator::up(&db, Some(3)).await.unwrap();
+        // The first schema had no level column; this database is built from today's entity.
+        let backend = db.get_database_backend();
+        db.execute_raw(Statement::from_string(
+            backend,
+            "ALTER TABLE reports DROP COLUMN confidentiality",
+        ))
+        .await
+        .unwrap();
+        db.execute_raw(Statement::from_string(backend, OLD_REPORT))
+            .await
+            .unwrap();
+
+        Migrator::up(&db, None).await.unwrap();
+
+        let stored = report::Entity::find().one(&db).await.unwrap().unwrap();
+        assert_eq!(stored.confidentiality, Confidentiality::Internal as i32);
+    }
+}

@@ -74,7 +74,7 @@ impl Record {
     }
 }
 
-/// How a caller reads the content of one listed record.
+/// The outcome of the approval rule for one read of a record's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Grant {
     /// The record is below CONFIDENTIAL or the caller takes part in it: no event.
