@@ -7,6 +7,7 @@
 
 pub mod entity;
 pub mod migration;
+pub mod workflow;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use trace_proto::common::v1::Confidentiality;

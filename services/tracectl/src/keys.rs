@@ -123,6 +123,29 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         &["progress_note", "problems", "solutions"],
     ),
     sealed_table("delay_requests", ID_KEY, &["reason", "opinion"]),
+    // Worklog service reports; `communications` follows below.
+    sealed_table(
+        "report_rounds",
+        ID_KEY,
+        &[
+            "change_summary",
+            "work_done",
+            "results",
+            "problems",
+            "solutions",
+            "next_plan",
+            "completion",
+            "causes",
+            "measures",
+            "goal_attainment",
+            "teamwork",
+            "improvements",
+            "cases",
+        ],
+    ),
+    sealed_table("report_figures", ID_KEY, &["name", "value", "unit"]),
+    sealed_table("report_comments", ID_KEY, &["text"]),
+    sealed_table("report_decisions", ID_KEY, &["opinion"]),
     // Project service.
     sealed_table(
         "applications",

@@ -31,6 +31,11 @@ pub struct WorklogSettings {
     /// daily report is flagged `calendar_missing`.
     #[serde(default)]
     pub calendar_file: Option<String>,
+    /// Version of the confidentiality agreement that reading a SECRET report or communication
+    /// with an access request needs, 1 to 32 characters of `A-Z`, `0-9` and `-`. A new
+    /// version needs a new acceptance.
+    #[serde(default = "trace_runtime::access_approval::default_agreement_version")]
+    pub agreement_version: String,
 }
 
 impl WorklogConfig {
@@ -41,6 +46,7 @@ impl WorklogConfig {
             worklog: WorklogSettings {
                 daily_deadline: "18:00".to_owned(),
                 calendar_file: None,
+                agreement_version: trace_runtime::access_approval::default_agreement_version(),
             },
         }
     }
@@ -56,6 +62,17 @@ impl WorklogConfig {
         self.service.validate()?;
         self.worklog.deadline()?;
         self.worklog.calendar()?;
+        if trace_runtime::access_approval::agreement_version(
+            "worklog.agreement_version",
+            &self.worklog.agreement_version,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "worklog.agreement_version",
+                "must be 1 to 32 characters of A-Z, 0-9 and '-'",
+            ));
+        }
         Ok(())
     }
 }
@@ -143,6 +160,16 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
 
         assert!(error.contains("worklog.daily_deadline"), "{error}");
+    }
+
+    #[test]
+    fn malformed_agreement_version_names_the_key() {
+        let mut config = WorklogConfig::defaults();
+        config.worklog.agreement_version = "v 1".to_owned();
+
+        let error = config.validate().unwrap_err().to_string();
+
+        assert!(error.contains("worklog.agreement_version"), "{error}");
     }
 
     #[test]

@@ -49,7 +49,14 @@ pub async fn run(
         shutdown,
     )
     .await?;
-    let handler = WorklogHandler::new(&runtime, blobs, zone, deadline, calendar);
+    let handler = WorklogHandler::new(
+        &runtime,
+        blobs,
+        zone,
+        deadline,
+        calendar,
+        config.worklog.agreement_version.clone(),
+    );
 
     // tonic limits messages to 4 MiB by default, below the attachment limits of the API.
     let max_message_bytes =

@@ -3,6 +3,8 @@
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
+use trace_proto::common::v1::Confidentiality;
+use trace_runtime::access_approval::migration::CreateAccessApprovals;
 use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateWorklogTables),
             Box::new(IndexOutboxByEntity),
+            Box::new(AddReportConfidentiality),
+            Box::new(CreateAccessApprovals),
         ]
     }
 }
@@ -63,6 +67,51 @@ impl MigrationTrait for CreateWorklogTables {
     }
 }
 
+/// Adds `reports.confidentiality`; reports stored before it are INTERNAL.
+#[derive(Debug)]
+pub struct AddReportConfidentiality;
+
+impl MigrationName for AddReportConfidentiality {
+    fn name(&self) -> &str {
+        "m20261205_000401_add_report_confidentiality"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddReportConfidentiality {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A database created after this column joined the entity already has it, because
+        // `CreateWorklogTables` builds the table from the entity.
+        if manager.has_column("reports", "confidentiality").await? {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(report::Entity)
+                    .add_column(
+                        ColumnDef::new(report::Column::Confidentiality)
+                            .integer()
+                            .not_null()
+                            .default(Confidentiality::Internal as i32),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(report::Entity)
+                    .drop_column(report::Column::Confidentiality)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 async fn create_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(manager.get_database_backend());
     let table = schema
@@ -83,4 +132,45 @@ async fn drop_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> R
     manager
         .drop_table(Table::drop().table(entity).to_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+
+    use super::*;
+
+    /// Inserts a report the way the first worklog schema stored it, without a level.
+    const OLD_REPORT: &str = "INSERT INTO reports (id, author_id, kind, period_start, \
+        period_end, department, supervisor_id, state, round, submitted_at, \
+        round_submitted_at, deadline_at, late, late_minutes, day_kind, entity_version) \
+        VALUES ('0190a000-0000-7000-8000-000000000001', 'zhang.min', 'DAILY', 20260302, \
+        20260302, 'sales', 'chen.hua', 'SUBMITTED', 1, 0, 0, NULL, 0, 0, NULL, 1)";
+
+    #[tokio::test]
+    async fn stored_reports_become_internal() {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            folder.path().join("worklog.db").display()
+        );
+        let db = trace_runtime::db::connect(&url).await.unwrap();
+        Migrator::up(&db, Some(3)).await.unwrap();
+        // The first schema had no level column; this database is built from today's entity.
+        let backend = db.get_database_backend();
+        db.execute_raw(Statement::from_string(
+            backend,
+            "ALTER TABLE reports DROP COLUMN confidentiality",
+        ))
+        .await
+        .unwrap();
+        db.execute_raw(Statement::from_string(backend, OLD_REPORT))
+            .await
+            .unwrap();
+
+        Migrator::up(&db, None).await.unwrap();
+
+        let stored = report::Entity::find().one(&db).await.unwrap().unwrap();
+        assert_eq!(stored.confidentiality, Confidentiality::Internal as i32);
+    }
 }

@@ -5,7 +5,9 @@
 //! and exactly one trace event in the outbox.
 
 mod access;
+mod approval;
 mod communication;
+mod confidential;
 mod content;
 mod convert;
 mod daily;
@@ -51,6 +53,8 @@ pub struct WorklogHandler {
     /// Time of day in `zone` by which a daily report is due on its work date.
     deadline: NaiveTime,
     calendar: Arc<WorkCalendar>,
+    /// Agreement version that reading a SECRET record with an access request needs.
+    agreement_version: String,
 }
 
 impl WorklogHandler {
@@ -61,6 +65,7 @@ impl WorklogHandler {
         zone: Tz,
         deadline: NaiveTime,
         calendar: WorkCalendar,
+        agreement_version: String,
     ) -> Self {
         Self {
             db: runtime.db.clone(),
@@ -72,6 +77,7 @@ impl WorklogHandler {
             zone,
             deadline,
             calendar: Arc::new(calendar),
+            agreement_version,
         }
     }
 
@@ -176,5 +182,59 @@ impl WorklogService for WorklogHandler {
     ) -> Result<Response<ListCommunicationsResponse>, Status> {
         let (context, request) = split(request)?;
         Ok(Response::new(self.communications(&context, request).await?))
+    }
+
+    async fn get_report(
+        &self,
+        request: Request<GetReportRequest>,
+    ) -> Result<Response<GetReportResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.get_report(&context, request).await?))
+    }
+
+    async fn get_communication(
+        &self,
+        request: Request<GetCommunicationRequest>,
+    ) -> Result<Response<GetCommunicationResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.get_communication(&context, request).await?,
+        ))
+    }
+
+    async fn request_access(
+        &self,
+        request: Request<RequestAccessRequest>,
+    ) -> Result<Response<RequestAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.request_access(&context, request).await?))
+    }
+
+    async fn decide_access(
+        &self,
+        request: Request<DecideAccessRequest>,
+    ) -> Result<Response<DecideAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.decide_access(&context, request).await?))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<ListAccessRequestsRequest>,
+    ) -> Result<Response<ListAccessRequestsResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.access_requests(&context, request).await?,
+        ))
+    }
+
+    async fn accept_agreement(
+        &self,
+        request: Request<AcceptAgreementRequest>,
+    ) -> Result<Response<AcceptAgreementResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.accept_agreement(&context, request).await?,
+        ))
     }
 }

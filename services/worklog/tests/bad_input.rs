@@ -24,6 +24,7 @@ use tonic::{Code, Request, Status};
 use trace_proto::common::v1::{Confidentiality, Date, PageRequest};
 use trace_proto::worklog::v1::worklog_service_client::WorklogServiceClient;
 use trace_proto::worklog::v1::*;
+use trace_runtime::access_approval::{access_request, agreement};
 use trace_runtime::clock::ManualClock;
 use trace_runtime::context::{attach_identity, role};
 use trace_runtime::outbox::outbox_event;
@@ -141,6 +142,8 @@ impl Service {
             communication_participant::Entity::find().count(db).await?,
             communication_attachment::Entity::find().count(db).await?,
             communication_document::Entity::find().count(db).await?,
+            access_request::Entity::find().count(db).await?,
+            agreement::Entity::find().count(db).await?,
         ])
     }
 
@@ -296,6 +299,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
         let mut request = SubmitDailyReportRequest {
             work_date: date(2026, 2, 27),
             content: Some(daily_content()),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_daily_report, CLERK, request)
@@ -398,6 +402,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
             content: Some(submit_periodic_report_request::Content::Weekly(
                 weekly_content(),
             )),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_periodic_report, CLERK, request)
@@ -411,6 +416,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
             content: Some(submit_periodic_report_request::Content::Monthly(
                 monthly_content(),
             )),
+            confidentiality: 0,
         };
         change(&mut request);
         call!(client, submit_periodic_report, CLERK, request)
@@ -949,6 +955,7 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
         change(&mut request);
         call!(client, list_communications, CLERK, request)
     };
+    access_cases(client, daily, &mut add);
     for (label, value) in bad_text(0, 200, true) {
         let call = list_communications(&|r| r.counterpart = value.clone());
         add(
@@ -1003,6 +1010,202 @@ fn rejected_cases(client: &Client, daily: &str, weekly: &str) -> Vec<(String, Ex
     cases
 }
 
+/// Adds the rejected cases of the confidentiality level, GetReport and the access approval
+/// calls. `daily` is an INTERNAL daily report of the clerk.
+#[allow(clippy::too_many_lines)]
+fn access_cases(client: &Client, daily: &str, add: &mut dyn FnMut(String, Expected, Call)) {
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    // The level of a new report.
+    for (label, value) in bad_enums() {
+        let request = SubmitDailyReportRequest {
+            work_date: date(2026, 2, 26),
+            content: Some(daily_content()),
+            confidentiality: value,
+        };
+        let call = call!(client, submit_daily_report, CLERK, request);
+        add(
+            format!("daily confidentiality {label}"),
+            Expected::Invalid("confidentiality"),
+            call,
+        );
+        let request = SubmitPeriodicReportRequest {
+            kind: ReportKind::Weekly as i32,
+            week_start: date(2026, 2, 9),
+            year: 0,
+            month: 0,
+            content: Some(submit_periodic_report_request::Content::Weekly(
+                weekly_content(),
+            )),
+            confidentiality: value,
+        };
+        let call = call!(client, submit_periodic_report, CLERK, request);
+        add(
+            format!("periodic confidentiality {label}"),
+            Expected::Invalid("confidentiality"),
+            call,
+        );
+    }
+
+    // GetReport, RequestAccess and ListAccessRequests.
+    for (label, value) in bad_record_ids() {
+        let request = GetReportRequest {
+            report_id: value.clone(),
+        };
+        let call = call!(client, get_report, CLERK, request);
+        add(
+            format!("get report_id {label}"),
+            Expected::Invalid("report_id"),
+            call,
+        );
+        let request = GetCommunicationRequest {
+            communication_id: value.clone(),
+        };
+        let call = call!(client, get_communication, CLERK, request);
+        add(
+            format!("get communication_id {label}"),
+            Expected::Invalid("communication_id"),
+            call,
+        );
+        let request = RequestAccessRequest {
+            record_id: value.clone(),
+            purpose: "Review".to_owned(),
+        };
+        let call = call!(client, request_access, CLERK, request);
+        add(
+            format!("request record_id {label}"),
+            Expected::Invalid("record_id"),
+            call,
+        );
+        let request = ListAccessRequestsRequest {
+            record_id: value.clone(),
+        };
+        let call = call!(client, list_access_requests, CLERK, request);
+        add(
+            format!("access requests record_id {label}"),
+            Expected::Invalid("record_id"),
+            call,
+        );
+        let request = DecideAccessRequest {
+            access_request_id: value.clone(),
+            approve: false,
+            opinion: "No".to_owned(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, LEAD, request);
+        add(
+            format!("decide access_request_id {label}"),
+            Expected::Invalid("access_request_id"),
+            call,
+        );
+    }
+    for (label, value) in bad_text(1, 2000, false) {
+        let request = RequestAccessRequest {
+            record_id: daily.to_owned(),
+            purpose: value.clone(),
+        };
+        let call = call!(client, request_access, CLERK, request);
+        add(
+            format!("request purpose {label}"),
+            Expected::Invalid("purpose"),
+            call,
+        );
+        let request = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: false,
+            opinion: value.clone(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, LEAD, request);
+        add(
+            format!("decide opinion {label}"),
+            Expected::Invalid("opinion"),
+            call,
+        );
+    }
+    let request = RequestAccessRequest {
+        record_id: daily.to_owned(),
+        purpose: String::new(),
+    };
+    let call = call!(client, request_access, CLERK, request);
+    add(
+        "request purpose empty".to_owned(),
+        Expected::Invalid("purpose"),
+        call,
+    );
+    let request = RequestAccessRequest {
+        record_id: daily.to_owned(),
+        purpose: "Review".to_owned(),
+    };
+    let call = call!(client, request_access, CLERK, request);
+    add(
+        "request access to an internal report".to_owned(),
+        Expected::Precondition("CONFIDENTIALITY_INTERNAL"),
+        call,
+    );
+
+    // DecideAccess: the approval's end, and a request that does not exist.
+    let now = start_instant().timestamp();
+    let ends = bad_timestamps()
+        .into_iter()
+        .map(|(label, value)| (label, Some(value)))
+        .chain([
+            ("missing".to_owned(), None),
+            (
+                "in the past".to_owned(),
+                Some(Timestamp {
+                    seconds: now - 60,
+                    nanos: 0,
+                }),
+            ),
+            (
+                "91 days ahead".to_owned(),
+                Some(Timestamp {
+                    seconds: now + 91 * 86_400,
+                    nanos: 0,
+                }),
+            ),
+        ]);
+    for (label, value) in ends {
+        let request = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: true,
+            opinion: "Yes".to_owned(),
+            expires_at: value,
+        };
+        let call = call!(client, decide_access, LEAD, request);
+        add(
+            format!("decide expires_at {label}"),
+            Expected::Invalid("expires_at"),
+            call,
+        );
+    }
+    let request = DecideAccessRequest {
+        access_request_id: unknown.clone(),
+        approve: false,
+        opinion: "No".to_owned(),
+        expires_at: None,
+    };
+    let call = call!(client, decide_access, LEAD, request);
+    add("decide unknown request".to_owned(), Expected::Denied, call);
+
+    // AcceptAgreement.
+    let versions = bad_tokens(32)
+        .into_iter()
+        .chain([("not the current version".to_owned(), "2025-01".to_owned())]);
+    for (label, value) in versions {
+        let request = AcceptAgreementRequest {
+            agreement_version: value,
+        };
+        let call = call!(client, accept_agreement, CLERK, request);
+        add(
+            format!("agreement_version {label}"),
+            Expected::Invalid("agreement_version"),
+            call,
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
     let nats = NatsServer::start()?;
@@ -1012,6 +1215,7 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
     let daily = SubmitDailyReportRequest {
         work_date: date(2026, 2, 27),
         content: Some(daily_content()),
+        confidentiality: 0,
     };
     let daily_id = client
         .submit_daily_report(as_user(CLERK, daily))
@@ -1028,6 +1232,7 @@ async fn bad_input_is_rejected_and_writes_nothing() -> Result<()> {
         content: Some(submit_periodic_report_request::Content::Weekly(
             weekly_content(),
         )),
+        confidentiality: 0,
     };
     let weekly_id = client
         .submit_periodic_report(as_user(CLERK, weekly))

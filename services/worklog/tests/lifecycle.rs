@@ -469,6 +469,7 @@ fn daily_request(work_date: NaiveDate) -> SubmitDailyReportRequest {
     SubmitDailyReportRequest {
         work_date: Some(proto_date(work_date)),
         content: Some(daily_content(&work_date.to_string())),
+        confidentiality: 0,
     }
 }
 
@@ -491,6 +492,7 @@ fn weekly_request(week_start: NaiveDate) -> SubmitPeriodicReportRequest {
         content: Some(submit_periodic_report_request::Content::Weekly(
             weekly_content("完成八成"),
         )),
+        confidentiality: 0,
     }
 }
 
@@ -519,6 +521,7 @@ fn monthly_request(year: i32, month: i32) -> SubmitPeriodicReportRequest {
                 cases: "ACME 貿易續約".to_owned(),
             },
         )),
+        confidentiality: 0,
     }
 }
 
@@ -1826,4 +1829,542 @@ async fn confidential_communication_is_sealed_at_rest() -> Result<()> {
         "{internal:?}"
     );
     service.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Confidential reports and access approvals.
+
+/// Decodes the payload of the outbox event `event_id` with subject `subject`, opening it
+/// with the development key when the record's level sealed it.
+async fn event_payload<M: Message + Default>(
+    service: &Service,
+    event_id: &str,
+    subject: &str,
+) -> Result<M> {
+    let row = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EventId.eq(event_id))
+        .one(&service.db)
+        .await?
+        .with_context(|| format!("no outbox row for event {event_id}"))?;
+    let envelope = Envelope::decode(row.envelope.as_slice())?;
+    assert_eq!(envelope.subject, subject);
+    let payload = trace_runtime::event::open_payload(&Keyring::development(), &envelope)?
+        .context("payload")?;
+    Ok(M::decode(payload.value.as_slice())?)
+}
+
+/// Returns the id of the record's newest outbox event.
+async fn last_event_id(service: &Service, record_id: &str) -> Result<String> {
+    let newest = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(record_id))
+        .order_by_desc(outbox_event::Column::Seq)
+        .one(&service.db)
+        .await?;
+    Ok(newest.context("no outbox rows")?.event_id)
+}
+
+fn get_report(report_id: &str) -> GetReportRequest {
+    GetReportRequest {
+        report_id: report_id.to_owned(),
+    }
+}
+
+fn request_access(record_id: &str) -> RequestAccessRequest {
+    RequestAccessRequest {
+        record_id: record_id.to_owned(),
+        purpose: "季度績效覆核".to_owned(),
+    }
+}
+
+fn decide_access(
+    request_id: &str,
+    approve: bool,
+    expires_at: DateTime<Utc>,
+) -> DecideAccessRequest {
+    DecideAccessRequest {
+        access_request_id: request_id.to_owned(),
+        approve,
+        opinion: "同意查閱".to_owned(),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires_at.timestamp(),
+            nanos: 0,
+        }),
+    }
+}
+
+/// Reads `report_id` with GetReport as `caller`, expects a recorded denial, and returns the
+/// message and the `read_denied` payload.
+async fn report_denied(
+    service: &Service,
+    client: &mut Client,
+    caller: &str,
+    report_id: &str,
+) -> Result<(String, RecordReadDenied)> {
+    let status = client
+        .get_report(as_user(caller, get_report(report_id)))
+        .await
+        .expect_err("the read is denied");
+    let (message, event_id) = trace_tests::corpus::recorded_denial(&status, report_id);
+    assert!(!event_id.is_empty(), "{message}");
+    let payload =
+        event_payload(service, &event_id, "trace.worklog.daily_report.read_denied").await?;
+    Ok((message, payload))
+}
+
+/// Lists the clerk's daily reports of 2 March 2026 as `caller`.
+async fn listed_daily(client: &mut Client, caller: &str) -> Result<Report> {
+    let request = ListReportsRequest {
+        employee_id: CLERK.to_owned(),
+        period_start: Some(proto_date(date(2026, 3, 2))),
+        period_end: Some(proto_date(date(2026, 3, 2))),
+        kind: ReportKind::Daily as i32,
+        page: None,
+    };
+    let mut reports = client
+        .list_reports(as_user(caller, request))
+        .await?
+        .into_inner()
+        .reports;
+    assert_eq!(reports.len(), 1, "{caller}");
+    Ok(reports.remove(0))
+}
+
+fn work_done(report: &Report) -> String {
+    match &report.content {
+        Some(report::Content::Daily(daily)) => daily.work_done.clone(),
+        other => panic!("expected daily content, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_approvals_on_sqlite() -> Result<()> {
+    run_report_approvals(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_approvals_on_postgres() -> Result<()> {
+    let Some((admin, name, url)) = create_postgres_database().await? else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL approval test");
+        return Ok(());
+    };
+    let outcome = run_report_approvals(Some(&url)).await;
+
+    drop_postgres_database(&admin, &name).await;
+    outcome
+}
+
+/// Submits a CONFIDENTIAL daily report, a SECRET weekly report and an INTERNAL daily report,
+/// and reads them as the participants, the department head and the auditor before and after
+/// access requests and their decisions.
+async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), database_url).await?;
+    let mut client = service.client().await?;
+
+    let confidential_marker = "marker-5a1c 客戶底價";
+    let secret_marker = "marker-77d0 併購計劃";
+    let internal_marker = "internal-marker-3e9b";
+    let mut confidential = daily_request(date(2026, 3, 2));
+    confidential.confidentiality = Confidentiality::Confidential as i32;
+    confidential.content = Some(daily_content(confidential_marker));
+    let confidential = report_of(
+        client
+            .submit_daily_report(as_user(CLERK, confidential))
+            .await?
+            .into_inner()
+            .report,
+    );
+    let mut secret = weekly_request(date(2026, 2, 23));
+    secret.confidentiality = Confidentiality::Secret as i32;
+    secret.content = Some(submit_periodic_report_request::Content::Weekly(
+        weekly_content(secret_marker),
+    ));
+    let secret = report_of(
+        client
+            .submit_periodic_report(as_user(CLERK, secret))
+            .await?
+            .into_inner()
+            .report,
+    );
+    let mut internal = daily_request(date(2026, 2, 27));
+    internal.content = Some(daily_content(internal_marker));
+    let internal = report_of(
+        client
+            .submit_daily_report(as_user(CLERK, internal))
+            .await?
+            .into_inner()
+            .report,
+    );
+    let comment = comment_request(
+        &confidential.report_id,
+        CommentKind::Written,
+        &format!("Comment {confidential_marker}"),
+    );
+    client.supervisor_comment(as_user(LEAD, comment)).await?;
+
+    // The level is stored and returned; unspecified is INTERNAL.
+    assert_eq!(
+        confidential.confidentiality,
+        Confidentiality::Confidential as i32
+    );
+    assert_eq!(secret.confidentiality, Confidentiality::Secret as i32);
+    assert_eq!(internal.confidentiality, Confidentiality::Internal as i32);
+
+    // The author and the direct supervisor read the content without a request.
+    for participant in [CLERK, LEAD] {
+        let listed = listed_daily(&mut client, participant).await?;
+        assert!(!listed.content_withheld, "{participant}");
+        assert!(
+            work_done(&listed).contains(confidential_marker),
+            "{participant}"
+        );
+        assert_eq!(listed.comments.len(), 1, "{participant}");
+    }
+
+    // The head and the auditor list the report with its content withheld.
+    for reader in [HEAD, AUDITOR] {
+        let listed = listed_daily(&mut client, reader).await?;
+        assert!(listed.content_withheld, "{reader}");
+        assert_eq!(listed.content, None, "{reader}");
+        assert!(listed.comments.is_empty(), "{reader}");
+        assert_eq!(listed.confidentiality, Confidentiality::Confidential as i32);
+    }
+
+    // GetReport without a request is denied and recorded, naming no request.
+    let (message, denied) =
+        report_denied(&service, &mut client, AUDITOR, &confidential.report_id).await?;
+    assert_eq!(denied.method, "GetReport");
+    assert_eq!(denied.access_request_id, "");
+    assert!(message.contains("no approved access request"), "{message}");
+
+    // A caller outside the readers gets one message for an existing and a missing report.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let existing = client
+        .get_report(as_user(OTHER_LEAD, get_report(&confidential.report_id)))
+        .await
+        .unwrap_err();
+    let absent = client
+        .get_report(as_user(OTHER_LEAD, get_report(&missing)))
+        .await
+        .unwrap_err();
+    let (existing_message, existing_event) =
+        trace_tests::corpus::recorded_denial(&existing, &confidential.report_id);
+    let (absent_message, absent_event) = trace_tests::corpus::recorded_denial(&absent, &missing);
+    assert_eq!(existing_message, absent_message);
+    assert!(!existing_event.is_empty());
+    assert!(!absent_event.is_empty());
+    assert_eq!(
+        last_event_id(&service, &confidential.report_id).await?,
+        existing_event
+    );
+
+    // A pending request denies and is named by the denial.
+    let pending = client
+        .request_access(as_user(HEAD, request_access(&confidential.report_id)))
+        .await?
+        .into_inner();
+    let head_request = pending.access_request.context("access request")?;
+    assert_eq!(head_request.state, AccessRequestState::Pending as i32);
+    let requested: AccessRequested = event_payload(
+        &service,
+        &pending.event_id,
+        "trace.worklog.daily_report.access_requested",
+    )
+    .await?;
+    assert_eq!(requested.access_request_id, head_request.access_request_id);
+    let (message, denied) =
+        report_denied(&service, &mut client, HEAD, &confidential.report_id).await?;
+    assert_eq!(denied.access_request_id, head_request.access_request_id);
+    assert!(message.contains("PENDING"), "{message}");
+
+    // The requester may not decide their own request; the direct supervisor approves it.
+    let now = service.clock.now();
+    let own = client
+        .decide_access(as_user(
+            HEAD,
+            decide_access(
+                &head_request.access_request_id,
+                true,
+                now + chrono::Duration::days(1),
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(own.code(), Code::PermissionDenied);
+    assert!(
+        own.message().contains("their own access request"),
+        "{}",
+        own.message()
+    );
+    let approved = client
+        .decide_access(as_user(
+            LEAD,
+            decide_access(
+                &head_request.access_request_id,
+                true,
+                now + chrono::Duration::days(1),
+            ),
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        approved.access_request.context("decided")?.state,
+        AccessRequestState::Approved as i32
+    );
+
+    // The approved request reads, and the read event names it.
+    let read = report_of(
+        client
+            .get_report(as_user(HEAD, get_report(&confidential.report_id)))
+            .await?
+            .into_inner()
+            .report,
+    );
+    assert!(!read.content_withheld);
+    assert!(work_done(&read).contains(confidential_marker));
+    let read_event: RecordRead = event_payload(
+        &service,
+        &last_event_id(&service, &confidential.report_id).await?,
+        "trace.worklog.daily_report.read",
+    )
+    .await?;
+    assert_eq!(read_event.method, "GetReport");
+    assert_eq!(read_event.access_request_id, head_request.access_request_id);
+    let listed = listed_daily(&mut client, HEAD).await?;
+    assert!(work_done(&listed).contains(confidential_marker));
+    let list_event: RecordRead = event_payload(
+        &service,
+        &last_event_id(&service, &confidential.report_id).await?,
+        "trace.worklog.daily_report.read",
+    )
+    .await?;
+    assert_eq!(list_event.method, "ListReports");
+    assert_eq!(list_event.access_request_id, head_request.access_request_id);
+
+    // A rejected request denies.
+    let auditor_request = client
+        .request_access(as_user(AUDITOR, request_access(&confidential.report_id)))
+        .await?
+        .into_inner()
+        .access_request
+        .context("access request")?;
+    client
+        .decide_access(as_user(
+            LEAD,
+            decide_access(&auditor_request.access_request_id, false, now),
+        ))
+        .await?;
+    let (message, denied) =
+        report_denied(&service, &mut client, AUDITOR, &confidential.report_id).await?;
+    assert_eq!(denied.access_request_id, auditor_request.access_request_id);
+    assert!(message.contains("REJECTED"), "{message}");
+
+    // A SECRET report also needs the agreement.
+    let secret_request = client
+        .request_access(as_user(HEAD, request_access(&secret.report_id)))
+        .await?
+        .into_inner()
+        .access_request
+        .context("access request")?;
+    client
+        .decide_access(as_user(
+            LEAD,
+            decide_access(
+                &secret_request.access_request_id,
+                true,
+                now + chrono::Duration::days(1),
+            ),
+        ))
+        .await?;
+    let status = client
+        .get_report(as_user(HEAD, get_report(&secret.report_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("agreement"),
+        "{}",
+        status.message()
+    );
+    let accepted = AcceptAgreementRequest {
+        agreement_version: "2026-01".to_owned(),
+    };
+    client.accept_agreement(as_user(HEAD, accepted)).await?;
+    let secret_read = report_of(
+        client
+            .get_report(as_user(HEAD, get_report(&secret.report_id)))
+            .await?
+            .into_inner()
+            .report,
+    );
+    match secret_read.content {
+        Some(report::Content::Weekly(weekly)) => {
+            assert!(weekly.completion.contains(secret_marker));
+        }
+        other => panic!("expected weekly content, got {other:?}"),
+    }
+
+    // The approval ends at its expiry.
+    service.set_clock(now + chrono::Duration::days(2));
+    let (message, denied) =
+        report_denied(&service, &mut client, HEAD, &confidential.report_id).await?;
+    assert_eq!(denied.access_request_id, head_request.access_request_id);
+    assert!(message.contains("expired"), "{message}");
+
+    // The requests are listed to the department's deciders, oldest first.
+    let requests = client
+        .list_access_requests(as_user(
+            LEAD,
+            ListAccessRequestsRequest {
+                record_id: confidential.report_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .access_requests;
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|request| request.access_request_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            head_request.access_request_id.as_str(),
+            auditor_request.access_request_id.as_str()
+        ]
+    );
+    assert_eq!(requests[0].purpose, "季度績效覆核");
+
+    communication_approvals(&service, &mut client).await?;
+
+    // The text of the CONFIDENTIAL and SECRET reports is sealed at rest. The database scan
+    // runs on SQLite only, because there the database is a file of the test. The INTERNAL
+    // report's text is stored as it is, which shows that the scan reads the database.
+    service.wait_until_published().await?;
+    for marker in [confidential_marker, secret_marker] {
+        assert_eq!(
+            files_containing(nats._store.path(), marker.as_bytes())?,
+            Vec::<PathBuf>::new()
+        );
+        if database_url.is_none() {
+            assert_eq!(
+                files_containing(service._data.path(), marker.as_bytes())?,
+                Vec::<PathBuf>::new()
+            );
+        }
+    }
+    if database_url.is_none() {
+        let internal_files = files_containing(service._data.path(), internal_marker.as_bytes())?;
+        assert!(
+            internal_files
+                .iter()
+                .any(|path| path.to_string_lossy().contains("worklog.db")),
+            "{internal_files:?}"
+        );
+    }
+    service.stop().await
+}
+
+/// Lists a CONFIDENTIAL communication of the clerk and the lead as the department head before
+/// and after an approved access request.
+async fn communication_approvals(service: &Service, client: &mut Client) -> Result<()> {
+    let mut request = external_communication("華南貿易", service.clock.now());
+    request.content = "marker-c0a2 付款條件".to_owned();
+    let recorded = report_of(
+        client
+            .record_communication(as_user(CLERK, request))
+            .await?
+            .into_inner()
+            .communication,
+    );
+    let lister = client.clone();
+    let list = |caller: &str| {
+        let mut client = lister.clone();
+        let request = ListCommunicationsRequest {
+            counterpart: "華南".to_owned(),
+            ..Default::default()
+        };
+        let request = as_user(caller, request);
+        async move {
+            let mut listed = client
+                .list_communications(request)
+                .await?
+                .into_inner()
+                .communications;
+            anyhow::ensure!(listed.len() == 1, "{} communications", listed.len());
+            Ok::<_, anyhow::Error>(listed.remove(0))
+        }
+    };
+
+    let participant = list(LEAD).await?;
+    assert!(!participant.content_withheld);
+    assert_eq!(participant.content, "marker-c0a2 付款條件");
+    for reader in [HEAD, AUDITOR] {
+        let withheld = list(reader).await?;
+        assert!(withheld.content_withheld, "{reader}");
+        assert_eq!(withheld.content, "", "{reader}");
+        assert_eq!(withheld.outcome, "", "{reader}");
+        assert_eq!(withheld.subject, recorded.subject, "{reader}");
+    }
+
+    let get = GetCommunicationRequest {
+        communication_id: recorded.communication_id.clone(),
+    };
+    let status = client
+        .get_communication(as_user(HEAD, get.clone()))
+        .await
+        .unwrap_err();
+    let (message, event_id) =
+        trace_tests::corpus::recorded_denial(&status, &recorded.communication_id);
+    assert!(message.contains("no approved access request"), "{message}");
+    let denied: RecordReadDenied = event_payload(
+        service,
+        &event_id,
+        "trace.worklog.communication.read_denied",
+    )
+    .await?;
+    assert_eq!(denied.method, "GetCommunication");
+
+    let head_request = client
+        .request_access(as_user(HEAD, request_access(&recorded.communication_id)))
+        .await?
+        .into_inner()
+        .access_request
+        .context("access request")?;
+    let expires_at = service.clock.now() + chrono::Duration::days(1);
+    client
+        .decide_access(as_user(
+            LEAD,
+            decide_access(&head_request.access_request_id, true, expires_at),
+        ))
+        .await?;
+    let read = list(HEAD).await?;
+    assert!(!read.content_withheld);
+    assert_eq!(read.content, "marker-c0a2 付款條件");
+    let read_event: RecordRead = event_payload(
+        service,
+        &last_event_id(service, &recorded.communication_id).await?,
+        "trace.worklog.communication.read",
+    )
+    .await?;
+    assert_eq!(read_event.method, "ListCommunications");
+    assert_eq!(read_event.access_request_id, head_request.access_request_id);
+    assert_eq!(read.entity_version, recorded.entity_version + 4);
+    let fetched = report_of(
+        client
+            .get_communication(as_user(HEAD, get))
+            .await?
+            .into_inner()
+            .communication,
+    );
+    assert_eq!(fetched.content, "marker-c0a2 付款條件");
+    assert_eq!(fetched.participant_ids, [CLERK, LEAD]);
+    let get_event: RecordRead = event_payload(
+        service,
+        &last_event_id(service, &recorded.communication_id).await?,
+        "trace.worklog.communication.read",
+    )
+    .await?;
+    assert_eq!(get_event.method, "GetCommunication");
+    Ok(())
 }

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
 use tonic::transport::Channel;
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::worklog::v1 as proto;
 use trace_proto::worklog::v1::worklog_service_client::WorklogServiceClient;
 use trace_runtime::clock::proto_date;
@@ -180,6 +181,7 @@ async fn submit_daily(
         .submit_daily_report(employee.request(proto::SubmitDailyReportRequest {
             work_date: Some(proto_date(work_date)),
             content: Some(content),
+            confidentiality: Confidentiality::Internal as i32,
         }))
         .await
         .with_context(|| format!("submit the daily report of {work_date}"))?
@@ -273,6 +275,7 @@ async fn submit_weekly(
             content: Some(proto::submit_periodic_report_request::Content::Weekly(
                 content,
             )),
+            confidentiality: Confidentiality::Internal as i32,
         }))
         .await
         .with_context(|| format!("submit the weekly report of {week_start}"))?

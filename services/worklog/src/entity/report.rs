@@ -45,6 +45,8 @@ pub struct Model {
     /// Number of trace events of this report so far; the optimistic concurrency check
     /// compares it.
     pub entity_version: i64,
+    /// `trace.common.v1.Confidentiality` number, chosen at the first submission.
+    pub confidentiality: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

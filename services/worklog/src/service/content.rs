@@ -1,6 +1,7 @@
 //! Report content: validation of the daily, weekly and monthly content messages into one
 //! stored shape, and the way back from stored rows to messages.
 
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::worklog::v1 as proto;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
@@ -29,6 +30,14 @@ pub(super) struct RoundContent {
     pub improvements: String,
     pub cases: String,
     pub figures: Vec<proto::Figure>,
+}
+
+/// Checks the `confidentiality` of a new report: unspecified means INTERNAL.
+pub(super) fn report_level(value: i32) -> ServiceResult<Confidentiality> {
+    if value == Confidentiality::Unspecified as i32 {
+        return Ok(Confidentiality::Internal);
+    }
+    validate::enum_value("confidentiality", value)
 }
 
 fn required(field: &str, value: &str) -> ServiceResult<String> {

@@ -87,6 +87,33 @@ pub(super) fn report(
         daily_status: daily_status(model),
         comments: comments.iter().map(|model| comment(model)).collect(),
         entity_version: u64::try_from(model.entity_version).unwrap_or_default(),
+        confidentiality: model.confidentiality,
+        content_withheld: false,
+    }
+}
+
+/// Returns `view` with its content and comments withheld, for a caller who may list the
+/// report but not read its content yet.
+pub(super) fn withhold_report(view: proto::Report) -> proto::Report {
+    proto::Report {
+        content: None,
+        comments: Vec::new(),
+        content_withheld: true,
+        ..view
+    }
+}
+
+/// Returns `view` with its content, outcome, notice, attachments and linked documents
+/// withheld, for a caller who may list the communication but not read its content yet.
+pub(super) fn withhold_communication(view: proto::Communication) -> proto::Communication {
+    proto::Communication {
+        content: String::new(),
+        outcome: String::new(),
+        notice: String::new(),
+        attachments: Vec::new(),
+        linked_documents: Vec::new(),
+        content_withheld: true,
+        ..view
     }
 }
 
@@ -195,5 +222,6 @@ pub(super) fn communication(
         recorded_at: Some(timestamp(model.recorded_at)),
         department: model.department.clone(),
         entity_version: u64::try_from(model.entity_version).unwrap_or_default(),
+        content_withheld: false,
     }
 }

@@ -7,10 +7,12 @@
 use chrono::NaiveDate;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::worklog::v1 as proto;
 use trace_runtime::clock::{date_from_key, date_key, proto_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
@@ -29,6 +31,7 @@ const MAX_COMMENT_CHARS: usize = 4000;
 struct NewDailyReport {
     work_date: NaiveDate,
     content: RoundContent,
+    confidentiality: Confidentiality,
 }
 
 /// A validated `SupervisorCommentRequest`.
@@ -89,6 +92,7 @@ impl WorklogHandler {
         let input = NewDailyReport {
             work_date,
             content: content::daily("content", request.content.as_ref())?,
+            confidentiality: content::report_level(request.confidentiality)?,
         };
         let author = access::author(&self.directory, &context.principal.user_id)?;
         let (department, supervisor_id) = (
@@ -152,12 +156,14 @@ impl WorklogHandler {
             late_minutes: i32::try_from(flags.late_minutes).unwrap_or(i32::MAX),
             day_kind: Some(flags.day_kind.name().to_owned()),
             entity_version: 1,
+            confidentiality: input.confidentiality as i32,
         };
         report::ActiveModel::from(report.clone())
             .reset_all()
             .insert(&txn)
             .await?;
-        let round = content::round_row(report_id, 1, now, "", &input.content);
+        let round = content::round_row(report_id, 1, now, "", &input.content)
+            .sealed(&self.keyring, report.confidentiality);
         report_round::ActiveModel::from(round)
             .reset_all()
             .insert(&txn)
@@ -251,10 +257,14 @@ impl WorklogHandler {
             text: input.text.clone(),
             commented_at: self.now(),
         };
-        report_comment::ActiveModel::from(comment.clone())
-            .reset_all()
-            .insert(&txn)
-            .await?;
+        report_comment::ActiveModel::from(
+            comment
+                .clone()
+                .sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .insert(&txn)
+        .await?;
 
         let changes = report::ActiveModel {
             state: Set(state),

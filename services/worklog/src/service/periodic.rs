@@ -3,15 +3,18 @@
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::worklog::v1 as proto;
 use trace_proto::worklog::v1::revise_report_request::Content as ReviseContent;
 use trace_proto::worklog::v1::submit_periodic_report_request::Content as SubmitContent;
 use trace_runtime::clock::{date_key, proto_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
+use super::confidential::ReadMethod;
 use super::content::{self, RoundContent};
 use super::daily::{already_submitted, checked_transition, find_by_period};
 use super::write::{AttemptResult, find_report, with_retries};
@@ -31,6 +34,7 @@ struct NewPeriodicReport {
     kind: ReportKind,
     period: Period,
     content: RoundContent,
+    confidentiality: Confidentiality,
 }
 
 /// A validated `DecideReportRequest`.
@@ -145,6 +149,7 @@ impl WorklogHandler {
             kind,
             period,
             content: content::periodic(kind, weekly, monthly)?,
+            confidentiality: content::report_level(request.confidentiality)?,
         };
         let author = access::author(&self.directory, &context.principal.user_id)?;
         let (department, supervisor_id) = (
@@ -193,12 +198,13 @@ impl WorklogHandler {
             late_minutes: 0,
             day_kind: None,
             entity_version: 1,
+            confidentiality: input.confidentiality as i32,
         };
         report::ActiveModel::from(report.clone())
             .reset_all()
             .insert(&txn)
             .await?;
-        self.insert_round(&txn, report_id, 1, now, "", &input.content)
+        self.insert_round(&txn, &report, 1, now, "", &input.content)
             .await?;
 
         let (weekly, monthly) = event_content(input.kind, &input.content);
@@ -223,23 +229,25 @@ impl WorklogHandler {
         })
     }
 
-    /// Inserts the round row and the figure rows of one round.
+    /// Inserts the round row and the figure rows of one round, sealed at the report's level.
     async fn insert_round(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        report_id: &str,
+        report: &report::Model,
         round: i32,
         submitted_at: i64,
         change_summary: &str,
         content: &RoundContent,
     ) -> Result<(), sea_orm::DbErr> {
-        let row = content::round_row(report_id, round, submitted_at, change_summary, content);
+        let level = report.confidentiality;
+        let row = content::round_row(&report.id, round, submitted_at, change_summary, content)
+            .sealed(&self.keyring, level);
         report_round::ActiveModel::from(row)
             .reset_all()
             .insert(txn)
             .await?;
-        for figure in content::figure_rows(report_id, round, content) {
-            report_figure::ActiveModel::from(figure)
+        for figure in content::figure_rows(&report.id, round, content) {
+            report_figure::ActiveModel::from(figure.sealed(&self.keyring, level))
                 .reset_all()
                 .insert(txn)
                 .await?;
@@ -291,10 +299,14 @@ impl WorklogHandler {
             opinion: input.opinion.clone(),
             decided_at: self.now(),
         };
-        report_decision::ActiveModel::from(decision.clone())
-            .reset_all()
-            .insert(&txn)
-            .await?;
+        report_decision::ActiveModel::from(
+            decision
+                .clone()
+                .sealed(&self.keyring, loaded.confidentiality),
+        )
+        .reset_all()
+        .insert(&txn)
+        .await?;
 
         let changes = report::ActiveModel {
             state: Set(state),
@@ -366,7 +378,7 @@ impl WorklogHandler {
         let round = loaded.round + 1;
         self.insert_round(
             &txn,
-            &loaded.id,
+            &loaded,
             round,
             now,
             &input.change_summary,
@@ -408,18 +420,53 @@ impl WorklogHandler {
 
         let report = find_report(&self.db, &report_id).await?;
         access::require_reader(&self.directory, &context.principal, &report.author_id)?;
+        let mut listed = self
+            .listed_reports(context, ReadMethod::ListReportRounds, vec![report.clone()])
+            .await?;
+        let view = listed.pop().ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!(
+                "no message was built for report {report_id}"
+            ))
+        })?;
 
         let rounds = report_round::Entity::find()
             .filter(report_round::Column::ReportId.eq(report_id.as_str()))
             .order_by_asc(report_round::Column::Round)
             .all(&self.db)
             .await?;
-        let figures = super::views::figures_of(&self.db, std::slice::from_ref(&report_id)).await?;
         let decisions = report_decision::Entity::find()
             .filter(report_decision::Column::ReportId.eq(report_id.as_str()))
             .order_by_asc(report_decision::Column::Id)
             .all(&self.db)
             .await?;
+        if view.content_withheld {
+            // The rounds keep their numbers, times and decisions, without any text.
+            let rounds = rounds
+                .iter()
+                .map(|round| proto::ReportRound {
+                    round: convert::count(round.round),
+                    submitted_at: Some(trace_runtime::clock::timestamp(round.submitted_at)),
+                    change_summary: String::new(),
+                    content: None,
+                    decision: decisions
+                        .iter()
+                        .find(|decision| decision.round == round.round)
+                        .map(|decision| proto::DecisionRecord {
+                            opinion: String::new(),
+                            ..convert::decision(decision)
+                        }),
+                })
+                .collect();
+            return Ok(proto::ListReportRoundsResponse {
+                report: Some(view),
+                rounds,
+            });
+        }
+        let rounds = open_rows(&self.keyring, rounds)?;
+        let decisions = open_rows(&self.keyring, decisions)?;
+        let figures =
+            super::views::figures_of(&self.db, &self.keyring, std::slice::from_ref(&report_id))
+                .await?;
 
         let rounds = rounds
             .iter()
@@ -436,7 +483,7 @@ impl WorklogHandler {
             })
             .collect();
         Ok(proto::ListReportRoundsResponse {
-            report: Some(self.report_view(&self.db, &report).await?),
+            report: Some(view),
             rounds,
         })
     }

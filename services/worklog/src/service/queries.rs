@@ -10,9 +10,10 @@ use trace_runtime::context::CallContext;
 use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
+use super::confidential::{ReadMethod, Record};
 use super::paging::{Cursor, Page};
-use super::views::{communication_views, report_views};
-use super::{WorklogHandler, access};
+use super::views::communication_views;
+use super::{WorklogHandler, access, convert};
 use crate::entity::{communication, communication_document, communication_participant, report};
 use crate::state::{ReportKind, ReportState};
 
@@ -125,7 +126,9 @@ impl WorklogHandler {
 
         let next_page_token = page.finish(&mut rows, report_cursor);
         Ok(proto::ListReportsResponse {
-            reports: report_views(&self.db, &rows).await?,
+            reports: self
+                .listed_reports(context, ReadMethod::ListReports, rows)
+                .await?,
             next_page_token,
         })
     }
@@ -168,7 +171,9 @@ impl WorklogHandler {
 
         let next_page_token = page.finish(&mut rows, report_cursor);
         Ok(proto::PendingForSupervisorResponse {
-            reports: report_views(&self.db, &rows).await?,
+            reports: self
+                .listed_reports(context, ReadMethod::PendingForSupervisor, rows)
+                .await?,
             next_page_token,
         })
     }
@@ -218,8 +223,31 @@ impl WorklogHandler {
             id: row.id.clone(),
         });
         let rows = open_rows(&self.keyring, rows)?;
+        let grants = self.communication_grants(context, &rows).await?;
+        let records = rows.into_iter().map(Record::Communication).collect();
+        let read = self
+            .record_reads(context, ReadMethod::ListCommunications, records, &grants)
+            .await?;
+        let rows: Vec<communication::Model> = read
+            .into_iter()
+            .filter_map(|record| match record {
+                Record::Communication(row) => Some(row),
+                Record::Report(_) => None,
+            })
+            .collect();
+        let views = communication_views(&self.db, &rows).await?;
         Ok(proto::ListCommunicationsResponse {
-            communications: communication_views(&self.db, &rows).await?,
+            communications: views
+                .into_iter()
+                .zip(&grants)
+                .map(|(view, grant)| {
+                    if grant.withheld() {
+                        convert::withhold_communication(view)
+                    } else {
+                        view
+                    }
+                })
+                .collect(),
             next_page_token,
         })
     }

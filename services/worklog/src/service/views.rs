@@ -3,6 +3,8 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use trace_proto::worklog::v1 as proto;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::WorklogHandler;
@@ -13,17 +15,19 @@ use crate::entity::{
     report, report_comment, report_figure, report_round,
 };
 
-/// Figures of the given reports, every round, ordered by round and position.
+/// Figures of the given reports, every round, ordered by round and position and opened.
 pub(super) async fn figures_of<C: ConnectionTrait>(
     connection: &C,
+    keyring: &Keyring,
     report_ids: &[String],
 ) -> ServiceResult<Vec<report_figure::Model>> {
-    Ok(report_figure::Entity::find()
+    let rows = report_figure::Entity::find()
         .filter(report_figure::Column::ReportId.is_in(report_ids.iter().map(String::as_str)))
         .order_by_asc(report_figure::Column::Round)
         .order_by_asc(report_figure::Column::Position)
         .all(connection)
-        .await?)
+        .await?;
+    Ok(open_rows(keyring, rows)?)
 }
 
 impl WorklogHandler {
@@ -33,7 +37,7 @@ impl WorklogHandler {
         connection: &C,
         report: &report::Model,
     ) -> ServiceResult<proto::Report> {
-        report_views(connection, std::slice::from_ref(report))
+        report_views(connection, &self.keyring, std::slice::from_ref(report))
             .await?
             .pop()
             .ok_or_else(|| {
@@ -48,6 +52,7 @@ impl WorklogHandler {
 /// Builds the messages of `reports`, in their order, with three queries for the whole page.
 pub(super) async fn report_views<C: ConnectionTrait>(
     connection: &C,
+    keyring: &Keyring,
     reports: &[report::Model],
 ) -> ServiceResult<Vec<proto::Report>> {
     let ids: Vec<String> = reports.iter().map(|report| report.id.clone()).collect();
@@ -55,12 +60,23 @@ pub(super) async fn report_views<C: ConnectionTrait>(
         .filter(report_round::Column::ReportId.is_in(ids.iter().map(String::as_str)))
         .all(connection)
         .await?;
-    let figures = figures_of(connection, &ids).await?;
+    // Only the current round of each report is shown, so only those are opened.
+    let current: Vec<report_round::Model> = rounds
+        .into_iter()
+        .filter(|round| {
+            reports
+                .iter()
+                .any(|report| report.id == round.report_id && report.round == round.round)
+        })
+        .collect();
+    let rounds = open_rows(keyring, current)?;
+    let figures = figures_of(connection, keyring, &ids).await?;
     let comments = report_comment::Entity::find()
         .filter(report_comment::Column::ReportId.is_in(ids.iter().map(String::as_str)))
         .order_by_asc(report_comment::Column::Id)
         .all(connection)
         .await?;
+    let comments = open_rows(keyring, comments)?;
 
     let view = |report: &report::Model| {
         let current = rounds

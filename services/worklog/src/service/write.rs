@@ -7,6 +7,7 @@ use std::time::Duration;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter};
 use trace_proto::common::v1::Confidentiality;
+use trace_runtime::access_approval;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::{self, EventSpec};
 use trace_runtime::{ServiceError, ServiceResult};
@@ -142,7 +143,8 @@ impl WorklogHandler {
         Ok((report, event_id))
     }
 
-    /// Stages the event `action` of `report` at the report's current entity version.
+    /// Stages the event `action` of `report` at the report's current entity version and at its
+    /// level, so that the outbox seals the payload of a CONFIDENTIAL or SECRET report.
     pub(super) async fn stage_report_event(
         &self,
         txn: &DatabaseTransaction,
@@ -156,7 +158,7 @@ impl WorklogHandler {
             entity_id: &report.id,
             entity_version: report.entity_version,
             action,
-            confidentiality: Confidentiality::Internal,
+            confidentiality: access_approval::level_of(report.confidentiality),
         };
         self.stage_event(txn, context, target, payload).await
     }
