@@ -772,3 +772,110 @@ async fn stored_findings_become_internal() {
         assert!(db.query_one_raw(statement).await.is_ok(), "{table}");
     }
 }
+
+/// Writes a 32-byte key of `byte` as hex to `{id}.hex` in `folder`, and returns the key id
+/// and the file path.
+fn key_file(folder: &std::path::Path, id: &str, byte: u8) -> (String, String) {
+    let path = folder.join(format!("{id}.hex"));
+    std::fs::write(&path, format!("{byte:02x}").repeat(32)).unwrap();
+    (id.to_owned(), path.display().to_string())
+}
+
+/// Uses only the keys of `keys`, with `active` sealing new values.
+fn use_keys(
+    config: &mut trace_inspection::InspectionConfig,
+    keys: &[(String, String)],
+    active: &str,
+) {
+    config.service.encryption = trace_runtime::seal::EncryptionSettings {
+        key_files: keys.iter().cloned().collect(),
+        active_key_id: Some(active.to_owned()),
+        allow_development_key: false,
+    };
+}
+
+/// Runs `tracectl rewrap` on `database_url` to the key k2026 and returns its standard output.
+fn run_rewrap(database_url: &str, keys: &[(String, String)]) -> String {
+    // The test binary is in `target/debug/deps`, and `cargo build --workspace --bins` puts
+    // tracectl in `target/debug`.
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("tracectl");
+    assert!(
+        binary.exists(),
+        "{} not found; run cargo build -p tracectl --bins first",
+        binary.display()
+    );
+    let mut command = std::process::Command::new(&binary);
+    command.args(["rewrap", "--database", database_url, "--active", "k2026"]);
+    for (id, path) in keys {
+        command.args(["--key", &format!("{id}={path}")]);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "tracectl rewrap failed: {output:?}"
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_keeps_finding_text_readable() {
+    let nats = NatsServer::start();
+    let folder = tempfile::tempdir().unwrap();
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        folder.path().join("inspection.db").display()
+    );
+    let old = key_file(folder.path(), "k2025", 0x11);
+    let new = key_file(folder.path(), "k2026", 0x22);
+
+    let keys = [old.clone()];
+    let mut service = Service::start_with(&nats, Some(database_url.clone()), |config, _| {
+        use_keys(config, &keys, "k2025");
+    })
+    .await;
+    let inspection_id = spot_check(&mut service).await;
+    let finding = record(
+        &mut service,
+        &inspection_id,
+        Confidentiality::Secret,
+        "Acquisition plan left on a printer.",
+    )
+    .await;
+    let assignment = proto::AssignRectificationRequest {
+        finding_id: finding.finding_id.clone(),
+        measures: "Lock the printer room.".to_owned(),
+        responsible_id: "xu.fang".to_owned(),
+        deadline: date(2026, 12, 10),
+    };
+    let request = call(assignment, HEAD.0, HEAD.1, HEAD.2);
+    service.client.assign_rectification(request).await.unwrap();
+    service.stop().await;
+
+    // The description and the measures move to the new key; the other text columns are
+    // empty.
+    let keys = [old, new.clone()];
+    let output = run_rewrap(&database_url, &keys);
+    assert!(
+        output.contains("rewrapped 2 of 2 sealed text values to key k2026"),
+        "{output}"
+    );
+
+    // The service with only the new key reads the same plaintext.
+    let keys = [new];
+    let mut service = Service::start_with(&nats, Some(database_url.clone()), |config, _| {
+        use_keys(config, &keys, "k2026");
+    })
+    .await;
+    let found = get(&mut service, ADMIN, &finding.finding_id).await.unwrap();
+    assert_eq!(found.description, "Acquisition plan left on a printer.");
+    assert_eq!(
+        found.rectification.unwrap().measures,
+        "Lock the printer room."
+    );
+    service.stop().await;
+}
