@@ -39,6 +39,10 @@ pub struct InspectionSettings {
     pub sweep_interval_secs: u64,
     pub consumer: ConsumerSettings,
     pub rules: RuleTable,
+    /// Version of the confidentiality agreement that reading a SECRET finding with an access
+    /// request needs the reader to have accepted in this service.
+    #[serde(default = "trace_runtime::access_approval::default_agreement_version")]
+    pub agreement_version: String,
 }
 
 /// The durable JetStream consumer that feeds the rules.
@@ -167,6 +171,7 @@ impl InspectionConfig {
                     max_ack_pending: 1000,
                 },
                 rules: RuleTable::default(),
+                agreement_version: trace_runtime::access_approval::default_agreement_version(),
             },
         }
     }
@@ -189,6 +194,17 @@ impl InspectionConfig {
             ConfigError::invalid("inspection.administration_department", error.to_string())
         })?;
         self.daily_reports_from()?;
+        if trace_runtime::access_approval::agreement_version(
+            "inspection.agreement_version",
+            &settings.agreement_version,
+        )
+        .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "inspection.agreement_version",
+                "must be 1 to 32 characters of A-Z, 0-9 and '-'",
+            ));
+        }
         if settings.sweep_interval_secs == 0 {
             return Err(ConfigError::invalid(
                 "inspection.sweep_interval_secs",
@@ -243,6 +259,17 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.service.grpc_addr.port(), DEFAULT_PORT);
         assert_eq!(config.inspection.consumer.name, "inspection");
+    }
+
+    #[test]
+    fn lowercase_agreement_version_is_invalid() {
+        let mut config = InspectionConfig::defaults();
+        assert_eq!(config.inspection.agreement_version, "2026-01");
+        config.inspection.agreement_version = "v1".to_owned();
+
+        let error = config.validate().unwrap_err().to_string();
+
+        assert!(error.contains("inspection.agreement_version"), "{error}");
     }
 
     #[test]

@@ -89,7 +89,23 @@ pub fn finding(row: &finding::Model) -> proto::Finding {
         closing_event_id: row.closing_event_id.clone().unwrap_or_default(),
         closed_at: timestamp_opt(row.closed_at),
         entity_version: u64::try_from(row.entity_version).unwrap_or_default(),
+        confidentiality: row.confidentiality,
+        content_withheld: false,
     }
+}
+
+/// Converts a finding row without its free text: description, measures, result and
+/// verification opinion are empty and `content_withheld` is set.
+pub fn withheld_finding(row: &finding::Model) -> proto::Finding {
+    let mut finding = finding(row);
+    finding.description.clear();
+    if let Some(rectification) = finding.rectification.as_mut() {
+        rectification.measures.clear();
+        rectification.result.clear();
+        rectification.verification_opinion.clear();
+    }
+    finding.content_withheld = true;
+    finding
 }
 
 fn rectification(row: &finding::Model) -> Option<proto::Rectification> {

@@ -25,7 +25,16 @@ pub struct Staged<'a> {
     /// Version of the entity after this event.
     pub entity_version: i64,
     pub action: &'static str,
+    /// Level of the entity, the `trace.common.v1.Confidentiality` number. The outbox seals the
+    /// payload of a CONFIDENTIAL or SECRET event.
+    pub confidentiality: i32,
     pub payload: prost_types::Any,
+}
+
+impl Staged<'_> {
+    /// Level of an `inspection` entity event. Plans, inspections, spot checks and reports
+    /// carry no level of their own, so their events are INTERNAL.
+    pub const INTERNAL: i32 = Confidentiality::Internal as i32;
 }
 
 /// Writes one event into the outbox inside `connection`'s transaction. Call
@@ -54,10 +63,16 @@ pub async fn stage_returning_id<C: ConnectionTrait>(
         entity_id: staged.entity_id.to_owned(),
         entity_version: u64::try_from(staged.entity_version).unwrap_or_default(),
         action: staged.action,
-        confidentiality: Confidentiality::Internal,
+        confidentiality: envelope_level(staged.confidentiality),
         payload: staged.payload,
     };
     let envelope = event::envelope(SERVICE, context, clock, spec);
     outbox.stage(connection, &envelope).await?;
     Ok(envelope.event_id)
+}
+
+/// Returns the envelope level of a stored level. An unknown number counts as SECRET, so its
+/// payload is sealed.
+pub fn envelope_level(confidentiality: i32) -> Confidentiality {
+    trace_runtime::access_approval::level_of(confidentiality)
 }

@@ -14,6 +14,7 @@ pub mod migration;
 pub mod observe;
 pub mod read_scope;
 pub mod rules;
+pub mod sealing;
 pub mod service;
 pub mod store;
 pub mod sweep;
@@ -67,15 +68,12 @@ pub async fn run(
         daily_reports_from: config.daily_reports_from()?,
         outbox: runtime.outbox.clone(),
         clock,
+        keyring: runtime.keyring.clone(),
     };
 
     spawn_rule_tasks(&runtime, &config, &engine);
 
-    let handler = InspectionHandler::new(
-        &runtime,
-        engine,
-        config.inspection.administration_department.clone(),
-    );
+    let handler = InspectionHandler::new(&runtime, engine, &config.inspection);
     let service = InspectionServiceServer::new(handler);
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(service, interceptor);

@@ -1,8 +1,11 @@
 //! Database migrations: the shared outbox tables first, then the inspection tables created
-//! from the entities.
+//! from the entities, then the confidentiality columns and the shared access approval tables
+//! added since.
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
+use trace_proto::common::v1::Confidentiality;
+use trace_runtime::access_approval::migration::CreateAccessApprovals;
 use trace_runtime::outbox::migration::{CreateOutbox, IndexOutboxByEntity};
 
 use crate::entity::{
@@ -20,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateInspectionTables),
             Box::new(IndexOutboxByEntity),
+            Box::new(AddConfidentiality),
+            Box::new(CreateAccessApprovals),
         ]
     }
 }
@@ -61,6 +66,77 @@ impl MigrationTrait for CreateInspectionTables {
         drop_table(manager, inspection::Entity).await?;
         drop_table(manager, plan::Entity).await
     }
+}
+
+/// Adds the confidentiality level to `findings` and `obligations`. Rows stored before are
+/// INTERNAL, the level their text and events had.
+#[derive(Debug)]
+pub struct AddConfidentiality;
+
+impl MigrationName for AddConfidentiality {
+    fn name(&self) -> &str {
+        "m20261205_000501_add_finding_confidentiality"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddConfidentiality {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // A database created after the column joined the entities already has it, because
+        // `CreateInspectionTables` builds the tables from the entities.
+        if !manager.has_column("findings", "confidentiality").await? {
+            add_level(manager, finding::Entity, finding::Column::Confidentiality).await?;
+        }
+        if !manager.has_column("obligations", "confidentiality").await? {
+            add_level(
+                manager,
+                obligation::Entity,
+                obligation::Column::Confidentiality,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_column(
+            manager,
+            obligation::Entity,
+            obligation::Column::Confidentiality,
+        )
+        .await?;
+        drop_column(manager, finding::Entity, finding::Column::Confidentiality).await
+    }
+}
+
+async fn add_level<E: EntityTrait, C: IntoIden>(
+    manager: &SchemaManager<'_>,
+    entity: E,
+    column: C,
+) -> Result<(), DbErr> {
+    manager
+        .alter_table(
+            Table::alter()
+                .table(entity)
+                .add_column(
+                    ColumnDef::new(column)
+                        .integer()
+                        .not_null()
+                        .default(Confidentiality::Internal as i32),
+                )
+                .to_owned(),
+        )
+        .await
+}
+
+async fn drop_column<E: EntityTrait, C: IntoIden>(
+    manager: &SchemaManager<'_>,
+    entity: E,
+    column: C,
+) -> Result<(), DbErr> {
+    manager
+        .alter_table(Table::alter().table(entity).drop_column(column).to_owned())
+        .await
 }
 
 async fn create_table<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {

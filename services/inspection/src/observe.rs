@@ -42,6 +42,21 @@ pub struct EventMeta {
     pub entity_id: String,
     pub actor_user_id: String,
     pub actor_department: String,
+    /// Level of the event's record, the `trace.common.v1.Confidentiality` number; see
+    /// [`event_level`].
+    pub confidentiality: i32,
+}
+
+/// Returns the level a rule finding takes from an event at the envelope level
+/// `confidentiality`. An envelope without a level counts as INTERNAL, the level events had
+/// before levels were set, and an unknown number as SECRET.
+pub fn event_level(confidentiality: i32) -> i32 {
+    use trace_proto::common::v1::Confidentiality;
+    match Confidentiality::try_from(confidentiality) {
+        Ok(Confidentiality::Unspecified) => Confidentiality::Internal as i32,
+        Ok(level) => level as i32,
+        Err(_) => Confidentiality::Secret as i32,
+    }
 }
 
 impl EventMeta {
@@ -61,6 +76,7 @@ impl EventMeta {
             entity_id: envelope.entity_id.clone(),
             actor_user_id: actor.user_id,
             actor_department: actor.department,
+            confidentiality: event_level(envelope.confidentiality),
         }
     }
 }

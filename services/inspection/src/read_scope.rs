@@ -67,12 +67,17 @@ pub fn may_read_finding(scope: &FindingScope, parties: &FindingParties<'_>) -> b
     let ReadScope::Involved { user_id, .. } = &scope.scope else {
         return true;
     };
-    let user_id = user_id.as_str();
+    takes_part(user_id, parties) || scope.covers_department(parties.department)
+}
+
+/// Returns true when `user_id` recorded the finding of `parties`, is responsible for its
+/// rectification, or assigned or verified it. Such a participant reads a CONFIDENTIAL or
+/// SECRET finding without an access request.
+pub fn takes_part(user_id: &str, parties: &FindingParties<'_>) -> bool {
     parties.recorded_by == user_id
         || parties.responsible_id == Some(user_id)
         || parties.assigned_by == Some(user_id)
         || parties.verified_by == Some(user_id)
-        || scope.covers_department(parties.department)
 }
 
 /// Returns true when a caller with `scope` may read the aggregates of `department`, such as
@@ -204,6 +209,15 @@ roles = ["department_head"]
     #[test]
     fn verifier_reads_finding() {
         assert!(may("chen.hua", "sales", &[role::EMPLOYEE]));
+    }
+
+    #[test]
+    fn participants_take_part() {
+        for user_id in ["li.na", "xu.fang", "huang.wei", "chen.hua"] {
+            assert!(takes_part(user_id, &finding()), "{user_id}");
+        }
+        assert!(!takes_part("zhou.jie", &finding()));
+        assert!(!takes_part("", &finding()));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! overdue check may stage several events, still in one transaction.
 
 mod access;
+mod approval;
 mod findings;
 mod overdue;
 mod plans;
@@ -24,6 +25,7 @@ use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::{CallContext, role};
 use trace_runtime::directory::Directory;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use crate::events::{self, Staged};
@@ -41,14 +43,19 @@ pub struct InspectionHandler {
     directory: Arc<Directory>,
     engine: RuleEngine,
     administration_department: String,
+    /// Seals and opens the free text of CONFIDENTIAL and SECRET findings and access requests.
+    keyring: Keyring,
+    /// Confidentiality agreement version that reading a SECRET finding with an access request
+    /// needs.
+    agreement_version: String,
 }
 
 impl InspectionHandler {
-    /// Builds the handler on the runtime's database, outbox, clock and directory.
+    /// Builds the handler on the runtime's database, outbox, clock, directory and keyring.
     pub fn new(
         runtime: &ServiceRuntime,
         engine: RuleEngine,
-        administration_department: String,
+        settings: &crate::config::InspectionSettings,
     ) -> Self {
         Self {
             db: runtime.db.clone(),
@@ -57,7 +64,9 @@ impl InspectionHandler {
             zone: engine.zone,
             directory: runtime.directory.clone(),
             engine,
-            administration_department,
+            administration_department: settings.administration_department.clone(),
+            keyring: runtime.keyring.clone(),
+            agreement_version: settings.agreement_version.clone(),
         }
     }
 
@@ -257,5 +266,39 @@ impl InspectionService for InspectionHandler {
         Ok(Response::new(
             self.search_findings(&context, request).await?,
         ))
+    }
+
+    async fn request_access(
+        &self,
+        request: Request<RequestAccessRequest>,
+    ) -> Result<Response<RequestAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.ask_access(&context, request).await?))
+    }
+
+    async fn decide_access(
+        &self,
+        request: Request<DecideAccessRequest>,
+    ) -> Result<Response<DecideAccessResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.decide(&context, request).await?))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<ListAccessRequestsRequest>,
+    ) -> Result<Response<ListAccessRequestsResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.access_requests(&context, request).await?,
+        ))
+    }
+
+    async fn accept_agreement(
+        &self,
+        request: Request<AcceptAgreementRequest>,
+    ) -> Result<Response<AcceptAgreementResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(self.accept(&context, request).await?))
     }
 }

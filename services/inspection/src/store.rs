@@ -19,6 +19,7 @@ use trace_runtime::context::CallContext;
 use trace_runtime::directory::Directory;
 use trace_runtime::event::pack;
 use trace_runtime::outbox::Outbox;
+use trace_runtime::seal::Keyring;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use crate::calendar::WorkCalendar;
@@ -39,6 +40,8 @@ pub struct RuleEngine {
     pub daily_reports_from: Option<NaiveDate>,
     pub outbox: Outbox,
     pub clock: SharedClock,
+    /// Seals the free text of the CONFIDENTIAL and SECRET findings that rules raise.
+    pub keyring: Keyring,
 }
 
 impl RuleEngine {
@@ -110,6 +113,8 @@ impl RuleEngine {
                 if state_of(&row) == GapState::Open {
                     active.due_at = Set(due_at.timestamp_micros());
                     active.expected_on = Set(date_key(expected_on));
+                    // The gap is now also about the rescheduling event.
+                    active.confidentiality = Set(row.confidentiality.max(meta.confidentiality));
                 }
                 self.finish(connection, row, active, transition, meta)
                     .await?;
@@ -164,6 +169,7 @@ impl RuleEngine {
             fulfilled_at: Set(earlier.as_ref().map(|row| row.occurred_at)),
             finding_id: Set(None),
             uncalendared: Set(obligation.uncalendared),
+            confidentiality: Set(opened_by.map_or(Staged::INTERNAL, |meta| meta.confidentiality)),
         };
         let conflict = OnConflict::columns([obligation::Column::Rule, obligation::Column::GapKey])
             .do_nothing()
@@ -262,6 +268,7 @@ impl RuleEngine {
             return Ok(());
         }
         let version = row.entity_version + 1;
+        let confidentiality = row.confidentiality;
         let mut active = row.into_active_model();
         active.state = Set("CLOSED".to_owned());
         active.closing_event_id = Set(Some(closing.event_id.clone()));
@@ -281,6 +288,7 @@ impl RuleEngine {
             entity_id: finding_id,
             entity_version: version,
             action: "finding_closed",
+            confidentiality,
             payload: pack(&payload),
         };
         let context = CallContext::system(SERVICE);

@@ -12,6 +12,7 @@ use trace_runtime::ServiceResult;
 use trace_runtime::clock::{date_key, from_micros, local_date};
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 
 use crate::entity::{cursor, finding, obligation};
 use crate::events::{self, FINDING, SERVICE, Staged};
@@ -138,7 +139,10 @@ impl RuleEngine {
         if !save_if_state(connection, &row.id, GapState::Open, active).await? {
             return Ok(false);
         }
-        finding::Entity::insert(finding.clone().into_active_model())
+        let stored = finding
+            .clone()
+            .sealed(&self.keyring, finding.confidentiality);
+        finding::Entity::insert(stored.into_active_model())
             .exec_without_returning(connection)
             .await?;
 
@@ -150,6 +154,7 @@ impl RuleEngine {
             entity_id: &finding.id,
             entity_version: 1,
             action: "recorded",
+            confidentiality: finding.confidentiality,
             payload: pack(&payload),
         };
         let context = CallContext::system(SERVICE);
@@ -207,6 +212,7 @@ impl RuleEngine {
             closing_event_id: None,
             closed_at: None,
             entity_version: 1,
+            confidentiality: row.confidentiality,
         }
     }
 }

@@ -14,12 +14,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use tonic::Status;
-use trace_proto::common::v1::{Date, PageRequest};
+use trace_proto::common::v1::{Confidentiality, Date, PageRequest};
 use trace_proto::inspection::v1::inspection_service_client::InspectionServiceClient;
 use trace_proto::inspection::v1::*;
 use trace_tests::corpus::{
     ACCEPTED_TEXT, Expected, bad_dates, bad_departments, bad_enums, bad_record_ids, bad_text,
-    bad_tokens, check_rejection,
+    bad_timestamps, bad_tokens, check_rejection,
 };
 
 use support::{NatsServer, Service, call};
@@ -41,6 +41,8 @@ const TABLES: &[&str] = &[
     "obligations",
     "fulfilments",
     "overdue_reports",
+    "access_requests",
+    "agreement_acceptances",
 ];
 
 macro_rules! call {
@@ -101,6 +103,7 @@ fn finding_request(inspection_id: &str, description: &str) -> RecordFindingReque
             ledger_sequence: 42,
             ..Default::default()
         }],
+        confidentiality: Confidentiality::Internal as i32,
     }
 }
 
@@ -307,6 +310,15 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         add(
             format!("severity {label}"),
             Expected::Invalid("severity"),
+            call,
+        );
+    }
+    // An unspecified level means INTERNAL, so only unknown numbers are rejected.
+    for (label, value) in bad_enums() {
+        let call = record(&|r| r.confidentiality = value);
+        add(
+            format!("finding confidentiality {label}"),
+            Expected::Invalid("confidentiality"),
             call,
         );
     }
@@ -732,6 +744,136 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         };
         let call = list(&|r| r.page = Some(page.clone()));
         add(format!("findings {label}"), Expected::Invalid(name), call);
+    }
+    // RequestAccess, DecideAccess, ListAccessRequests and AcceptAgreement.
+    for (label, value) in bad_record_ids() {
+        let request = RequestAccessRequest {
+            finding_id: value.clone(),
+            purpose: "Performance review".to_owned(),
+        };
+        let call = call!(client, request_access, request);
+        add(
+            format!("request access id {label}"),
+            Expected::Invalid("finding_id"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: value.clone(),
+            approve: false,
+            opinion: "Not needed".to_owned(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, decide);
+        add(
+            format!("decide access id {label}"),
+            Expected::Invalid("access_request_id"),
+            call,
+        );
+        let list = ListAccessRequestsRequest {
+            finding_id: value.clone(),
+        };
+        let call = call!(client, list_access_requests, list);
+        add(
+            format!("list access requests id {label}"),
+            Expected::Invalid("finding_id"),
+            call,
+        );
+    }
+    for (label, value) in bad_text(1, 2000, false) {
+        let request = RequestAccessRequest {
+            finding_id: ids.finding.clone(),
+            purpose: value.clone(),
+        };
+        let call = call!(client, request_access, request);
+        add(
+            format!("access purpose {label}"),
+            Expected::Invalid("purpose"),
+            call,
+        );
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: false,
+            opinion: value.clone(),
+            expires_at: None,
+        };
+        let call = call!(client, decide_access, decide);
+        add(
+            format!("access opinion {label}"),
+            Expected::Invalid("opinion"),
+            call,
+        );
+    }
+    // The service clock stands at the start time, so an approval must end after it and at
+    // most 90 days later.
+    let at = |hours: i64| {
+        let instant = support::start_time() + chrono::Duration::hours(hours);
+        trace_runtime::clock::timestamp(instant.timestamp_micros())
+    };
+    let mut ends = bad_timestamps();
+    ends.push(("now".to_owned(), at(0)));
+    ends.push(("an hour ago".to_owned(), at(-1)));
+    ends.push(("91 days".to_owned(), at(91 * 24)));
+    for (label, value) in ends {
+        let decide = DecideAccessRequest {
+            access_request_id: unknown.clone(),
+            approve: true,
+            opinion: "Needed".to_owned(),
+            expires_at: Some(value),
+        };
+        let call = call!(client, decide_access, decide);
+        add(
+            format!("approval end {label}"),
+            Expected::Invalid("expires_at"),
+            call,
+        );
+    }
+    let decide = DecideAccessRequest {
+        access_request_id: unknown.clone(),
+        approve: true,
+        opinion: "Needed".to_owned(),
+        expires_at: None,
+    };
+    let call = call!(client, decide_access, decide);
+    add(
+        "approval end missing".to_owned(),
+        Expected::Invalid("expires_at"),
+        call,
+    );
+    let request = RequestAccessRequest {
+        finding_id: ids.finding.clone(),
+        purpose: "Performance review".to_owned(),
+    };
+    let call = call!(client, request_access, request);
+    add(
+        "access to an internal finding".to_owned(),
+        Expected::Precondition("INTERNAL"),
+        call,
+    );
+    let decide = DecideAccessRequest {
+        access_request_id: unknown.clone(),
+        approve: false,
+        opinion: "Not needed".to_owned(),
+        expires_at: None,
+    };
+    let call = call!(client, decide_access, decide);
+    add(
+        "decide a missing access request".to_owned(),
+        Expected::Denied,
+        call,
+    );
+    let mut versions = bad_tokens(32);
+    versions.push(("lowercase".to_owned(), "v2026".to_owned()));
+    versions.push(("not the current one".to_owned(), "2025-01".to_owned()));
+    for (label, value) in versions {
+        let accept = AcceptAgreementRequest {
+            agreement_version: value,
+        };
+        let call = call!(client, accept_agreement, accept);
+        add(
+            format!("agreement version {label}"),
+            Expected::Invalid("agreement_version"),
+            call,
+        );
     }
     cases
 }

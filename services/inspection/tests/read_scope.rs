@@ -74,6 +74,7 @@ async fn record_finding(service: &mut Service, inspection_id: &str, department: 
         department: department.to_owned(),
         description: format!("Daily reports of {department} lack results."),
         references: Vec::new(),
+        ..Default::default()
     };
     let request = call(record, "li.na", "admin-office", &["administration"]);
     service

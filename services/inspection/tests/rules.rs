@@ -6,6 +6,8 @@
 //! missing record arrives. Further tests cover the completeness score and the finding and
 //! report lifecycle with its permission checks.
 
+// The support module serves several test crates; this one uses only part of it.
+#[allow(dead_code)]
 mod support;
 
 use chrono::{Duration, NaiveDate};
@@ -603,6 +605,7 @@ async fn spot_check_finding(service: &mut Service) -> (String, proto::Finding) {
             event_id: uuid::Uuid::now_v7().to_string(),
             ..Default::default()
         }],
+        ..Default::default()
     };
     let request = call(record, "huang.wei", "engineering", &["department_head"]);
     let finding = service

@@ -80,7 +80,8 @@ const fn sealed_table(
     }
 }
 
-/// Sealed text columns of the meeting, project, worklog and document services. Each entry
+/// Sealed text columns of the meeting, project, worklog, document and inspection services. The
+/// `access_requests` entry covers the table of every service that has one. Each entry
 /// must match the `sealed_text_columns!` declaration in the service's `sealing` module.
 const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
     // Meeting service.
@@ -228,6 +229,12 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ],
     ),
     sealed_table("access_requests", ID_KEY, &["purpose", "opinion"]),
+    // Inspection service.
+    sealed_table(
+        "findings",
+        ID_KEY,
+        &["description", "measures", "result", "verification_opinion"],
+    ),
 ];
 
 /// Counts of one rewrap run.

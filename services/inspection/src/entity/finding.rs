@@ -1,4 +1,6 @@
-//! One row per finding, recorded by people or raised by a rule, with its rectification.
+//! One row per finding, recorded by people or raised by a rule, with its rectification. The
+//! free-text columns of CONFIDENTIAL and SECRET findings are sealed at rest (see
+//! [`crate::sealing`]).
 
 use sea_orm::entity::prelude::*;
 
@@ -40,6 +42,9 @@ pub struct Model {
     pub closing_event_id: Option<String>,
     pub closed_at: Option<i64>,
     pub entity_version: i64,
+    /// `trace.common.v1.Confidentiality` number; findings stored before levels existed are
+    /// INTERNAL.
+    pub confidentiality: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

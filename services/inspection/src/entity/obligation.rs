@@ -36,6 +36,10 @@ pub struct Model {
     pub finding_id: Option<String>,
     /// True when the expected working day came from no calendar table.
     pub uncalendared: bool,
+    /// Highest `trace.common.v1.Confidentiality` number of the events the obligation is
+    /// about, which its finding takes; INTERNAL for generated daily report obligations and
+    /// for obligations stored before levels existed.
+    pub confidentiality: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,12 +3,14 @@
 //! department.
 
 use chrono::NaiveDate;
-use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QuerySelect};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::inspection::v1::*;
 use trace_runtime::clock::{date_key, proto_date};
 use trace_runtime::context::{CallContext, role};
 use trace_runtime::event::pack;
+use trace_runtime::seal::Keyring;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::{InspectionHandler, record_id, require_administration};
@@ -34,15 +36,46 @@ pub(super) async fn lock_finding<C: ConnectionTrait>(
         .ok_or_else(|| ServiceError::not_found("finding", finding_id))
 }
 
-/// Loads a finding; `NOT_FOUND` when it does not exist.
+/// Loads a finding with its sealed text opened; `NOT_FOUND` when it does not exist.
 pub(super) async fn find_finding<C: ConnectionTrait>(
+    keyring: &Keyring,
     connection: &C,
     finding_id: &str,
 ) -> ServiceResult<finding::Model> {
-    finding::Entity::find_by_id(finding_id.to_owned())
+    let row = finding::Entity::find_by_id(finding_id.to_owned())
         .one(connection)
         .await?
-        .ok_or_else(|| ServiceError::not_found("finding", finding_id))
+        .ok_or_else(|| ServiceError::not_found("finding", finding_id))?;
+    Ok(row.opened(keyring)?)
+}
+
+/// Writes every column of `row`, with the free text sealed when the finding is CONFIDENTIAL
+/// or SECRET, and returns `row` as it was given.
+async fn save_finding<C: ConnectionTrait>(
+    keyring: &Keyring,
+    connection: &C,
+    row: finding::Model,
+) -> ServiceResult<finding::Model> {
+    let stored = row.clone().sealed(keyring, row.confidentiality);
+    finding::ActiveModel::from(stored)
+        .reset_all()
+        .update(connection)
+        .await?;
+    Ok(row)
+}
+
+/// Checks the level of a recorded finding: unspecified means INTERNAL, and unknown numbers are
+/// rejected.
+fn confidentiality(value: i32) -> ServiceResult<Confidentiality> {
+    match Confidentiality::try_from(value) {
+        Ok(Confidentiality::Unspecified) => Ok(Confidentiality::Internal),
+        Ok(level) => Ok(level),
+        Err(_) => Err(ServiceError::invalid(
+            "confidentiality",
+            &value.to_string(),
+            "is not a known value",
+        )),
+    }
 }
 
 /// Fails with `FAILED_PRECONDITION` naming the state unless the finding is in `allowed`.
@@ -70,6 +103,7 @@ impl InspectionHandler {
         let department = validate::department("department", &request.department)?;
         let description = validate::text("description", request.description.trim(), 1, 4000)?;
         let references = references(&request.references)?;
+        let level = confidentiality(request.confidentiality)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let inspection = inspection::Entity::find_by_id(inspection_id.clone())
@@ -78,16 +112,20 @@ impl InspectionHandler {
             .ok_or_else(|| ServiceError::not_found("inspection", &inspection_id))?;
         check_recorder(context, &inspection, &department)?;
 
-        let row = recorded_finding(
-            inspection_id,
-            severity,
-            department,
-            description,
-            references,
-            context.principal.user_id.clone(),
-            self.now(),
-        );
-        finding::Entity::insert(row.clone().into_active_model())
+        let row = finding::Model {
+            confidentiality: level as i32,
+            ..recorded_finding(
+                inspection_id,
+                severity,
+                department,
+                description,
+                references,
+                context.principal.user_id.clone(),
+                self.now(),
+            )
+        };
+        let stored = row.clone().sealed(&self.keyring, row.confidentiality);
+        finding::Entity::insert(stored.into_active_model())
             .exec_without_returning(&transaction)
             .await?;
         let finding = convert::finding(&row);
@@ -99,6 +137,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: 1,
             action: "recorded",
+            confidentiality: row.confidentiality,
             payload: pack(&payload),
         };
         self.stage(&transaction, context, staged).await?;
@@ -124,19 +163,20 @@ impl InspectionHandler {
         require_state(&row, &["OPEN", "REOPENED"], "assign a rectification to")?;
 
         let department = row.department.clone();
-        let version = row.entity_version + 1;
-        let mut active = row.into_active_model();
-        active.state = Set("RECTIFYING".to_owned());
-        active.measures = Set(Some(measures.clone()));
-        active.responsible_id = Set(Some(responsible_id.clone()));
-        active.deadline = Set(Some(date_key(deadline)));
-        active.assigned_by = Set(Some(context.principal.user_id.clone()));
-        active.assigned_at = Set(Some(self.now()));
-        active.result = Set(None);
-        active.result_submitted_at = Set(None);
-        active.verdict = Set(None);
-        active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let assigned = finding::Model {
+            state: "RECTIFYING".to_owned(),
+            measures: Some(measures.clone()),
+            responsible_id: Some(responsible_id.clone()),
+            deadline: Some(date_key(deadline)),
+            assigned_by: Some(context.principal.user_id.clone()),
+            assigned_at: Some(self.now()),
+            result: None,
+            result_submitted_at: None,
+            verdict: None,
+            entity_version: row.entity_version + 1,
+            ..row.opened(&self.keyring)?
+        };
+        let updated = save_finding(&self.keyring, &transaction, assigned).await?;
 
         let payload = RectificationAssigned {
             measures,
@@ -227,13 +267,14 @@ impl InspectionHandler {
         }
 
         let deadline = row.deadline;
-        let version = row.entity_version + 1;
-        let mut active = row.into_active_model();
-        active.state = Set("RESULT_SUBMITTED".to_owned());
-        active.result = Set(Some(result.clone()));
-        active.result_submitted_at = Set(Some(self.now()));
-        active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let submitted = finding::Model {
+            state: "RESULT_SUBMITTED".to_owned(),
+            result: Some(result.clone()),
+            result_submitted_at: Some(self.now()),
+            entity_version: row.entity_version + 1,
+            ..row.opened(&self.keyring)?
+        };
+        let updated = save_finding(&self.keyring, &transaction, submitted).await?;
 
         let payload = RectificationResultSubmitted {
             result,
@@ -273,15 +314,16 @@ impl InspectionHandler {
             Verdict::Accepted => ("VERIFIED", "ACCEPTED"),
             _ => ("REOPENED", "REOPENED"),
         };
-        let version = row.entity_version + 1;
-        let mut active = row.into_active_model();
-        active.state = Set(state.to_owned());
-        active.verdict = Set(Some(verdict_name.to_owned()));
-        active.verification_opinion = Set(Some(opinion.clone()));
-        active.verified_by = Set(Some(context.principal.user_id.clone()));
-        active.verified_at = Set(Some(self.now()));
-        active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let verified = finding::Model {
+            state: state.to_owned(),
+            verdict: Some(verdict_name.to_owned()),
+            verification_opinion: Some(opinion.clone()),
+            verified_by: Some(context.principal.user_id.clone()),
+            verified_at: Some(self.now()),
+            entity_version: row.entity_version + 1,
+            ..row.opened(&self.keyring)?
+        };
+        let updated = save_finding(&self.keyring, &transaction, verified).await?;
 
         let payload = RectificationVerified {
             verdict: verdict as i32,
@@ -308,6 +350,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: row.entity_version,
             action,
+            confidentiality: row.confidentiality,
             payload,
         };
         self.stage(transaction, context, staged).await
@@ -341,7 +384,7 @@ fn check_recorder(
     Ok(())
 }
 
-/// Builds an OPEN finding recorded by `recorded_by` at `recorded_at`.
+/// Builds an INTERNAL OPEN finding recorded by `recorded_by` at `recorded_at`.
 fn recorded_finding(
     inspection_id: String,
     severity: Severity,
@@ -376,6 +419,7 @@ fn recorded_finding(
         closing_event_id: None,
         closed_at: None,
         entity_version: 1,
+        confidentiality: Confidentiality::Internal as i32,
     }
 }
 

@@ -105,6 +105,7 @@ async fn stage_overdue<C: ConnectionTrait>(
         department: row.department.clone(),
     };
     let finding_id = row.id.clone();
+    let confidentiality = row.confidentiality;
     let version = row.entity_version + 1;
     let mut active = row.into_active_model();
     active.entity_version = Set(version);
@@ -115,6 +116,7 @@ async fn stage_overdue<C: ConnectionTrait>(
         entity_id: &finding_id,
         entity_version: version,
         action: "rectification_overdue",
+        confidentiality,
         payload: pack(&payload),
     };
     events::stage(outbox, connection, context, clock, staged).await

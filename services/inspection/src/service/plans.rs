@@ -94,6 +94,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: 1,
             action: "plan_created",
+            confidentiality: Staged::INTERNAL,
             payload: pack(&payload),
         };
         self.stage(&transaction, context, staged).await?;
@@ -213,6 +214,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: 1,
             action,
+            confidentiality: Staged::INTERNAL,
             payload,
         };
         self.stage(transaction, context, staged).await?;

@@ -8,9 +8,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use trace_proto::inspection::v1::*;
 use trace_runtime::clock::{date_from_key, date_key, from_micros};
 use trace_runtime::context::{CallContext, role};
+use trace_runtime::sealed_text::open_rows;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::access::scope_condition;
+use super::access::{ReadMethod, scope_condition};
 use super::{InspectionHandler, record_id, require_role};
 use crate::convert::{self, state_name};
 use crate::entity::{finding, obligation};
@@ -45,14 +46,21 @@ impl InspectionHandler {
         request: GetFindingRequest,
     ) -> ServiceResult<GetFindingResponse> {
         let finding_id = record_id("finding_id", &request.finding_id)?;
-        let row = self.authorize_finding_read(context, &finding_id).await?;
+        let (row, used) = self
+            .authorize_read(context, &finding_id, ReadMethod::GetFinding)
+            .await?;
+        let row = self
+            .record_read(context, row, used, ReadMethod::GetFinding)
+            .await?;
         Ok(GetFindingResponse {
             finding: Some(convert::finding(&row)),
         })
     }
 
     /// Lists the findings inside the caller's read scope. The scope is part of the SQL
-    /// condition, so the `LIMIT` cuts only readable findings and paging stays complete.
+    /// condition, so the `LIMIT` cuts only readable findings and paging stays complete. The
+    /// text of a CONFIDENTIAL or SECRET finding that the caller would need an approval for is
+    /// withheld, see [`InspectionHandler::listed_findings`].
     pub(super) async fn search_findings(
         &self,
         context: &CallContext,
@@ -89,8 +97,9 @@ impl InspectionHandler {
         } else {
             String::new()
         };
+        let rows = open_rows(&self.keyring, rows)?;
         Ok(ListFindingsResponse {
-            findings: rows.iter().map(convert::finding).collect(),
+            findings: self.listed_findings(context, rows).await?,
             next_page_token,
         })
     }

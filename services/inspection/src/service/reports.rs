@@ -260,6 +260,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: row.entity_version,
             action,
+            confidentiality: Staged::INTERNAL,
             payload,
         };
         self.stage(transaction, context, staged).await

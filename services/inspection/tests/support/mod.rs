@@ -124,6 +124,11 @@ impl NatsServer {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// Folder of the server's JetStream store.
+    pub fn store(&self) -> &std::path::Path {
+        self._store.path()
+    }
 }
 
 impl Drop for NatsServer {
@@ -227,6 +232,11 @@ impl Service {
             _receipts: receipts,
             _folder: folder,
         }
+    }
+
+    /// Folder of the service's SQLite file and company directory.
+    pub fn folder(&self) -> &std::path::Path {
+        self._folder.path()
     }
 
     /// Builds an envelope from `service` at the clock's time, acted by `user_id`.

@@ -236,6 +236,7 @@ async fn record_finding(
             department: worklog.department.clone(),
             description,
             references: Vec::new(),
+            confidentiality: trace_proto::common::v1::Confidentiality::Internal as i32,
         }))
         .await
         .context("record a spot check finding")?

@@ -1,0 +1,15 @@
+//! Free-text columns of CONFIDENTIAL and SECRET findings that are sealed at rest, in the
+//! encoding of `trace_runtime::sealed_text`. Departments, people, states, dates, references
+//! and the other fields that listing, filtering and the rules use stay plaintext.
+
+use trace_runtime::sealed_text_columns;
+
+use crate::entity::finding;
+
+sealed_text_columns!(
+    finding::Model,
+    "findings",
+    |row| row.id.clone(),
+    [description],
+    [measures, result, verification_opinion]
+);
