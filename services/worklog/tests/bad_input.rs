@@ -178,18 +178,17 @@ async fn connect(address: SocketAddr) -> Result<Client> {
 
 async fn wait_until_ready(address: SocketAddr, task: &mut JoinHandle<Result<()>>) -> Result<()> {
     let started = Instant::now();
-    let probe = ListReportRoundsRequest {
-        report_id: uuid::Uuid::now_v7().to_string(),
-    };
+    // A read that records no event, so probing leaves the outbox as it was.
+    let probe = PendingForSupervisorRequest { page: None };
     while started.elapsed() < DEADLINE {
         if task.is_finished() {
             bail!("the service stopped during start: {:?}", task.await?);
         }
         if let Ok(mut client) = connect(address).await
-            && let Err(status) = client
-                .list_report_rounds(as_user(CLERK, probe.clone()))
+            && client
+                .pending_for_supervisor(as_user(LEAD, probe.clone()))
                 .await
-            && status.code() == Code::NotFound
+                .is_ok()
         {
             return Ok(());
         }

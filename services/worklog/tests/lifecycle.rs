@@ -2058,6 +2058,35 @@ async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
         existing_event
     );
 
+    // ListReportRounds answers such a caller as GetReport does.
+    let rounds = |report_id: &str| ListReportRoundsRequest {
+        report_id: report_id.to_owned(),
+    };
+    let existing = client
+        .list_report_rounds(as_user(OTHER_LEAD, rounds(&confidential.report_id)))
+        .await
+        .unwrap_err();
+    let absent = client
+        .list_report_rounds(as_user(OTHER_LEAD, rounds(&missing)))
+        .await
+        .unwrap_err();
+    let (existing_message, existing_event) =
+        trace_tests::corpus::recorded_denial(&existing, &confidential.report_id);
+    let (absent_message, absent_event) = trace_tests::corpus::recorded_denial(&absent, &missing);
+    assert_eq!(existing_message, absent_message);
+    assert!(!absent_event.is_empty());
+    assert_eq!(
+        last_event_id(&service, &confidential.report_id).await?,
+        existing_event
+    );
+    let denied: RecordReadDenied = event_payload(
+        &service,
+        &existing_event,
+        "trace.worklog.daily_report.read_denied",
+    )
+    .await?;
+    assert_eq!(denied.method, "ListReportRounds");
+
     // A pending request denies and is named by the denial.
     let pending = client
         .request_access(as_user(HEAD, request_access(&confidential.report_id)))

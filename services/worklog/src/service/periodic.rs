@@ -14,7 +14,7 @@ use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult, validate};
 use uuid::Uuid;
 
-use super::confidential::ReadMethod;
+use super::confidential::{ReadMethod, Record};
 use super::content::{self, RoundContent};
 use super::daily::{already_submitted, checked_transition, find_by_period};
 use super::write::{AttemptResult, find_report, with_retries};
@@ -418,8 +418,17 @@ impl WorklogHandler {
     ) -> ServiceResult<proto::ListReportRoundsResponse> {
         let report_id = validate::record_id("report_id", &request.report_id)?.to_string();
 
-        let report = find_report(&self.db, &report_id).await?;
-        access::require_reader(&self.directory, &context.principal, &report.author_id)?;
+        // The same scope check and recorded denial as GetReport, so a caller outside the
+        // readers cannot tell a missing report from another person's.
+        let found = find_report(&self.db, &report_id).await.map(Record::Report);
+        let (record, _) = self
+            .authorize_scope(context, "report", &report_id, found, ReadMethod::ListReportRounds)
+            .await?;
+        let Record::Report(report) = record else {
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "report {report_id} was loaded as another record kind"
+            )));
+        };
         let mut listed = self
             .listed_reports(context, ReadMethod::ListReportRounds, vec![report.clone()])
             .await?;
