@@ -2,12 +2,19 @@
 //! owner department's head, the confidentiality agreement, and the check every content read
 //! passes. A denied read is recorded as a `read_denied` event before the caller gets
 //! `PERMISSION_DENIED`, and a permitted read names the request it used.
+//!
+//! The input checks, the requester and state checks of a decision and the agreement
+//! acceptance come from `trace_runtime::access_approval::workflow`. Documents keep their own
+//! request table, because a request may be limited to one revision, and their own decider
+//! rule: only a department head of the document's department decides.
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::document::v1 as proto;
-use trace_runtime::clock::{micros_from_timestamp, timestamp, timestamp_opt};
+use trace_runtime::access_approval;
+use trace_runtime::access_approval::workflow::{self, AccessDecision};
+use trace_runtime::clock::{timestamp, timestamp_opt};
 use trace_runtime::context::{CallContext, Clearance, role};
 use trace_runtime::event::{self, EventSpec, pack};
 use trace_runtime::read_scope::ReadScope;
@@ -18,17 +25,11 @@ use trace_runtime::{ServiceError, ServiceResult};
 use uuid::Uuid;
 
 use super::scope::ReadMethod;
-use super::write::{lock_document, require, with_retries};
+use super::write::{AttemptError, lock_document, require, with_retries};
 use super::{DocumentHandler, SERVICE, convert};
-use crate::entity::{access_request, agreement, document, revision};
+use crate::entity::{access_request, document, revision};
 use crate::sealing::seal_access_opinion;
 use crate::state::AccessRequestState;
-
-/// Maximum approval period a department head may grant, in days.
-pub const MAX_APPROVAL_DAYS: i64 = 90;
-
-/// Microseconds in one day.
-const DAY_MICROS: i64 = 86_400 * 1_000_000;
 
 /// Entity type of agreement acceptance events; the entity id is the user id.
 const AGREEMENT_ENTITY: &str = "agreement";
@@ -62,10 +63,7 @@ pub(super) struct ReadCheck<'a> {
 
 /// Returns the confidentiality of a stored document; an unknown number counts as SECRET.
 pub(super) fn level(document: &document::Model) -> Confidentiality {
-    match Confidentiality::try_from(document.confidentiality) {
-        Ok(Confidentiality::Unspecified) | Err(_) => Confidentiality::Secret,
-        Ok(level) => level,
-    }
+    access_approval::level_of(document.confidentiality)
 }
 
 pub(super) fn clearance_of(level: Confidentiality) -> Clearance {
@@ -151,39 +149,6 @@ pub(super) fn check_read(check: &ReadCheck<'_>) -> Result<Option<String>, Denial
     Ok(Some(request.id.clone()))
 }
 
-/// Checks an approval's end: after `now` and at most [`MAX_APPROVAL_DAYS`] later.
-fn check_expiry(
-    field: &str,
-    value: Option<&prost_types::Timestamp>,
-    now: i64,
-) -> ServiceResult<i64> {
-    let Some(value) = value else {
-        return Err(ServiceError::invalid(
-            field,
-            "",
-            "is missing; an approval needs an end",
-        ));
-    };
-    let shown = format!("{}.{:09}s", value.seconds, value.nanos);
-    let micros = micros_from_timestamp(value)
-        .ok_or_else(|| ServiceError::invalid(field, &shown, "is not a valid instant"))?;
-    if micros <= now {
-        return Err(ServiceError::invalid(
-            field,
-            &shown,
-            "must be in the future",
-        ));
-    }
-    if micros > now + MAX_APPROVAL_DAYS * DAY_MICROS {
-        return Err(ServiceError::invalid(
-            field,
-            &shown,
-            format!("must be at most {MAX_APPROVAL_DAYS} days ahead"),
-        ));
-    }
-    Ok(micros)
-}
-
 pub(super) fn access_request(model: &access_request::Model) -> proto::AccessRequest {
     proto::AccessRequest {
         access_request_id: model.id.clone(),
@@ -207,7 +172,7 @@ impl DocumentHandler {
         request: proto::RequestAccessRequest,
     ) -> ServiceResult<proto::RequestAccessResponse> {
         let document_id = validate::record_id("document_id", &request.document_id)?.to_string();
-        let purpose = validate::text("purpose", &request.purpose, 1, 2000)?;
+        let purpose = access_approval::purpose(&request.purpose)?;
         let revision = i32::try_from(request.revision).map_err(|_| {
             ServiceError::invalid(
                 "revision",
@@ -282,23 +247,18 @@ impl DocumentHandler {
         context: &CallContext,
         request: proto::DecideAccessRequest,
     ) -> ServiceResult<proto::DecideAccessResponse> {
-        let request_id =
-            validate::record_id("access_request_id", &request.access_request_id)?.to_string();
-        let opinion = validate::text("opinion", &request.opinion, 1, 2000)?;
-        let approve = request.approve;
-        let expires_at = if approve {
-            Some(check_expiry(
-                "expires_at",
-                request.expires_at.as_ref(),
-                self.now(),
-            )?)
-        } else {
-            None
-        };
+        let decision = AccessDecision::parse(
+            &request.access_request_id,
+            request.approve,
+            &request.opinion,
+            request.expires_at.as_ref(),
+            self.now(),
+        )?;
 
         with_retries("decide access", || async {
             let txn = self.begin().await?;
-            let pending = find_access_request(&self.keyring, &txn, &request_id).await?;
+            let pending =
+                find_access_request(&self.keyring, &txn, &decision.access_request_id).await?;
             let loaded = lock_document(&txn, &pending.document_id).await?;
             let caller = &context.principal;
             require(
@@ -310,23 +270,14 @@ impl DocumentHandler {
                     )
                 },
             )?;
-            require(caller.user_id != pending.requester_id, || {
-                format!(
-                    "the requester {} may not decide their own access request {}",
-                    caller.user_id, pending.id
-                )
-            })?;
-            if pending.state != AccessRequestState::Pending {
-                return Err(ServiceError::wrong_state(
-                    "access request",
-                    &pending.id,
-                    pending.state.name(),
-                    "decide",
-                )
-                .into());
-            }
+            workflow::check_undecided(
+                &caller.user_id,
+                &pending.id,
+                &pending.requester_id,
+                pending.state.name(),
+            )?;
 
-            let state = if approve {
+            let state = if decision.approve {
                 AccessRequestState::Approved
             } else {
                 AccessRequestState::Rejected
@@ -334,22 +285,17 @@ impl DocumentHandler {
             let decided = access_request::Model {
                 state,
                 approver_id: Some(caller.user_id.clone()),
-                opinion: Some(opinion.clone()),
+                opinion: Some(decision.opinion.clone()),
                 decided_at: Some(self.now()),
-                expires_at,
+                expires_at: decision.expires_at,
                 ..pending.clone()
             };
             let payload = proto::AccessDecided {
                 access_request_id: pending.id.clone(),
                 requester_id: pending.requester_id.clone(),
-                approved: approve,
-                opinion: opinion.clone(),
-                expires_at: timestamp_opt(expires_at),
-            };
-            let action = if approve {
-                "access_approved"
-            } else {
-                "access_rejected"
+                approved: decision.approve,
+                opinion: decision.opinion.clone(),
+                expires_at: timestamp_opt(decision.expires_at),
             };
             let (_, event_id) = self
                 .record_change(
@@ -357,11 +303,11 @@ impl DocumentHandler {
                     context,
                     &loaded,
                     Default::default(),
-                    action,
+                    decision.action(),
                     pack(&payload),
                 )
                 .await?;
-            access_request::Entity::update_many()
+            let updated = access_request::Entity::update_many()
                 .set(access_request::ActiveModel {
                     state: Set(state),
                     approver_id: Set(decided.approver_id.clone()),
@@ -372,13 +318,22 @@ impl DocumentHandler {
                         decided.opinion.clone(),
                     )),
                     decided_at: Set(decided.decided_at),
-                    expires_at: Set(expires_at),
+                    expires_at: Set(decided.expires_at),
                     ..Default::default()
                 })
                 .filter(access_request::Column::Id.eq(pending.id.as_str()))
                 .filter(access_request::Column::State.eq(AccessRequestState::Pending))
                 .exec(&txn)
                 .await?;
+            // The request was read before the document lock was taken, so a concurrent
+            // decision may have come first. The attempt then runs again and fails on the
+            // state check.
+            if updated.rows_affected == 0 {
+                return Err(AttemptError::Conflict(format!(
+                    "access request {} was decided after it was loaded",
+                    pending.id
+                )));
+            }
             self.commit(txn).await?;
             Ok(proto::DecideAccessResponse {
                 access_request: Some(access_request(&decided)),
@@ -425,40 +380,28 @@ impl DocumentHandler {
         context: &CallContext,
         request: proto::AcceptAgreementRequest,
     ) -> ServiceResult<proto::AcceptAgreementResponse> {
-        let version = crate::rules::category("agreement_version", &request.agreement_version)?;
-        let current = &self.settings.agreement_version;
-        if &version != current {
-            return Err(ServiceError::invalid(
-                "agreement_version",
-                &version,
-                format!("the current confidentiality agreement is version {current}"),
-            ));
-        }
+        let version = workflow::accepted_version(
+            &request.agreement_version,
+            &self.settings.agreement_version,
+        )?;
 
         with_retries("accept agreement", || async {
             let txn = self.begin().await?;
             let user_id = context.principal.user_id.clone();
-            let existing = agreement::Entity::find_by_id((user_id.clone(), version.clone()))
-                .one(&txn)
-                .await?;
-            if let Some(existing) = existing {
+            let acceptance =
+                workflow::accept_agreement(&txn, &user_id, &version, self.now()).await?;
+            let Some(event_version) = acceptance.event_version else {
                 // Accepting again changes nothing and leaves no second event.
                 return Ok(proto::AcceptAgreementResponse {
-                    agreement_version: existing.version,
-                    accepted_at: Some(timestamp(existing.accepted_at)),
+                    agreement_version: version.clone(),
+                    accepted_at: Some(timestamp(acceptance.accepted_at)),
                     event_id: String::new(),
                 });
-            }
-            let accepted_at = self.now();
-            let accepted_versions = agreement::Entity::find()
-                .filter(agreement::Column::UserId.eq(user_id.as_str()))
-                .all(&txn)
-                .await?
-                .len();
+            };
             let spec = EventSpec {
                 entity_type: AGREEMENT_ENTITY,
-                entity_id: user_id.clone(),
-                entity_version: u64::try_from(accepted_versions).unwrap_or_default() + 1,
+                entity_id: user_id,
+                entity_version: event_version,
                 action: "accepted",
                 confidentiality: Confidentiality::Internal,
                 payload: pack(&proto::AgreementAccepted {
@@ -467,17 +410,10 @@ impl DocumentHandler {
             };
             let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
             self.outbox.stage(&txn, &envelope).await?;
-            agreement::Entity::insert(agreement::ActiveModel {
-                user_id: Set(user_id),
-                version: Set(version.clone()),
-                accepted_at: Set(accepted_at),
-            })
-            .exec_without_returning(&txn)
-            .await?;
             self.commit(txn).await?;
             Ok(proto::AcceptAgreementResponse {
                 agreement_version: version.clone(),
-                accepted_at: Some(timestamp(accepted_at)),
+                accepted_at: Some(timestamp(acceptance.accepted_at)),
                 event_id: envelope.event_id,
             })
         })
@@ -504,13 +440,9 @@ impl DocumentHandler {
             },
             None => self.latest_approval(&document.id, caller).await?,
         };
-        let agreement_accepted = agreement::Entity::find_by_id((
-            caller.to_owned(),
-            self.settings.agreement_version.clone(),
-        ))
-        .one(&self.db)
-        .await?
-        .is_some();
+        let agreement_accepted =
+            access_approval::agreement_accepted(&self.db, caller, &self.settings.agreement_version)
+                .await?;
         let check = ReadCheck {
             caller,
             clearance: context.clearance,

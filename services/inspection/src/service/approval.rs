@@ -4,25 +4,21 @@
 //! own `access_requested`, `access_approved` and `access_rejected` events.
 //!
 //! Each RPC checks its input and the caller first and then writes in one transaction through
-//! one small function (`insert_request`, `store_decision`, `store_acceptance`), so that the
-//! write can move to a handler shared with the other services.
+//! one small function (`insert_request`, `store_decision`, `store_acceptance`). The checks and
+//! the reads and writes of the request and acceptance rows come from
+//! `trace_runtime::access_approval::workflow`.
 
-use sea_orm::ActiveValue::Set;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::DatabaseTransaction;
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::inspection::v1 as proto;
-use trace_runtime::access_approval::{self, AccessRequestState, access_request, agreement};
+use trace_runtime::access_approval::workflow::{self, AccessDecision};
+use trace_runtime::access_approval::{self, AccessRequestState, access_request};
 use trace_runtime::clock::{timestamp, timestamp_opt};
-use trace_runtime::context::{CallContext, role};
+use trace_runtime::context::CallContext;
 use trace_runtime::event::{self, EventSpec, pack};
-use trace_runtime::sealed_text::{SealedRow, open_rows};
 use trace_runtime::{ServiceError, ServiceResult};
-use uuid::Uuid;
 
-use super::access::{ReadMethod, level};
+use super::access::ReadMethod;
 use super::findings::lock_finding;
 use super::{InspectionHandler, record_id};
 use crate::entity::finding;
@@ -30,6 +26,11 @@ use crate::events::SERVICE;
 
 /// Entity type of agreement acceptance events, whose entity id is the user id.
 const AGREEMENT_ENTITY: &str = "agreement";
+
+/// Who decides the access requests for a finding, as named in the error of a caller who may
+/// not. A head in the company directory decides too, so the text names a "head of" and not
+/// "department head".
+const DECIDERS: &str = "a supervisor or head of the finding's department";
 
 fn state(state: AccessRequestState) -> proto::AccessRequestState {
     match state {
@@ -72,13 +73,11 @@ impl InspectionHandler {
         if department.is_empty() {
             return false;
         }
-        let by_role = (caller.has_role(role::SUPERVISOR) || caller.has_role(role::DEPARTMENT_HEAD))
-            && caller.department == department;
         let by_directory = self
             .directory
             .department(department)
             .is_some_and(|headed| headed.head == caller.user_id);
-        by_role || by_directory
+        workflow::decides_for(caller, department) || by_directory
     }
 
     pub(super) async fn ask_access(
@@ -91,26 +90,13 @@ impl InspectionHandler {
         let (row, participant) = self
             .authorize_scope(context, &finding_id, ReadMethod::RequestAccess)
             .await?;
-        let level = level(&row);
-        if level < Confidentiality::Confidential {
-            return Err(ServiceError::wrong_state(
-                "finding",
-                &row.id,
-                level.as_str_name(),
-                "request access to",
-            ));
-        }
-        if participant {
-            return Err(ServiceError::wrong_state(
-                "finding",
-                &row.id,
-                format!(
-                    "taken part in by {}, who reads it without a request",
-                    context.principal.user_id
-                ),
-                "request access to",
-            ));
-        }
+        workflow::check_requestable(
+            "finding",
+            &row.id,
+            row.confidentiality,
+            participant,
+            &context.principal.user_id,
+        )?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let (stored, event_id) = self
@@ -133,18 +119,8 @@ impl InspectionHandler {
         purpose: String,
     ) -> ServiceResult<(access_request::Model, String)> {
         let loaded = lock_finding(transaction, finding_id).await?;
-        let row = access_request::Model {
-            id: Uuid::now_v7().to_string(),
-            record_id: loaded.id.clone(),
-            requester_id: context.principal.user_id.clone(),
-            purpose,
-            state: AccessRequestState::Pending,
-            requested_at: self.now(),
-            approver_id: None,
-            opinion: None,
-            decided_at: None,
-            expires_at: None,
-        };
+        let row =
+            workflow::new_request(&loaded.id, &context.principal.user_id, &purpose, self.now());
         let payload = proto::FindingAccessRequested {
             access_request_id: row.id.clone(),
             purpose: row.purpose.clone(),
@@ -159,10 +135,7 @@ impl InspectionHandler {
             )
             .await?;
         let (event_id, _) = staged_or_conflict(staged, &loaded.id)?;
-        let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
-        access_request::Entity::insert(access_request::ActiveModel::from(stored).reset_all())
-            .exec_without_returning(transaction)
-            .await?;
+        workflow::insert_request(&self.keyring, transaction, &row, loaded.confidentiality).await?;
         Ok((row, event_id))
     }
 
@@ -171,71 +144,40 @@ impl InspectionHandler {
         context: &CallContext,
         request: proto::DecideAccessRequest,
     ) -> ServiceResult<proto::DecideAccessResponse> {
-        let request_id = record_id("access_request_id", &request.access_request_id)?;
-        let opinion = access_approval::opinion(&request.opinion)?;
-        let expires_at = if request.approve {
-            Some(access_approval::expiry(
-                "expires_at",
-                request.expires_at.as_ref(),
-                self.now(),
-            )?)
-        } else {
-            None
-        };
+        let decision = AccessDecision::parse(
+            &request.access_request_id,
+            request.approve,
+            &request.opinion,
+            request.expires_at.as_ref(),
+            self.now(),
+        )?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let caller = &context.principal;
-        // A caller who may not decide gets the error for a missing request, so the error does
-        // not show whether the request exists.
-        let denial = || {
-            ServiceError::denied(format!(
-                "access request {request_id} does not exist or {} may not decide it; a \
-                 supervisor or head of the finding's department decides it",
-                caller.user_id
-            ))
-        };
-        let pending =
-            match access_approval::find_request(&self.keyring, &transaction, &request_id).await {
-                Ok(pending) => pending,
-                Err(ServiceError::NotFound { .. }) => return Err(denial()),
-                Err(error) => return Err(error),
-            };
+        let pending = workflow::find_for_decision(
+            &self.keyring,
+            &transaction,
+            &decision,
+            &caller.user_id,
+            DECIDERS,
+        )
+        .await?;
         let loaded = match lock_finding(&transaction, &pending.record_id).await {
             Ok(loaded) => loaded,
             // A request whose finding is gone gets the same answer as a missing request.
-            Err(ServiceError::NotFound { .. }) => return Err(denial()),
+            Err(ServiceError::NotFound { .. }) => {
+                return Err(workflow::not_a_decider(
+                    &pending.id,
+                    &caller.user_id,
+                    DECIDERS,
+                ));
+            }
             Err(error) => return Err(error),
         };
-        if !self.decides_for(context, &loaded.department) {
-            return Err(denial());
-        }
-        if caller.user_id == pending.requester_id {
-            return Err(ServiceError::denied(format!(
-                "the requester {} may not decide their own access request {}",
-                caller.user_id, pending.id
-            )));
-        }
-        if pending.state != AccessRequestState::Pending {
-            return Err(ServiceError::wrong_state(
-                "access request",
-                &pending.id,
-                pending.state.name(),
-                "decide",
-            ));
-        }
+        let may_decide = self.decides_for(context, &loaded.department);
+        workflow::check_decider(caller, &pending, may_decide, DECIDERS)?;
 
-        let decided = access_request::Model {
-            state: if request.approve {
-                AccessRequestState::Approved
-            } else {
-                AccessRequestState::Rejected
-            },
-            approver_id: Some(caller.user_id.clone()),
-            opinion: Some(opinion),
-            decided_at: Some(self.now()),
-            expires_at,
-            ..pending
-        };
+        let decided = decision.apply(&pending, &caller.user_id, self.now());
         let event_id = self
             .store_decision(&transaction, context, &loaded, &decided)
             .await?;
@@ -272,23 +214,10 @@ impl InspectionHandler {
             .stage_next_version(transaction, context, loaded, action, pack(&payload))
             .await?;
         let (event_id, _) = staged_or_conflict(staged, &loaded.id)?;
-        let stored = decided
-            .clone()
-            .sealed(&self.keyring, loaded.confidentiality);
-        let updated = access_request::Entity::update_many()
-            .set(access_request::ActiveModel {
-                state: Set(stored.state),
-                approver_id: Set(stored.approver_id),
-                opinion: Set(stored.opinion),
-                decided_at: Set(stored.decided_at),
-                expires_at: Set(stored.expires_at),
-                ..Default::default()
-            })
-            .filter(access_request::Column::Id.eq(decided.id.as_str()))
-            .filter(access_request::Column::State.eq(AccessRequestState::Pending))
-            .exec(transaction)
-            .await?;
-        if updated.rows_affected == 0 {
+        let stored =
+            workflow::store_decision(&self.keyring, transaction, decided, loaded.confidentiality)
+                .await?;
+        if !stored {
             return Err(ServiceError::Aborted {
                 reason: format!(
                     "access request {} was decided after it was loaded. Retry the call",
@@ -312,17 +241,8 @@ impl InspectionHandler {
         let sees_all = self
             .finding_scope(context)
             .covers_department(&row.department);
-
-        let mut query = access_request::Entity::find()
-            .filter(access_request::Column::RecordId.eq(finding_id.as_str()));
-        if !sees_all {
-            query = query.filter(access_request::Column::RequesterId.eq(caller.user_id.as_str()));
-        }
-        let rows = query
-            .order_by_asc(access_request::Column::Id)
-            .all(&self.db)
-            .await?;
-        let rows = open_rows(&self.keyring, rows)?;
+        let requester = (!sees_all).then_some(caller.user_id.as_str());
+        let rows = workflow::list_requests(&self.keyring, &self.db, &finding_id, requester).await?;
         Ok(proto::ListAccessRequestsResponse {
             access_requests: rows.iter().map(access_request).collect(),
         })
@@ -334,15 +254,7 @@ impl InspectionHandler {
         request: proto::AcceptAgreementRequest,
     ) -> ServiceResult<proto::AcceptAgreementResponse> {
         let version =
-            access_approval::agreement_version("agreement_version", &request.agreement_version)?;
-        let current = &self.agreement_version;
-        if &version != current {
-            return Err(ServiceError::invalid(
-                "agreement_version",
-                &version,
-                format!("the current confidentiality agreement is version {current}"),
-            ));
-        }
+            workflow::accepted_version(&request.agreement_version, &self.agreement_version)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let response = self
@@ -361,27 +273,19 @@ impl InspectionHandler {
         version: String,
     ) -> ServiceResult<proto::AcceptAgreementResponse> {
         let user_id = context.principal.user_id.clone();
-        let existing = agreement::Entity::find_by_id((user_id.clone(), version.clone()))
-            .one(transaction)
-            .await?;
-
-        if let Some(existing) = existing {
+        let acceptance =
+            workflow::accept_agreement(transaction, &user_id, &version, self.now()).await?;
+        let Some(event_version) = acceptance.event_version else {
             return Ok(proto::AcceptAgreementResponse {
-                agreement_version: existing.version,
-                accepted_at: Some(timestamp(existing.accepted_at)),
+                agreement_version: version,
+                accepted_at: Some(timestamp(acceptance.accepted_at)),
                 event_id: String::new(),
             });
-        }
-
-        let accepted_at = self.now();
-        let accepted_versions = agreement::Entity::find()
-            .filter(agreement::Column::UserId.eq(user_id.as_str()))
-            .count(transaction)
-            .await?;
+        };
         let spec = EventSpec {
             entity_type: AGREEMENT_ENTITY,
-            entity_id: user_id.clone(),
-            entity_version: accepted_versions + 1,
+            entity_id: user_id,
+            entity_version: event_version,
             action: "accepted",
             confidentiality: Confidentiality::Internal,
             payload: pack(&proto::FindingAgreementAccepted {
@@ -390,17 +294,9 @@ impl InspectionHandler {
         };
         let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
         self.outbox.stage(transaction, &envelope).await?;
-
-        agreement::Entity::insert(agreement::ActiveModel {
-            user_id: Set(user_id),
-            version: Set(version.clone()),
-            accepted_at: Set(accepted_at),
-        })
-        .exec_without_returning(transaction)
-        .await?;
         Ok(proto::AcceptAgreementResponse {
             agreement_version: version,
-            accepted_at: Some(timestamp(accepted_at)),
+            accepted_at: Some(timestamp(acceptance.accepted_at)),
             event_id: envelope.event_id,
         })
     }

@@ -3,21 +3,18 @@
 //! checked by the rule in `trace_runtime::access_approval`, and requests and decisions are
 //! the meeting's own `access_requested`, `access_approved` and `access_rejected` events.
 
-use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::meeting::v1 as proto;
-use trace_runtime::access_approval::{self, AccessRequestState, access_request, agreement};
+use trace_runtime::access_approval::workflow::{self, AccessDecision};
+use trace_runtime::access_approval::{self, AccessRequestState, access_request};
 use trace_runtime::clock::{timestamp, timestamp_opt};
-use trace_runtime::context::{CallContext, Principal, role};
+use trace_runtime::context::CallContext;
 use trace_runtime::event::{self, EventSpec, pack};
 use trace_runtime::read_scope::ReadScope;
-use trace_runtime::sealed_text::{SealedRow, open_rows};
-use trace_runtime::{ServiceError, ServiceResult, validate};
-use uuid::Uuid;
+use trace_runtime::{ServiceResult, validate};
 
 use super::access::ReadMethod;
-use super::write::{AttemptError, AttemptResult, find_meeting, require, with_retries};
+use super::write::{AttemptError, AttemptResult, find_meeting, with_retries};
 use super::{MeetingHandler, SERVICE};
 
 /// Entity type of agreement acceptance events, whose entity id is the user id.
@@ -46,14 +43,6 @@ fn access_request(model: &access_request::Model) -> proto::AccessRequest {
     }
 }
 
-/// Returns true when `caller` is a supervisor or department head of `department`, who
-/// decides access to its meetings.
-fn decides_for(caller: &Principal, department: &str) -> bool {
-    (caller.has_role(role::SUPERVISOR) || caller.has_role(role::DEPARTMENT_HEAD))
-        && !department.is_empty()
-        && caller.department == department
-}
-
 impl MeetingHandler {
     pub(super) async fn request_access(
         &self,
@@ -65,42 +54,19 @@ impl MeetingHandler {
         let (model, participant) = self
             .authorize_scope(context, &meeting_id, ReadMethod::RequestAccess)
             .await?;
-        let level = access_approval::level_of(model.confidentiality);
-        if level < Confidentiality::Confidential {
-            return Err(ServiceError::wrong_state(
-                "meeting",
-                &model.id,
-                level.as_str_name(),
-                "request access to",
-            ));
-        }
-        if participant {
-            return Err(ServiceError::wrong_state(
-                "meeting",
-                &model.id,
-                format!(
-                    "taken part in by {}, who reads it without a request",
-                    context.principal.user_id
-                ),
-                "request access to",
-            ));
-        }
+        let caller = context.principal.user_id.as_str();
+        workflow::check_requestable(
+            "meeting",
+            &model.id,
+            model.confidentiality,
+            participant,
+            caller,
+        )?;
 
         with_retries("request meeting access", || async {
             let txn = self.begin().await?;
             let loaded = find_meeting(&self.keyring, &txn, &meeting_id).await?;
-            let row = access_request::Model {
-                id: Uuid::now_v7().to_string(),
-                record_id: loaded.id.clone(),
-                requester_id: context.principal.user_id.clone(),
-                purpose: purpose.clone(),
-                state: AccessRequestState::Pending,
-                requested_at: self.now(),
-                approver_id: None,
-                opinion: None,
-                decided_at: None,
-                expires_at: None,
-            };
+            let row = workflow::new_request(&loaded.id, caller, &purpose, self.now());
             let payload = proto::MeetingAccessRequested {
                 access_request_id: row.id.clone(),
                 purpose: row.purpose.clone(),
@@ -115,10 +81,7 @@ impl MeetingHandler {
                     pack(&payload),
                 )
                 .await?;
-            let stored = row.clone().sealed(&self.keyring, loaded.confidentiality);
-            access_request::Entity::insert(access_request::ActiveModel::from(stored).reset_all())
-                .exec_without_returning(&txn)
-                .await?;
+            workflow::insert_request(&self.keyring, &txn, &row, loaded.confidentiality).await?;
             self.commit(txn).await?;
             AttemptResult::Ok(proto::RequestAccessResponse {
                 access_request: Some(access_request(&row)),
@@ -133,77 +96,37 @@ impl MeetingHandler {
         context: &CallContext,
         request: proto::DecideAccessRequest,
     ) -> ServiceResult<proto::DecideAccessResponse> {
-        let request_id =
-            validate::record_id("access_request_id", &request.access_request_id)?.to_string();
-        let opinion = access_approval::opinion(&request.opinion)?;
-        let approve = request.approve;
-        let expires_at = if approve {
-            Some(access_approval::expiry(
-                "expires_at",
-                request.expires_at.as_ref(),
-                self.now(),
-            )?)
-        } else {
-            None
-        };
+        let decision = AccessDecision::parse(
+            &request.access_request_id,
+            request.approve,
+            &request.opinion,
+            request.expires_at.as_ref(),
+            self.now(),
+        )?;
+        let caller = &context.principal;
+        let deciders = workflow::department_deciders("meeting");
 
         with_retries("decide meeting access", || async {
             let txn = self.begin().await?;
-            let caller = &context.principal;
-            // A caller who may not decide gets the error for a missing request, so the
-            // error does not show whether the request exists.
-            let denial = || {
-                ServiceError::denied(format!(
-                    "access request {request_id} does not exist or {} may not decide it; \
-                     a supervisor or department head of the meeting's department decides it",
-                    caller.user_id
-                ))
-            };
-            let pending =
-                match access_approval::find_request(&self.keyring, &txn, &request_id).await {
-                    Ok(pending) => pending,
-                    Err(ServiceError::NotFound { .. }) => return Err(denial().into()),
-                    Err(error) => return Err(error.into()),
-                };
+            let pending = workflow::find_for_decision(
+                &self.keyring,
+                &txn,
+                &decision,
+                &caller.user_id,
+                &deciders,
+            )
+            .await?;
             let loaded = find_meeting(&self.keyring, &txn, &pending.record_id).await?;
-            if !decides_for(caller, &loaded.department) {
-                return Err(denial().into());
-            }
-            require(caller.user_id != pending.requester_id, || {
-                format!(
-                    "the requester {} may not decide their own access request {}",
-                    caller.user_id, pending.id
-                )
-            })?;
-            if pending.state != AccessRequestState::Pending {
-                return Err(ServiceError::wrong_state(
-                    "access request",
-                    &pending.id,
-                    pending.state.name(),
-                    "decide",
-                )
-                .into());
-            }
+            let may_decide = workflow::decides_for(caller, &loaded.department);
+            workflow::check_decider(caller, &pending, may_decide, &deciders)?;
 
-            let (state, action) = if approve {
-                (AccessRequestState::Approved, "access_approved")
-            } else {
-                (AccessRequestState::Rejected, "access_rejected")
-            };
-            let decided = access_request::Model {
-                state,
-                approver_id: Some(caller.user_id.clone()),
-                opinion: Some(opinion.clone()),
-                decided_at: Some(self.now()),
-                expires_at,
-                ..pending.clone()
-            };
+            let decided = decision.apply(&pending, &caller.user_id, self.now());
             let payload = proto::MeetingAccessDecided {
                 access_request_id: pending.id.clone(),
                 requester_id: pending.requester_id.clone(),
-                approved: approve,
-                opinion: opinion.clone(),
-                expires_at: timestamp_opt(expires_at),
+                approved: decision.approve,
+                opinion: decision.opinion.clone(),
+                expires_at: timestamp_opt(decision.expires_at),
             };
             let (_, event_id) = self
                 .change_meeting(
@@ -211,27 +134,14 @@ impl MeetingHandler {
                     context,
                     &loaded,
                     Default::default(),
-                    action,
+                    decision.action(),
                     pack(&payload),
                 )
                 .await?;
-            let stored = decided
-                .clone()
-                .sealed(&self.keyring, loaded.confidentiality);
-            let updated = access_request::Entity::update_many()
-                .set(access_request::ActiveModel {
-                    state: Set(stored.state),
-                    approver_id: Set(stored.approver_id),
-                    opinion: Set(stored.opinion),
-                    decided_at: Set(stored.decided_at),
-                    expires_at: Set(stored.expires_at),
-                    ..Default::default()
-                })
-                .filter(access_request::Column::Id.eq(pending.id.as_str()))
-                .filter(access_request::Column::State.eq(AccessRequestState::Pending))
-                .exec(&txn)
-                .await?;
-            if updated.rows_affected == 0 {
+            let stored =
+                workflow::store_decision(&self.keyring, &txn, &decided, loaded.confidentiality)
+                    .await?;
+            if !stored {
                 return Err(AttemptError::Conflict(format!(
                     "access request {} was decided after it was loaded",
                     pending.id
@@ -257,17 +167,8 @@ impl MeetingHandler {
             .await?;
         let caller = &context.principal;
         let sees_all = ReadScope::of(caller).covers_department(&model.department);
-
-        let mut query = access_request::Entity::find()
-            .filter(access_request::Column::RecordId.eq(meeting_id.as_str()));
-        if !sees_all {
-            query = query.filter(access_request::Column::RequesterId.eq(caller.user_id.as_str()));
-        }
-        let rows = query
-            .order_by_asc(access_request::Column::Id)
-            .all(&self.db)
-            .await?;
-        let rows = open_rows(&self.keyring, rows)?;
+        let requester = (!sees_all).then_some(caller.user_id.as_str());
+        let rows = workflow::list_requests(&self.keyring, &self.db, &meeting_id, requester).await?;
         Ok(proto::ListAccessRequestsResponse {
             access_requests: rows.iter().map(access_request).collect(),
         })
@@ -278,41 +179,28 @@ impl MeetingHandler {
         context: &CallContext,
         request: proto::AcceptAgreementRequest,
     ) -> ServiceResult<proto::AcceptAgreementResponse> {
-        let version =
-            access_approval::agreement_version("agreement_version", &request.agreement_version)?;
-        let current = &self.settings.agreement_version;
-        if &version != current {
-            return Err(ServiceError::invalid(
-                "agreement_version",
-                &version,
-                format!("the current confidentiality agreement is version {current}"),
-            ));
-        }
+        let version = workflow::accepted_version(
+            &request.agreement_version,
+            &self.settings.agreement_version,
+        )?;
 
         with_retries("accept agreement", || async {
             let txn = self.begin().await?;
             let user_id = context.principal.user_id.clone();
-            let existing = agreement::Entity::find_by_id((user_id.clone(), version.clone()))
-                .one(&txn)
-                .await?;
-            if let Some(existing) = existing {
+            let acceptance =
+                workflow::accept_agreement(&txn, &user_id, &version, self.now()).await?;
+            let Some(event_version) = acceptance.event_version else {
                 // Accepting again changes nothing and leaves no second event.
                 return AttemptResult::Ok(proto::AcceptAgreementResponse {
-                    agreement_version: existing.version,
-                    accepted_at: Some(timestamp(existing.accepted_at)),
+                    agreement_version: version.clone(),
+                    accepted_at: Some(timestamp(acceptance.accepted_at)),
                     event_id: String::new(),
                 });
-            }
-            let accepted_at = self.now();
-            let accepted_versions = agreement::Entity::find()
-                .filter(agreement::Column::UserId.eq(user_id.as_str()))
-                .all(&txn)
-                .await?
-                .len();
+            };
             let spec = EventSpec {
                 entity_type: AGREEMENT_ENTITY,
-                entity_id: user_id.clone(),
-                entity_version: u64::try_from(accepted_versions).unwrap_or_default() + 1,
+                entity_id: user_id,
+                entity_version: event_version,
                 action: "accepted",
                 confidentiality: Confidentiality::Internal,
                 payload: pack(&proto::MeetingAgreementAccepted {
@@ -321,17 +209,10 @@ impl MeetingHandler {
             };
             let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
             self.outbox.stage(&txn, &envelope).await?;
-            agreement::Entity::insert(agreement::ActiveModel {
-                user_id: Set(user_id),
-                version: Set(version.clone()),
-                accepted_at: Set(accepted_at),
-            })
-            .exec_without_returning(&txn)
-            .await?;
             self.commit(txn).await?;
             AttemptResult::Ok(proto::AcceptAgreementResponse {
                 agreement_version: version.clone(),
-                accepted_at: Some(timestamp(accepted_at)),
+                accepted_at: Some(timestamp(acceptance.accepted_at)),
                 event_id: envelope.event_id,
             })
         })

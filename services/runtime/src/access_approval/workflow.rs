@@ -161,12 +161,20 @@ impl AccessDecision {
     }
 }
 
+/// Names the deciders of a record kind's access requests in the error of a caller who may
+/// not decide one: a supervisor or department head of the record's department, as
+/// [`decides_for`] checks.
+pub fn department_deciders(record: &str) -> String {
+    format!("a supervisor or department head of the {record}'s department")
+}
+
 /// Builds the error for a caller who may not decide request `access_request_id`. It is the
-/// same whether the request exists or not.
-pub fn not_a_decider(access_request_id: &str, caller: &str, record: &str) -> ServiceError {
+/// same whether the request exists or not. `deciders` names who decides it, such as the
+/// text of [`department_deciders`].
+pub fn not_a_decider(access_request_id: &str, caller: &str, deciders: &str) -> ServiceError {
     ServiceError::denied(format!(
         "access request {access_request_id} does not exist or {caller} may not decide it; \
-         a supervisor or department head of the {record}'s department decides it"
+         {deciders} decides it"
     ))
 }
 
@@ -177,38 +185,56 @@ pub async fn find_for_decision<C: ConnectionTrait>(
     connection: &C,
     decision: &AccessDecision,
     caller: &str,
-    record: &str,
+    deciders: &str,
 ) -> ServiceResult<access_request::Model> {
     match super::find_request(keyring, connection, &decision.access_request_id).await {
         Err(ServiceError::NotFound { .. }) => {
-            Err(not_a_decider(&decision.access_request_id, caller, record))
+            Err(not_a_decider(&decision.access_request_id, caller, deciders))
         }
         other => other,
     }
 }
 
-/// Checks that `caller` may decide `pending` for a record of `department`: they are a
-/// supervisor or department head of it, did not file the request, and it is still PENDING.
+/// Checks that `caller` may decide `pending`: `may_decide` is the service's rule for the
+/// record, such as [`decides_for`] its department, and `deciders` names who passes that rule
+/// in the error. The caller must also not have filed the request, and it must still be
+/// PENDING.
 pub fn check_decider(
     caller: &Principal,
     pending: &access_request::Model,
-    department: &str,
-    record: &str,
+    may_decide: bool,
+    deciders: &str,
 ) -> ServiceResult<()> {
-    if !decides_for(caller, department) {
-        return Err(not_a_decider(&pending.id, &caller.user_id, record));
+    if !may_decide {
+        return Err(not_a_decider(&pending.id, &caller.user_id, deciders));
     }
-    if caller.user_id == pending.requester_id {
+    check_undecided(
+        &caller.user_id,
+        &pending.id,
+        &pending.requester_id,
+        pending.state.name(),
+    )
+}
+
+/// Checks that `caller` did not file request `access_request_id` of `requester_id`, and that
+/// its `state` is still `PENDING`. It takes the state's name so that a service with its own
+/// request table can use it.
+pub fn check_undecided(
+    caller: &str,
+    access_request_id: &str,
+    requester_id: &str,
+    state: &str,
+) -> ServiceResult<()> {
+    if caller == requester_id {
         return Err(ServiceError::denied(format!(
-            "the requester {} may not decide their own access request {}",
-            caller.user_id, pending.id
+            "the requester {caller} may not decide their own access request {access_request_id}"
         )));
     }
-    if pending.state != AccessRequestState::Pending {
+    if state != AccessRequestState::Pending.name() {
         return Err(ServiceError::wrong_state(
             "access request",
-            &pending.id,
-            pending.state.name(),
+            access_request_id,
+            state,
             "decide",
         ));
     }
@@ -362,7 +388,9 @@ mod tests {
     fn requester_may_not_decide() {
         let requester = principal("he.shi", "sales", &[role::DEPARTMENT_HEAD]);
 
-        let error = check_decider(&requester, &pending(), "sales", "report").unwrap_err();
+        let deciders = department_deciders("report");
+
+        let error = check_decider(&requester, &pending(), true, &deciders).unwrap_err();
 
         assert_eq!(error.code(), Code::PermissionDenied);
         assert!(
@@ -382,7 +410,9 @@ mod tests {
         };
         let rejected = decision.apply(&pending(), "li.na", NOW);
 
-        let error = check_decider(&head, &rejected, "sales", "report").unwrap_err();
+        let deciders = department_deciders("report");
+
+        let error = check_decider(&head, &rejected, true, &deciders).unwrap_err();
 
         assert_eq!(rejected.state, AccessRequestState::Rejected);
         assert_eq!(error.code(), Code::FailedPrecondition);

@@ -174,11 +174,16 @@ impl WorklogHandler {
                 &txn,
                 &decision,
                 &caller.user_id,
-                "record",
+                &workflow::department_deciders("record"),
             )
             .await?;
             let loaded = find_record(&self.keyring, &txn, &pending.record_id).await?;
-            workflow::check_decider(caller, &pending, loaded.department(), loaded.noun())?;
+            workflow::check_decider(
+                caller,
+                &pending,
+                workflow::decides_for(caller, loaded.department()),
+                &workflow::department_deciders(loaded.noun()),
+            )?;
 
             let decided = decision.apply(&pending, &caller.user_id, self.now());
             let payload = proto::AccessDecided {

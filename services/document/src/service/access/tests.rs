@@ -5,6 +5,9 @@ use crate::state::DocumentState;
 
 const NOW: i64 = 1_800_000_000_000_000;
 
+/// Microseconds in one day.
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
 fn document(level: Confidentiality) -> document::Model {
     document::Model {
         id: "0190a000-0000-7000-8000-000000000001".to_owned(),
@@ -191,11 +194,11 @@ fn approval_expiry_must_be_ahead_and_bounded() {
         seconds: micros / 1_000_000,
         nanos: 0,
     };
-    assert!(check_expiry("expires_at", None, NOW).is_err());
-    assert!(check_expiry("expires_at", Some(&at(NOW)), NOW).is_err());
-    assert!(check_expiry("expires_at", Some(&at(NOW + 91 * DAY_MICROS)), NOW).is_err());
+    assert!(access_approval::expiry("expires_at", None, NOW).is_err());
+    assert!(access_approval::expiry("expires_at", Some(&at(NOW)), NOW).is_err());
+    assert!(access_approval::expiry("expires_at", Some(&at(NOW + 91 * DAY_MICROS)), NOW).is_err());
     assert_eq!(
-        check_expiry("expires_at", Some(&at(NOW + DAY_MICROS)), NOW).unwrap(),
+        access_approval::expiry("expires_at", Some(&at(NOW + DAY_MICROS)), NOW).unwrap(),
         NOW + DAY_MICROS
     );
 }
