@@ -186,5 +186,6 @@ pub fn report(row: &inspection::Model, distributed_to: Vec<String>) -> proto::Re
         reviewed_by: row.reviewed_by.clone().unwrap_or_default(),
         review_opinion: row.review_opinion.clone().unwrap_or_default(),
         distributed_to,
+        confidentiality: row.report_confidentiality,
     }
 }
