@@ -187,5 +187,16 @@ pub fn report(row: &inspection::Model, distributed_to: Vec<String>) -> proto::Re
         review_opinion: row.review_opinion.clone().unwrap_or_default(),
         distributed_to,
         confidentiality: row.report_confidentiality,
+        content_withheld: false,
     }
+}
+
+/// Converts a report with its findings summary, suggestions and review opinion withheld.
+pub fn withheld_report(row: &inspection::Model, distributed_to: Vec<String>) -> proto::Report {
+    let mut report = report(row, distributed_to);
+    report.findings_summary.clear();
+    report.suggestions.clear();
+    report.review_opinion.clear();
+    report.content_withheld = true;
+    report
 }

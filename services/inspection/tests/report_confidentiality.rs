@@ -22,6 +22,8 @@ use support::{NatsServer, Service, call};
 
 /// Head of the administration department, who drafts and reviews the reports.
 const ADMIN: (&str, &str, &[&str]) = ("li.na", "admin-office", &["administration"]);
+/// Another member of the administration, who distributes reports without drafting them.
+const CLERK: (&str, &str, &[&str]) = ("zhou.min", "admin-office", &["administration"]);
 
 /// Orders a spot check of engineering as the administration and returns its id.
 async fn spot_check(service: &mut Service) -> String {
@@ -192,6 +194,7 @@ async fn level_case(service: &mut Service) {
     let payload: proto::ReportReviewed = opened(&events[0]);
     assert_eq!(payload.opinion, "Opinion d");
 
+    // The drafter gets the text back from DistributeReport, another clerk does not.
     let distribute = proto::DistributeReportRequest {
         inspection_id: inspection_id.clone(),
         departments: vec!["engineering".to_owned()],
@@ -202,9 +205,24 @@ async fn level_case(service: &mut Service) {
     assert_eq!(distributed.confidentiality, Confidentiality::Secret as i32);
     assert_eq!(distributed.suggestions, "Suggestions d");
     assert_eq!(distributed.review_opinion, "Opinion d");
+    assert!(!distributed.content_withheld);
     let events = report_events(service, &inspection_id, "report_distributed").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].confidentiality, Confidentiality::Secret as i32);
+
+    let distribute = proto::DistributeReportRequest {
+        inspection_id: inspection_id.clone(),
+        departments: vec!["records".to_owned()],
+    };
+    let request = call(distribute, CLERK.0, CLERK.1, CLERK.2);
+    let withheld = service.client.distribute_report(request).await.unwrap();
+    let withheld = withheld.into_inner().report.unwrap();
+    assert!(withheld.content_withheld);
+    assert_eq!(withheld.findings_summary, "");
+    assert_eq!(withheld.suggestions, "");
+    assert_eq!(withheld.review_opinion, "");
+    assert_eq!(withheld.distributed_to, ["engineering", "records"]);
+    assert_eq!(withheld.drafted_by, ADMIN.0);
 }
 
 #[tokio::test]

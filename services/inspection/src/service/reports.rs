@@ -85,6 +85,16 @@ pub(crate) fn report_level(
     Ok(level)
 }
 
+/// Returns true when the caller may see the text of the report in a response: the report is
+/// below CONFIDENTIAL, or the caller drafted or reviewed it.
+fn takes_part_in_report(context: &CallContext, row: &inspection::Model) -> bool {
+    if level_of(row.report_confidentiality) < Confidentiality::Confidential {
+        return true;
+    }
+    let caller = Some(context.principal.user_id.as_str());
+    row.drafted_by.as_deref() == caller || row.reviewed_by.as_deref() == caller
+}
+
 async fn distributed_to<C: ConnectionTrait>(
     connection: &C,
     inspection_id: &str,
@@ -295,8 +305,13 @@ impl InspectionHandler {
         .await?;
         let sent = distributed_to(&transaction, &inspection_id).await?;
         self.commit(transaction).await?;
+        let report = if takes_part_in_report(context, &updated) {
+            convert::report(&updated, sent)
+        } else {
+            convert::withheld_report(&updated, sent)
+        };
         Ok(DistributeReportResponse {
-            report: Some(convert::report(&updated, sent)),
+            report: Some(report),
         })
     }
 
