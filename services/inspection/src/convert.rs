@@ -186,5 +186,17 @@ pub fn report(row: &inspection::Model, distributed_to: Vec<String>) -> proto::Re
         reviewed_by: row.reviewed_by.clone().unwrap_or_default(),
         review_opinion: row.review_opinion.clone().unwrap_or_default(),
         distributed_to,
+        confidentiality: row.report_confidentiality,
+        content_withheld: false,
     }
+}
+
+/// Converts a report with its findings summary, suggestions and review opinion withheld.
+pub fn withheld_report(row: &inspection::Model, distributed_to: Vec<String>) -> proto::Report {
+    let mut report = report(row, distributed_to);
+    report.findings_summary.clear();
+    report.suggestions.clear();
+    report.review_opinion.clear();
+    report.content_withheld = true;
+    report
 }

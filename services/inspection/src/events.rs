@@ -32,8 +32,9 @@ pub struct Staged<'a> {
 }
 
 impl Staged<'_> {
-    /// Level of an `inspection` entity event. Plans, inspections, spot checks and reports
-    /// carry no level of their own, so their events are INTERNAL.
+    /// Level of an `inspection` entity event other than a report event. Plans, inspections and
+    /// spot checks carry no level of their own, so their events are INTERNAL. Report events
+    /// use the level of the report.
     pub const INTERNAL: i32 = Confidentiality::Internal as i32;
 }
 

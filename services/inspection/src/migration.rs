@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(IndexOutboxByEntity),
             Box::new(AddConfidentiality),
             Box::new(CreateAccessApprovals),
+            Box::new(AddReportConfidentiality),
         ]
     }
 }
@@ -106,6 +107,45 @@ impl MigrationTrait for AddConfidentiality {
         )
         .await?;
         drop_column(manager, finding::Entity, finding::Column::Confidentiality).await
+    }
+}
+
+/// Adds the level of the report to `inspections`. Reports stored before are INTERNAL, the
+/// level their text and events had.
+#[derive(Debug)]
+pub struct AddReportConfidentiality;
+
+impl MigrationName for AddReportConfidentiality {
+    fn name(&self) -> &str {
+        "m20261205_000502_add_report_confidentiality"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddReportConfidentiality {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created after the column joined the entity already have it.
+        if manager
+            .has_column("inspections", "report_confidentiality")
+            .await?
+        {
+            return Ok(());
+        }
+        add_level(
+            manager,
+            inspection::Entity,
+            inspection::Column::ReportConfidentiality,
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_column(
+            manager,
+            inspection::Entity,
+            inspection::Column::ReportConfidentiality,
+        )
+        .await
     }
 }
 

@@ -533,6 +533,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             inspection_id: value.clone(),
             findings_summary: "x".to_owned(),
             suggestions: "x".to_owned(),
+            confidentiality: 0,
         };
         let call = call!(client, draft_report, draft);
         add(
@@ -568,6 +569,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             inspection_id: ids.inspection.clone(),
             findings_summary: value.clone(),
             suggestions: "x".to_owned(),
+            confidentiality: 0,
         };
         let call = call!(client, draft_report, draft);
         add(
@@ -579,11 +581,32 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             inspection_id: ids.inspection.clone(),
             findings_summary: "x".to_owned(),
             suggestions: value.clone(),
+            confidentiality: 0,
         };
         let call = call!(client, draft_report, draft);
         add(
             format!("suggestions {label}"),
             Expected::Invalid("suggestions"),
+            call,
+        );
+    }
+    // An unspecified level means the highest level of the findings, so only unknown numbers
+    // and levels below that of the INTERNAL fixture finding are rejected.
+    let report_levels = bad_enums().into_iter().chain([(
+        "below the findings".to_owned(),
+        Confidentiality::Public as i32,
+    )]);
+    for (label, value) in report_levels {
+        let draft = DraftReportRequest {
+            inspection_id: ids.inspection.clone(),
+            findings_summary: "x".to_owned(),
+            suggestions: "x".to_owned(),
+            confidentiality: value,
+        };
+        let call = call!(client, draft_report, draft);
+        add(
+            format!("report confidentiality {label}"),
+            Expected::Invalid("confidentiality"),
             call,
         );
     }

@@ -823,7 +823,7 @@ fn run_rewrap(database_url: &str, keys: &[(String, String)]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewrap_keeps_finding_text_readable() {
+async fn rewrap_keeps_sealed_text_readable() {
     let nats = NatsServer::start();
     let folder = tempfile::tempdir().unwrap();
     let database_url = format!(
@@ -854,14 +854,25 @@ async fn rewrap_keeps_finding_text_readable() {
     };
     let request = call(assignment, HEAD.0, HEAD.1, HEAD.2);
     service.client.assign_rectification(request).await.unwrap();
+    // The report takes the SECRET level of the finding.
+    let draft = proto::DraftReportRequest {
+        inspection_id: inspection_id.clone(),
+        findings_summary: "One printer left unlocked.".to_owned(),
+        suggestions: "Badge readers on printer rooms.".to_owned(),
+        confidentiality: Confidentiality::Unspecified as i32,
+    };
+    let request = call(draft, ADMIN.0, ADMIN.1, ADMIN.2);
+    let report = service.client.draft_report(request).await.unwrap();
+    let report = report.into_inner().report.unwrap();
+    assert_eq!(report.confidentiality, Confidentiality::Secret as i32);
     service.stop().await;
 
-    // The description and the measures move to the new key; the other text columns are
-    // empty.
+    // The description, the measures, the findings summary and the suggestions move to the
+    // new key. The other text columns are empty.
     let keys = [old, new.clone()];
     let output = run_rewrap(&database_url, &keys);
     assert!(
-        output.contains("rewrapped 2 of 2 sealed text values to key k2026"),
+        output.contains("rewrapped 4 of 4 sealed text values to key k2026"),
         "{output}"
     );
 
@@ -877,5 +888,15 @@ async fn rewrap_keeps_finding_text_readable() {
         found.rectification.unwrap().measures,
         "Lock the printer room."
     );
+    let review = proto::ReviewReportRequest {
+        inspection_id,
+        decision: proto::ReviewDecision::Approve as i32,
+        opinion: String::new(),
+    };
+    let request = call(review, ADMIN.0, ADMIN.1, ADMIN.2);
+    let reviewed = service.client.review_report(request).await.unwrap();
+    let reviewed = reviewed.into_inner().report.unwrap();
+    assert_eq!(reviewed.findings_summary, "One printer left unlocked.");
+    assert_eq!(reviewed.suggestions, "Badge readers on printer rooms.");
     service.stop().await;
 }

@@ -1088,6 +1088,7 @@ async fn report_lifecycle(service: &mut Service, inspection_id: &str) {
         inspection_id: inspection_id.to_owned(),
         findings_summary: "One finding on daily reports.".to_owned(),
         suggestions: "Review daily reports weekly.".to_owned(),
+        confidentiality: 0,
     };
     let request = call(draft, "chen.hua", "admin-office", &["administration"]);
     let report = service

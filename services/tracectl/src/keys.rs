@@ -235,6 +235,11 @@ const SEALED_TEXT_TABLES: &[SealedTextTable] = &[
         ID_KEY,
         &["description", "measures", "result", "verification_opinion"],
     ),
+    sealed_table(
+        "inspections",
+        ID_KEY,
+        &["findings_summary", "suggestions", "review_opinion"],
+    ),
 ];
 
 /// Counts of one rewrap run.

@@ -35,6 +35,10 @@ pub struct Model {
     pub drafted_by: Option<String>,
     pub reviewed_by: Option<String>,
     pub review_opinion: Option<String>,
+    /// Level of the report, the `trace.common.v1.Confidentiality` number: INTERNAL before
+    /// the first draft and for reports stored before the column existed. The findings
+    /// summary, suggestions and review opinion are sealed at this level.
+    pub report_confidentiality: i32,
     pub entity_version: i64,
 }
 

@@ -2,6 +2,7 @@
 
 use chrono::{Datelike, Months, NaiveDate};
 use sea_orm::{EntityTrait, IntoActiveModel};
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::inspection::v1::*;
 use trace_runtime::clock::date_key;
 use trace_runtime::context::{CallContext, role};
@@ -261,6 +262,7 @@ fn new_inspection(
         drafted_by: None,
         reviewed_by: None,
         review_opinion: None,
+        report_confidentiality: Confidentiality::Internal as i32,
         entity_version: 1,
     }
 }

@@ -1,14 +1,19 @@
 //! Inspection reports: drafted by the administration department, reviewed by its head and
-//! distributed to departments, with one row per department it was sent to.
+//! distributed to departments, with one row per department it was sent to. A report has a
+//! level no lower than the highest level of the findings it covers. Its text is sealed at
+//! rest at that level, and its events are staged at that level.
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, QuerySelect,
 };
+use trace_proto::common::v1::Confidentiality;
 use trace_proto::inspection::v1::*;
+use trace_runtime::access_approval::level_of;
 use trace_runtime::context::CallContext;
 use trace_runtime::event::pack;
+use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
 use super::{InspectionHandler, record_id, require_administration};
@@ -50,6 +55,46 @@ fn require_report_state(
     ))
 }
 
+/// Checks the requested level of a report against `floor`, the highest level of the findings
+/// it covers. Unspecified means `floor`, and a lower level or an unknown number is rejected.
+pub(crate) fn report_level(
+    requested: i32,
+    floor: Confidentiality,
+) -> ServiceResult<Confidentiality> {
+    let level = match Confidentiality::try_from(requested) {
+        Ok(Confidentiality::Unspecified) => return Ok(floor),
+        Ok(level) => level,
+        Err(_) => {
+            return Err(ServiceError::invalid(
+                "confidentiality",
+                &requested.to_string(),
+                "is not a known value",
+            ));
+        }
+    };
+    if level < floor {
+        return Err(ServiceError::invalid(
+            "confidentiality",
+            level.as_str_name(),
+            format!(
+                "is below {}, the highest level of the findings the report covers",
+                floor.as_str_name()
+            ),
+        ));
+    }
+    Ok(level)
+}
+
+/// Returns true when the caller may see the text of the report in a response: the report is
+/// below CONFIDENTIAL, or the caller drafted or reviewed it.
+fn takes_part_in_report(context: &CallContext, row: &inspection::Model) -> bool {
+    if level_of(row.report_confidentiality) < Confidentiality::Confidential {
+        return true;
+    }
+    let caller = Some(context.principal.user_id.as_str());
+    row.drafted_by.as_deref() == caller || row.reviewed_by.as_deref() == caller
+}
+
 async fn distributed_to<C: ConnectionTrait>(
     connection: &C,
     inspection_id: &str,
@@ -80,26 +125,37 @@ impl InspectionHandler {
             &[None, Some("DRAFT"), Some("RETURNED")],
             "draft the report of",
         )?;
-        let finding_ids: Vec<String> = finding::Entity::find()
+        let findings = finding::Entity::find()
             .filter(finding::Column::InspectionId.eq(&inspection_id))
             .order_by_asc(finding::Column::Id)
             .all(&transaction)
-            .await?
-            .into_iter()
-            .map(|finding| finding.id)
-            .collect();
+            .await?;
+        let floor = findings
+            .iter()
+            .map(|finding| level_of(finding.confidentiality))
+            .max()
+            .unwrap_or(Confidentiality::Internal);
+        let level = report_level(request.confidentiality, floor)? as i32;
+        let finding_ids: Vec<String> = findings.into_iter().map(|finding| finding.id).collect();
 
         let version = row.entity_version + 1;
-        let mut active = row.into_active_model();
-        active.report_state = Set(Some("DRAFT".to_owned()));
-        active.findings_summary = Set(Some(summary.clone()));
-        active.suggestions = Set(Some(suggestions.clone()));
-        active.report_finding_ids = Set(Some(to_json(&finding_ids)));
-        active.drafted_by = Set(Some(context.principal.user_id.clone()));
-        active.reviewed_by = Set(None);
-        active.review_opinion = Set(None);
-        active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let drafted = inspection::Model {
+            report_state: Some("DRAFT".to_owned()),
+            findings_summary: Some(summary.clone()),
+            suggestions: Some(suggestions.clone()),
+            report_finding_ids: Some(to_json(&finding_ids)),
+            drafted_by: Some(context.principal.user_id.clone()),
+            reviewed_by: None,
+            review_opinion: None,
+            report_confidentiality: level,
+            entity_version: version,
+            ..row
+        };
+        let stored = drafted.clone().sealed(&self.keyring, level);
+        inspection::ActiveModel::from(stored)
+            .reset_all()
+            .update(&transaction)
+            .await?;
 
         let payload = ReportDrafted {
             findings_summary: summary,
@@ -109,14 +165,14 @@ impl InspectionHandler {
         self.stage_report_event(
             &transaction,
             context,
-            &updated,
+            &drafted,
             "report_drafted",
             pack(&payload),
         )
         .await?;
         self.commit(transaction).await?;
         Ok(DraftReportResponse {
-            report: Some(convert::report(&updated, Vec::new())),
+            report: Some(convert::report(&drafted, Vec::new())),
         })
     }
 
@@ -145,13 +201,20 @@ impl InspectionHandler {
         } else {
             "RETURNED"
         };
+        let level = row.report_confidentiality;
         let version = row.entity_version + 1;
-        let mut active = row.into_active_model();
-        active.report_state = Set(Some(state.to_owned()));
-        active.reviewed_by = Set(Some(context.principal.user_id.clone()));
-        active.review_opinion = Set(Some(opinion.clone()));
-        active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let reviewed = inspection::Model {
+            report_state: Some(state.to_owned()),
+            reviewed_by: Some(context.principal.user_id.clone()),
+            review_opinion: Some(opinion.clone()),
+            entity_version: version,
+            ..row.opened(&self.keyring)?
+        };
+        let stored = reviewed.clone().sealed(&self.keyring, level);
+        inspection::ActiveModel::from(stored)
+            .reset_all()
+            .update(&transaction)
+            .await?;
 
         let payload = ReportReviewed {
             decision: decision as i32,
@@ -160,14 +223,14 @@ impl InspectionHandler {
         self.stage_report_event(
             &transaction,
             context,
-            &updated,
+            &reviewed,
             "report_reviewed",
             pack(&payload),
         )
         .await?;
         self.commit(transaction).await?;
         Ok(ReviewReportResponse {
-            report: Some(convert::report(&updated, Vec::new())),
+            report: Some(convert::report(&reviewed, Vec::new())),
         })
     }
 
@@ -228,7 +291,7 @@ impl InspectionHandler {
         let mut active = row.into_active_model();
         active.report_state = Set(Some("DISTRIBUTED".to_owned()));
         active.entity_version = Set(version);
-        let updated = active.update(&transaction).await?;
+        let updated = active.update(&transaction).await?.opened(&self.keyring)?;
         let payload = ReportDistributed {
             departments: departments.clone(),
         };
@@ -242,11 +305,18 @@ impl InspectionHandler {
         .await?;
         let sent = distributed_to(&transaction, &inspection_id).await?;
         self.commit(transaction).await?;
+        let report = if takes_part_in_report(context, &updated) {
+            convert::report(&updated, sent)
+        } else {
+            convert::withheld_report(&updated, sent)
+        };
         Ok(DistributeReportResponse {
-            report: Some(convert::report(&updated, sent)),
+            report: Some(report),
         })
     }
 
+    /// Stages the report event `action` at the level of the report, so the outbox seals the
+    /// payload of a CONFIDENTIAL or SECRET report.
     async fn stage_report_event(
         &self,
         transaction: &sea_orm::DatabaseTransaction,
@@ -260,7 +330,7 @@ impl InspectionHandler {
             entity_id: &row.id,
             entity_version: row.entity_version,
             action,
-            confidentiality: Staged::INTERNAL,
+            confidentiality: row.report_confidentiality,
             payload,
         };
         self.stage(transaction, context, staged).await
