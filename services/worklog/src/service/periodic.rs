@@ -422,7 +422,13 @@ impl WorklogHandler {
         // readers cannot tell a missing report from another person's.
         let found = find_report(&self.db, &report_id).await.map(Record::Report);
         let (record, _) = self
-            .authorize_scope(context, "report", &report_id, found, ReadMethod::ListReportRounds)
+            .authorize_scope(
+                context,
+                "report",
+                &report_id,
+                found,
+                ReadMethod::ListReportRounds,
+            )
             .await?;
         let Record::Report(report) = record else {
             return Err(ServiceError::Internal(anyhow::anyhow!(
