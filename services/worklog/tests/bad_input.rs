@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 use trace_proto::common::v1::{Confidentiality, Date, PageRequest};
 use trace_proto::worklog::v1::worklog_service_client::WorklogServiceClient;
 use trace_proto::worklog::v1::*;
