@@ -10,6 +10,7 @@ mod findings;
 mod overdue;
 mod plans;
 mod queries;
+mod report_access;
 mod reports;
 
 use std::sync::Arc;
@@ -291,6 +292,16 @@ impl InspectionService for InspectionHandler {
         let (context, request) = split(request)?;
         Ok(Response::new(
             self.access_requests(&context, request).await?,
+        ))
+    }
+
+    async fn get_inspection_report(
+        &self,
+        request: Request<GetInspectionReportRequest>,
+    ) -> Result<Response<GetInspectionReportResponse>, Status> {
+        let (context, request) = split(request)?;
+        Ok(Response::new(
+            self.inspection_report(&context, request).await?,
         ))
     }
 

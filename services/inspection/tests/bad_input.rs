@@ -773,6 +773,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         let request = RequestAccessRequest {
             finding_id: value.clone(),
             purpose: "Performance review".to_owned(),
+            ..Default::default()
         };
         let call = call!(client, request_access, request);
         add(
@@ -794,6 +795,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
         );
         let list = ListAccessRequestsRequest {
             finding_id: value.clone(),
+            ..Default::default()
         };
         let call = call!(client, list_access_requests, list);
         add(
@@ -801,11 +803,70 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             Expected::Invalid("finding_id"),
             call,
         );
+        // Without either id the error names finding_id, the id most requests carry.
+        let report_field = if value.is_empty() {
+            "finding_id"
+        } else {
+            "inspection_id"
+        };
+        let request = RequestAccessRequest {
+            inspection_id: value.clone(),
+            purpose: "Performance review".to_owned(),
+            ..Default::default()
+        };
+        let call = call!(client, request_access, request);
+        add(
+            format!("request report access id {label}"),
+            Expected::Invalid(report_field),
+            call,
+        );
+        let list = ListAccessRequestsRequest {
+            inspection_id: value.clone(),
+            ..Default::default()
+        };
+        let call = call!(client, list_access_requests, list);
+        add(
+            format!("list report access requests id {label}"),
+            Expected::Invalid(report_field),
+            call,
+        );
+        let get = GetInspectionReportRequest {
+            inspection_id: value.clone(),
+        };
+        let call = call!(client, get_inspection_report, get);
+        add(
+            format!("get inspection report id {label}"),
+            Expected::Invalid("inspection_id"),
+            call,
+        );
     }
+    // A request names a finding or a report, never both.
+    let request = RequestAccessRequest {
+        finding_id: ids.finding.clone(),
+        inspection_id: ids.inspection.clone(),
+        purpose: "Performance review".to_owned(),
+    };
+    let call = call!(client, request_access, request);
+    add(
+        "request access for a finding and a report".to_owned(),
+        Expected::Invalid("inspection_id"),
+        call,
+    );
+    let list = ListAccessRequestsRequest {
+        finding_id: ids.finding.clone(),
+        inspection_id: ids.inspection.clone(),
+    };
+    let call = call!(client, list_access_requests, list);
+    add(
+        "list access requests of a finding and a report".to_owned(),
+        Expected::Invalid("inspection_id"),
+        call,
+    );
     for (label, value) in bad_text(1, 2000, false) {
         let request = RequestAccessRequest {
             finding_id: ids.finding.clone(),
             purpose: value.clone(),
+            ..Default::default()
         };
         let call = call!(client, request_access, request);
         add(
@@ -865,6 +926,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
     let request = RequestAccessRequest {
         finding_id: ids.finding.clone(),
         purpose: "Performance review".to_owned(),
+        ..Default::default()
     };
     let call = call!(client, request_access, request);
     add(

@@ -104,6 +104,7 @@ async fn ask(service: &mut Service, caller: Caller, finding_id: &str) -> proto::
     let request = proto::RequestAccessRequest {
         finding_id: finding_id.to_owned(),
         purpose: "Performance review of engineering".to_owned(),
+        ..Default::default()
     };
     let request = call(request, caller.0, caller.1, caller.2);
     let response = service.client.request_access(request).await.unwrap();
@@ -387,6 +388,7 @@ async fn confidential_text_is_sealed_at_rest() {
             let request = proto::RequestAccessRequest {
                 finding_id: finding.finding_id.clone(),
                 purpose: format!("Purpose {marker}"),
+                ..Default::default()
             };
             let request = call(request, AUDITOR.0, AUDITOR.1, AUDITOR.2);
             service.client.request_access(request).await.unwrap();
@@ -594,6 +596,7 @@ async fn approval_case(service: &mut Service) {
     // Supervisors and heads of the department see every request; the auditor too.
     let request = proto::ListAccessRequestsRequest {
         finding_id: confidential.clone(),
+        ..Default::default()
     };
     for caller in [HEAD, SUPERVISOR, AUDITOR] {
         let listed = service
@@ -668,6 +671,7 @@ async fn approval_case(service: &mut Service) {
     let request = proto::RequestAccessRequest {
         finding_id: confidential.clone(),
         purpose: "Curious".to_owned(),
+        ..Default::default()
     };
     let status = service
         .client
@@ -678,6 +682,7 @@ async fn approval_case(service: &mut Service) {
     let request = proto::RequestAccessRequest {
         finding_id: internal.clone(),
         purpose: "Curious".to_owned(),
+        ..Default::default()
     };
     let status = service
         .client
@@ -695,6 +700,7 @@ async fn approval_case(service: &mut Service) {
     let request = proto::RequestAccessRequest {
         finding_id: confidential.clone(),
         purpose: "Curious".to_owned(),
+        ..Default::default()
     };
     let status = service
         .client

@@ -51,6 +51,7 @@ pub(super) enum ReadMethod {
     ListFindings,
     RequestAccess,
     ListAccessRequests,
+    GetInspectionReport,
 }
 
 impl ReadMethod {
@@ -60,6 +61,7 @@ impl ReadMethod {
             Self::ListFindings => "ListFindings",
             Self::RequestAccess => "RequestAccess",
             Self::ListAccessRequests => "ListAccessRequests",
+            Self::GetInspectionReport => "GetInspectionReport",
         }
     }
 

@@ -1,5 +1,7 @@
-//! Access requests for CONFIDENTIAL and SECRET findings, their decisions by a supervisor or
-//! head of the finding's department, and the confidentiality agreement. Reads are checked by
+//! Access requests for CONFIDENTIAL and SECRET findings and inspection reports, their
+//! decisions by a supervisor or head of the finding's department (of the administration
+//! department for a report), and the confidentiality agreement. A report request is the
+//! inspection's `report_access_*` events, see [`super::report_access`]. Reads are checked by
 //! the rule in `trace_runtime::access_approval`, and requests and decisions are the finding's
 //! own `access_requested`, `access_approved` and `access_rejected` events.
 //!
@@ -20,6 +22,8 @@ use trace_runtime::{ServiceError, ServiceResult};
 
 use super::access::ReadMethod;
 use super::findings::lock_finding;
+use super::report_access::REPORT_DECIDERS;
+use super::reports::lock_inspection;
 use super::{InspectionHandler, record_id};
 use crate::entity::finding;
 use crate::events::SERVICE;
@@ -32,6 +36,11 @@ const AGREEMENT_ENTITY: &str = "agreement";
 /// "department head".
 const DECIDERS: &str = "a supervisor or head of the finding's department";
 
+/// Who decides a request that is missing, or whose record is gone, so the error names the
+/// deciders of both kinds of request.
+const ANY_DECIDERS: &str = "a supervisor or head of the finding's department, or of the \
+                            administration department for a report";
+
 fn state(state: AccessRequestState) -> proto::AccessRequestState {
     match state {
         AccessRequestState::Pending => proto::AccessRequestState::Pending,
@@ -40,10 +49,41 @@ fn state(state: AccessRequestState) -> proto::AccessRequestState {
     }
 }
 
-fn access_request(model: &access_request::Model) -> proto::AccessRequest {
+/// The record an access request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Finding,
+    Report,
+}
+
+/// Returns which one of `finding_id` and `inspection_id` a request sets, with its checked id.
+/// Exactly one of them must be set.
+fn target(finding_id: &str, inspection_id: &str) -> ServiceResult<(Target, String)> {
+    match (finding_id.is_empty(), inspection_id.is_empty()) {
+        (false, true) => Ok((Target::Finding, record_id("finding_id", finding_id)?)),
+        (true, false) => Ok((Target::Report, record_id("inspection_id", inspection_id)?)),
+        (true, true) => Err(ServiceError::invalid(
+            "finding_id",
+            "",
+            "is required unless inspection_id is set. Set exactly one of them",
+        )),
+        (false, false) => Err(ServiceError::invalid(
+            "inspection_id",
+            inspection_id,
+            "must be empty when finding_id is set. Set exactly one of them",
+        )),
+    }
+}
+
+fn access_request(model: &access_request::Model, target: Target) -> proto::AccessRequest {
+    let (finding_id, inspection_id) = match target {
+        Target::Finding => (model.record_id.clone(), String::new()),
+        Target::Report => (String::new(), model.record_id.clone()),
+    };
     proto::AccessRequest {
         access_request_id: model.id.clone(),
-        finding_id: model.record_id.clone(),
+        finding_id,
+        inspection_id,
         requester_id: model.requester_id.clone(),
         purpose: model.purpose.clone(),
         state: state(model.state) as i32,
@@ -85,8 +125,12 @@ impl InspectionHandler {
         context: &CallContext,
         request: proto::RequestAccessRequest,
     ) -> ServiceResult<proto::RequestAccessResponse> {
-        let finding_id = record_id("finding_id", &request.finding_id)?;
+        let (target, record_id) = target(&request.finding_id, &request.inspection_id)?;
         let purpose = access_approval::purpose(&request.purpose)?;
+        if target == Target::Report {
+            return self.ask_report_access(context, &record_id, purpose).await;
+        }
+        let finding_id = record_id;
         let (row, participant) = self
             .authorize_scope(context, &finding_id, ReadMethod::RequestAccess)
             .await?;
@@ -104,7 +148,35 @@ impl InspectionHandler {
             .await?;
         self.commit(transaction).await?;
         Ok(proto::RequestAccessResponse {
-            access_request: Some(access_request(&stored)),
+            access_request: Some(access_request(&stored, Target::Finding)),
+            event_id,
+        })
+    }
+
+    async fn ask_report_access(
+        &self,
+        context: &CallContext,
+        inspection_id: &str,
+        purpose: String,
+    ) -> ServiceResult<proto::RequestAccessResponse> {
+        let (row, participant) = self
+            .authorize_report_scope(context, inspection_id, ReadMethod::RequestAccess)
+            .await?;
+        workflow::check_requestable(
+            "report",
+            &row.id,
+            row.report_confidentiality,
+            participant,
+            &context.principal.user_id,
+        )?;
+
+        let transaction = trace_runtime::db::begin_write(&self.db).await?;
+        let (stored, event_id) = self
+            .insert_report_request(&transaction, context, inspection_id, purpose)
+            .await?;
+        self.commit(transaction).await?;
+        Ok(proto::RequestAccessResponse {
+            access_request: Some(access_request(&stored, Target::Report)),
             event_id,
         })
     }
@@ -159,18 +231,18 @@ impl InspectionHandler {
             &transaction,
             &decision,
             &caller.user_id,
-            DECIDERS,
+            ANY_DECIDERS,
         )
         .await?;
         let loaded = match lock_finding(&transaction, &pending.record_id).await {
             Ok(loaded) => loaded,
-            // A request whose finding is gone gets the same answer as a missing request.
+            // A request whose record is not a finding is for the report of an inspection.
             Err(ServiceError::NotFound { .. }) => {
-                return Err(workflow::not_a_decider(
-                    &pending.id,
-                    &caller.user_id,
-                    DECIDERS,
-                ));
+                let decided = self
+                    .decide_report_request(&transaction, context, &decision, &pending)
+                    .await?;
+                self.commit(transaction).await?;
+                return Ok(decided);
             }
             Err(error) => return Err(error),
         };
@@ -183,7 +255,41 @@ impl InspectionHandler {
             .await?;
         self.commit(transaction).await?;
         Ok(proto::DecideAccessResponse {
-            access_request: Some(access_request(&decided)),
+            access_request: Some(access_request(&decided, Target::Finding)),
+            event_id,
+        })
+    }
+
+    /// Decides `pending`, a request for the report of an inspection, inside `transaction`.
+    async fn decide_report_request(
+        &self,
+        transaction: &DatabaseTransaction,
+        context: &CallContext,
+        decision: &AccessDecision,
+        pending: &access_request::Model,
+    ) -> ServiceResult<proto::DecideAccessResponse> {
+        let caller = &context.principal;
+        let loaded = match lock_inspection(transaction, &pending.record_id).await {
+            Ok(loaded) => loaded,
+            // A request whose record is gone gets the error of a missing request.
+            Err(ServiceError::NotFound { .. }) => {
+                return Err(workflow::not_a_decider(
+                    &pending.id,
+                    &caller.user_id,
+                    ANY_DECIDERS,
+                ));
+            }
+            Err(error) => return Err(error),
+        };
+        let may_decide = self.decides_for(context, &self.administration_department);
+        workflow::check_decider(caller, pending, may_decide, REPORT_DECIDERS)?;
+
+        let decided = decision.apply(pending, &caller.user_id, self.now());
+        let event_id = self
+            .store_report_decision(transaction, context, &loaded, &decided)
+            .await?;
+        Ok(proto::DecideAccessResponse {
+            access_request: Some(access_request(&decided, Target::Report)),
             event_id,
         })
     }
@@ -233,7 +339,11 @@ impl InspectionHandler {
         context: &CallContext,
         request: proto::ListAccessRequestsRequest,
     ) -> ServiceResult<proto::ListAccessRequestsResponse> {
-        let finding_id = record_id("finding_id", &request.finding_id)?;
+        let (target, record_id) = target(&request.finding_id, &request.inspection_id)?;
+        if target == Target::Report {
+            return self.report_access_requests(context, &record_id).await;
+        }
+        let finding_id = record_id;
         let (row, _) = self
             .authorize_scope(context, &finding_id, ReadMethod::ListAccessRequests)
             .await?;
@@ -244,7 +354,33 @@ impl InspectionHandler {
         let requester = (!sees_all).then_some(caller.user_id.as_str());
         let rows = workflow::list_requests(&self.keyring, &self.db, &finding_id, requester).await?;
         Ok(proto::ListAccessRequestsResponse {
-            access_requests: rows.iter().map(access_request).collect(),
+            access_requests: rows
+                .iter()
+                .map(|row| access_request(row, Target::Finding))
+                .collect(),
+        })
+    }
+
+    /// Lists the requests for the report of `inspection_id`: all of them to a caller who reads
+    /// every report or decides them, and otherwise only the caller's own.
+    async fn report_access_requests(
+        &self,
+        context: &CallContext,
+        inspection_id: &str,
+    ) -> ServiceResult<proto::ListAccessRequestsResponse> {
+        self.authorize_report_scope(context, inspection_id, ReadMethod::ListAccessRequests)
+            .await?;
+        let caller = &context.principal;
+        let sees_all = self.finding_scope(context).is_whole()
+            || self.decides_for(context, &self.administration_department);
+        let requester = (!sees_all).then_some(caller.user_id.as_str());
+        let rows =
+            workflow::list_requests(&self.keyring, &self.db, inspection_id, requester).await?;
+        Ok(proto::ListAccessRequestsResponse {
+            access_requests: rows
+                .iter()
+                .map(|row| access_request(row, Target::Report))
+                .collect(),
         })
     }
 

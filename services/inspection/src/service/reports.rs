@@ -16,6 +16,7 @@ use trace_runtime::event::pack;
 use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
+use super::report_access::takes_part_in_report;
 use super::{InspectionHandler, record_id, require_administration};
 use crate::convert::{self, to_json};
 use crate::entity::{distribution, finding, inspection};
@@ -23,7 +24,7 @@ use crate::events::{INSPECTION, Staged};
 
 /// Loads an inspection for a write, locked on PostgreSQL until the transaction ends, so two
 /// writers cannot stage events at the same entity version.
-async fn lock_inspection<C: ConnectionTrait>(
+pub(super) async fn lock_inspection<C: ConnectionTrait>(
     transaction: &C,
     inspection_id: &str,
 ) -> ServiceResult<inspection::Model> {
@@ -34,7 +35,7 @@ async fn lock_inspection<C: ConnectionTrait>(
         .ok_or_else(|| ServiceError::not_found("inspection", inspection_id))
 }
 
-fn require_report_state(
+pub(super) fn require_report_state(
     row: &inspection::Model,
     allowed: &[Option<&str>],
     action: &'static str,
@@ -87,15 +88,12 @@ pub(crate) fn report_level(
 
 /// Returns true when the caller may see the text of the report in a response: the report is
 /// below CONFIDENTIAL, or the caller drafted or reviewed it.
-fn takes_part_in_report(context: &CallContext, row: &inspection::Model) -> bool {
-    if level_of(row.report_confidentiality) < Confidentiality::Confidential {
-        return true;
-    }
-    let caller = Some(context.principal.user_id.as_str());
-    row.drafted_by.as_deref() == caller || row.reviewed_by.as_deref() == caller
+fn sees_report_text(context: &CallContext, row: &inspection::Model) -> bool {
+    level_of(row.report_confidentiality) < Confidentiality::Confidential
+        || takes_part_in_report(&context.principal.user_id, row)
 }
 
-async fn distributed_to<C: ConnectionTrait>(
+pub(super) async fn distributed_to<C: ConnectionTrait>(
     connection: &C,
     inspection_id: &str,
 ) -> ServiceResult<Vec<String>> {
@@ -305,7 +303,7 @@ impl InspectionHandler {
         .await?;
         let sent = distributed_to(&transaction, &inspection_id).await?;
         self.commit(transaction).await?;
-        let report = if takes_part_in_report(context, &updated) {
+        let report = if sees_report_text(context, &updated) {
             convert::report(&updated, sent)
         } else {
             convert::withheld_report(&updated, sent)
