@@ -887,7 +887,7 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             call,
         );
     }
-    // The service clock stands at the start time, so an approval must end after it and at
+    // The service clock is at the start time, so an approval must end after it and at
     // most 90 days later.
     let at = |hours: i64| {
         let instant = support::start_time() + chrono::Duration::hours(hours);

@@ -1,7 +1,8 @@
 //! Reads of inspection reports and access requests for them, against a real database and a
-//! real `nats-server`: the read scope with one message for missing and existing inspections,
-//! the approval a reader who neither drafted nor reviewed a CONFIDENTIAL or SECRET report
-//! needs, and the `report_read` and `report_read_denied` events that record the reads.
+//! real `nats-server`. The tests cover the read scope with one message for missing and
+//! existing inspections, and the approval that a reader who neither drafted nor reviewed a
+//! CONFIDENTIAL or SECRET report needs. They also check the `report_read` and
+//! `report_read_denied` events that record the reads.
 
 // The support module serves several test crates; this one uses only part of it.
 #[allow(dead_code)]

@@ -2875,8 +2875,8 @@ async fn listings_withhold_confidential_content() -> Result<()> {
     };
     let list = ListMeetingsRequest::default;
 
-    // Without a request the head sees the meeting's plaintext fields but no agenda titles,
-    // and the listing adds no event. The INTERNAL meeting is shown whole.
+    // Without a request the head gets the meeting's plaintext fields but no agenda titles,
+    // and the listing adds no event. The INTERNAL meeting is returned whole.
     let events_before = meeting_events(&service, &meeting_id).await?;
     let withheld = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
     assert!(withheld.content_withheld);

@@ -2058,7 +2058,7 @@ async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
         existing_event
     );
 
-    // ListReportRounds answers such a caller as GetReport does.
+    // ListReportRounds denies such a caller as GetReport does.
     let rounds = |report_id: &str| ListReportRoundsRequest {
         report_id: report_id.to_owned(),
     };

@@ -1,7 +1,7 @@
 //! Read queries: one meeting with its records, meetings by start time, organiser and
 //! attendee with paging, the tracking table of a meeting and the open resolutions of an
 //! owner. Each returns only meetings inside the caller's read scope (see [`super::access`]).
-//! A caller who takes no part in a CONFIDENTIAL or SECRET meeting sees its sealed fields only
+//! A caller who takes no part in a CONFIDENTIAL or SECRET meeting gets its sealed fields only
 //! under an approved access request. Every such read, by id or in a listing, is recorded as
 //! the meeting's `read` event.
 
