@@ -337,17 +337,53 @@ async fn postgres_restarted_under_load() {
     .await;
 }
 
-/// Purges every message of the TRACE stream and returns how many were removed.
-async fn purge_trace_stream(nats_url: &str) -> u64 {
+/// Opens the TRACE stream on the server at `nats_url`.
+async fn trace_stream(nats_url: &str) -> async_nats::jetstream::stream::Stream {
     let client = async_nats::connect(nats_url)
         .await
         .expect("connect to NATS");
-    let jetstream = async_nats::jetstream::new(client);
-    let stream = jetstream
+    async_nats::jetstream::new(client)
         .get_stream("TRACE")
         .await
-        .expect("get the TRACE stream");
-    stream.purge().await.expect("purge the TRACE stream").purged
+        .expect("get the TRACE stream")
+}
+
+/// Sequence number of the last message stored in the TRACE stream.
+async fn trace_stream_last_sequence(nats_url: &str) -> u64 {
+    trace_stream(nats_url)
+        .await
+        .get_info()
+        .await
+        .expect("TRACE stream info")
+        .state
+        .last_sequence
+}
+
+/// Waits until the TRACE stream holds a message stored after sequence `after`. With the
+/// archive down, such a message is an event that nothing has consumed yet.
+async fn wait_for_message_after(nats_url: &str, after: u64, timeout: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = trace_stream_last_sequence(nats_url).await;
+        if last > after {
+            return last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event reached the TRACE stream after sequence {after} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Purges every message of the TRACE stream and returns how many were removed.
+async fn purge_trace_stream(nats_url: &str) -> u64 {
+    trace_stream(nats_url)
+        .await
+        .purge()
+        .await
+        .expect("purge the TRACE stream")
+        .purged
 }
 
 /// Counts the OK calls whose event the document relay published more than once.
@@ -391,9 +427,17 @@ async fn stream_purged_under_load() {
         // stream, then remove them; only the outbox's republication can bring them back.
         progress("killing the archive", &recorder);
         archive.kill();
+        let consumable_before_kill = trace_stream_last_sequence(&nats.url()).await;
         wait_through_fault(&recorder).await;
+        // On a busy machine the relay can lag behind the calls; purging before it published
+        // anything would leave nothing for republication to recover.
+        let last = wait_for_message_after(&nats.url(), consumable_before_kill, LOAD_TIMEOUT).await;
         let purged = purge_trace_stream(&nats.url()).await;
-        assert!(purged > 0, "the purge must remove unconsumed events");
+        assert!(
+            purged >= last - consumable_before_kill,
+            "the purge removed {purged} messages, fewer than the {} published after the kill",
+            last - consumable_before_kill
+        );
         progress("restarting the archive", &recorder);
         archive.restart();
         progress("waiting for the load to finish", &recorder);
