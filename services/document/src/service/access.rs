@@ -16,7 +16,7 @@ use trace_runtime::access_approval;
 use trace_runtime::access_approval::workflow::{self, AccessDecision};
 use trace_runtime::clock::{timestamp, timestamp_opt};
 use trace_runtime::context::{CallContext, Clearance, role};
-use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::event::pack;
 use trace_runtime::read_scope::ReadScope;
 use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::{SealedRow, open_rows};
@@ -30,9 +30,6 @@ use super::{DocumentHandler, SERVICE, convert};
 use crate::entity::{access_request, document, revision};
 use crate::sealing::seal_access_opinion;
 use crate::state::AccessRequestState;
-
-/// Entity type of agreement acceptance events; the entity id is the user id.
-const AGREEMENT_ENTITY: &str = "agreement";
 
 /// The reason for denying a content read, and the access request it was judged by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,34 +384,27 @@ impl DocumentHandler {
 
         with_retries("accept agreement", || async {
             let txn = self.begin().await?;
-            let user_id = context.principal.user_id.clone();
             let acceptance =
-                workflow::accept_agreement(&txn, &user_id, &version, self.now()).await?;
-            let Some(event_version) = acceptance.event_version else {
-                // Accepting again changes nothing and leaves no second event.
-                return Ok(proto::AcceptAgreementResponse {
-                    agreement_version: version.clone(),
-                    accepted_at: Some(timestamp(acceptance.accepted_at)),
-                    event_id: String::new(),
-                });
-            };
-            let spec = EventSpec {
-                entity_type: AGREEMENT_ENTITY,
-                entity_id: user_id,
-                entity_version: event_version,
-                action: "accepted",
-                confidentiality: Confidentiality::Internal,
-                payload: pack(&proto::AgreementAccepted {
-                    agreement_version: version.clone(),
-                }),
-            };
-            let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
-            self.outbox.stage(&txn, &envelope).await?;
+                workflow::accept_agreement(&txn, &context.principal.user_id, &version, self.now())
+                    .await?;
+            let payload = pack(&proto::AgreementAccepted {
+                agreement_version: version.clone(),
+            });
+            let event_id = workflow::stage_acceptance(
+                &self.outbox,
+                &txn,
+                SERVICE,
+                context,
+                self.clock.as_ref(),
+                &acceptance,
+                payload,
+            )
+            .await?;
             self.commit(txn).await?;
             Ok(proto::AcceptAgreementResponse {
                 agreement_version: version.clone(),
                 accepted_at: Some(timestamp(acceptance.accepted_at)),
-                event_id: envelope.event_id,
+                event_id,
             })
         })
         .await

@@ -11,13 +11,12 @@
 //! `trace_runtime::access_approval::workflow`.
 
 use sea_orm::DatabaseTransaction;
-use trace_proto::common::v1::Confidentiality;
 use trace_proto::inspection::v1 as proto;
 use trace_runtime::access_approval::workflow::{self, AccessDecision};
 use trace_runtime::access_approval::{self, AccessRequestState, access_request};
 use trace_runtime::clock::{timestamp, timestamp_opt};
 use trace_runtime::context::CallContext;
-use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::event::pack;
 use trace_runtime::{ServiceError, ServiceResult};
 
 use super::access::ReadMethod;
@@ -27,9 +26,6 @@ use super::reports::lock_inspection;
 use super::{InspectionHandler, record_id};
 use crate::entity::finding;
 use crate::events::SERVICE;
-
-/// Entity type of agreement acceptance events, whose entity id is the user id.
-const AGREEMENT_ENTITY: &str = "agreement";
 
 /// Who decides the access requests for a finding, as named in the error of a caller who may
 /// not. A head in the company directory decides too, so the text names a "head of" and not
@@ -408,32 +404,30 @@ impl InspectionHandler {
         context: &CallContext,
         version: String,
     ) -> ServiceResult<proto::AcceptAgreementResponse> {
-        let user_id = context.principal.user_id.clone();
-        let acceptance =
-            workflow::accept_agreement(transaction, &user_id, &version, self.now()).await?;
-        let Some(event_version) = acceptance.event_version else {
-            return Ok(proto::AcceptAgreementResponse {
-                agreement_version: version,
-                accepted_at: Some(timestamp(acceptance.accepted_at)),
-                event_id: String::new(),
-            });
-        };
-        let spec = EventSpec {
-            entity_type: AGREEMENT_ENTITY,
-            entity_id: user_id,
-            entity_version: event_version,
-            action: "accepted",
-            confidentiality: Confidentiality::Internal,
-            payload: pack(&proto::FindingAgreementAccepted {
-                agreement_version: version.clone(),
-            }),
-        };
-        let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
-        self.outbox.stage(transaction, &envelope).await?;
+        let acceptance = workflow::accept_agreement(
+            transaction,
+            &context.principal.user_id,
+            &version,
+            self.now(),
+        )
+        .await?;
+        let payload = pack(&proto::FindingAgreementAccepted {
+            agreement_version: version.clone(),
+        });
+        let event_id = workflow::stage_acceptance(
+            &self.outbox,
+            transaction,
+            SERVICE,
+            context,
+            self.clock.as_ref(),
+            &acceptance,
+            payload,
+        )
+        .await?;
         Ok(proto::AcceptAgreementResponse {
             agreement_version: version,
             accepted_at: Some(timestamp(acceptance.accepted_at)),
-            event_id: envelope.event_id,
+            event_id,
         })
     }
 }

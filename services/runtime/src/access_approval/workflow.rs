@@ -15,7 +15,10 @@ use trace_proto::common::v1::Confidentiality;
 use uuid::Uuid;
 
 use super::{AccessRequestState, access_request, agreement, expiry, level_of, opinion};
-use crate::context::{Principal, role};
+use crate::clock::Clock;
+use crate::context::{CallContext, Principal, role};
+use crate::event::{self, EventSpec};
+use crate::outbox::Outbox;
 use crate::seal::Keyring;
 use crate::sealed_text::{SealedRow, open_rows};
 use crate::{ServiceError, ServiceResult, validate};
@@ -342,6 +345,37 @@ pub async fn accept_agreement<C: ConnectionTrait>(
         accepted_at: now,
         event_version: Some(accepted_before + 1),
     })
+}
+
+/// Entity type of the events that record agreement acceptances, one entity per user.
+pub const AGREEMENT_ENTITY: &str = "agreement";
+
+/// Stages the `agreement.accepted` event of `acceptance` in `txn`, with `payload` as the
+/// service's event message, and returns the event id. An acceptance recorded before stages
+/// nothing and returns an empty id, so that accepting again leaves no second event.
+pub async fn stage_acceptance<C: ConnectionTrait>(
+    outbox: &Outbox,
+    txn: &C,
+    service: &'static str,
+    context: &CallContext,
+    clock: &dyn Clock,
+    acceptance: &Acceptance,
+    payload: prost_types::Any,
+) -> ServiceResult<String> {
+    let Some(entity_version) = acceptance.event_version else {
+        return Ok(String::new());
+    };
+    let spec = EventSpec {
+        entity_type: AGREEMENT_ENTITY,
+        entity_id: context.principal.user_id.clone(),
+        entity_version,
+        action: "accepted",
+        confidentiality: Confidentiality::Internal,
+        payload,
+    };
+    let envelope = event::envelope(service, context, clock, spec);
+    outbox.stage(txn, &envelope).await?;
+    Ok(envelope.event_id)
 }
 
 #[cfg(test)]

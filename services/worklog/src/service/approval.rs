@@ -4,13 +4,12 @@
 //! events: `access_requested`, `access_approved` and `access_rejected` of the record, and
 //! `accepted` of the entity `agreement`.
 
-use trace_proto::common::v1::Confidentiality;
 use trace_proto::worklog::v1 as proto;
 use trace_runtime::access_approval::workflow::{self, AccessDecision};
 use trace_runtime::access_approval::{self, AccessRequestState, access_request};
 use trace_runtime::clock::{timestamp, timestamp_opt};
 use trace_runtime::context::CallContext;
-use trace_runtime::event::{self, EventSpec, pack};
+use trace_runtime::event::pack;
 use trace_runtime::read_scope::ReadScope;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
@@ -18,9 +17,6 @@ use super::confidential::{Grant, ReadMethod, Record, find_communication, find_re
 use super::views::communication_views;
 use super::write::{AttemptError, AttemptResult, find_report, with_retries};
 use super::{SERVICE, WorklogHandler, access, convert};
-
-/// Entity type of agreement acceptance events, whose entity id is the user id.
-const AGREEMENT_ENTITY: &str = "agreement";
 
 fn state(state: AccessRequestState) -> proto::AccessRequestState {
     match state {
@@ -250,34 +246,27 @@ impl WorklogHandler {
 
         with_retries("accept agreement", || async {
             let txn = self.begin().await?;
-            let user_id = context.principal.user_id.clone();
             let acceptance =
-                workflow::accept_agreement(&txn, &user_id, &version, self.now()).await?;
-            let Some(event_version) = acceptance.event_version else {
-                // Accepting again changes nothing and leaves no second event.
-                return AttemptResult::Ok(proto::AcceptAgreementResponse {
-                    agreement_version: version.clone(),
-                    accepted_at: Some(timestamp(acceptance.accepted_at)),
-                    event_id: String::new(),
-                });
-            };
-            let spec = EventSpec {
-                entity_type: AGREEMENT_ENTITY,
-                entity_id: user_id,
-                entity_version: event_version,
-                action: "accepted",
-                confidentiality: Confidentiality::Internal,
-                payload: pack(&proto::AgreementAccepted {
-                    agreement_version: version.clone(),
-                }),
-            };
-            let envelope = event::envelope(SERVICE, context, self.clock.as_ref(), spec);
-            self.outbox.stage(&txn, &envelope).await?;
+                workflow::accept_agreement(&txn, &context.principal.user_id, &version, self.now())
+                    .await?;
+            let payload = pack(&proto::AgreementAccepted {
+                agreement_version: version.clone(),
+            });
+            let event_id = workflow::stage_acceptance(
+                &self.outbox,
+                &txn,
+                SERVICE,
+                context,
+                self.clock.as_ref(),
+                &acceptance,
+                payload,
+            )
+            .await?;
             self.commit(txn).await?;
             AttemptResult::Ok(proto::AcceptAgreementResponse {
                 agreement_version: version.clone(),
                 accepted_at: Some(timestamp(acceptance.accepted_at)),
-                event_id: envelope.event_id,
+                event_id,
             })
         })
         .await
