@@ -505,6 +505,11 @@ async fn approval_case(service: &mut Service) {
             finding.finding_id
         );
     }
+    // Withheld texts and the INTERNAL finding are not recorded as reads.
+    for finding_id in [&confidential, &secret, &internal] {
+        let reads = finding_events(service, finding_id, "read").await;
+        assert!(reads.is_empty(), "{finding_id}");
+    }
 
     // A pending request denies and is named by the denial.
     let pending = ask(service, HEAD, &confidential).await;
@@ -567,6 +572,7 @@ async fn approval_case(service: &mut Service) {
         .find(|finding| finding.finding_id == secret)
         .unwrap();
     assert!(listed_secret.content_withheld);
+    assert!(finding_events(service, &secret, "read").await.is_empty());
     let reads = finding_events(service, &confidential, "read").await;
     assert_eq!(reads.len(), 2);
     let read: proto::FindingRead = opened(&reads[1]);
@@ -666,6 +672,46 @@ async fn approval_case(service: &mut Service) {
         "li.na"
     );
     assert_eq!(read.access_request_id, "");
+
+    // The head's listing withholds both texts now and records nothing.
+    let confidential_reads = reads.len();
+    let secret_reads = finding_events(service, &secret, "read").await.len();
+    let listed = list(service, HEAD).await;
+    for finding in listed
+        .iter()
+        .filter(|finding| finding.finding_id != internal)
+    {
+        assert!(finding.content_withheld, "{}", finding.finding_id);
+    }
+    let reads = finding_events(service, &confidential, "read").await;
+    assert_eq!(reads.len(), confidential_reads);
+    let reads = finding_events(service, &secret, "read").await;
+    assert_eq!(reads.len(), secret_reads);
+
+    // The recorder's listing returns every text and records one read of each CONFIDENTIAL
+    // or SECRET finding, naming no request. The INTERNAL finding gets none.
+    let listed = list(service, ADMIN).await;
+    assert_eq!(listed.len(), 3);
+    for finding in &listed {
+        assert!(!finding.content_withheld, "{}", finding.finding_id);
+        assert!(!finding.description.is_empty(), "{}", finding.finding_id);
+    }
+    for (finding_id, before) in [(&confidential, confidential_reads), (&secret, secret_reads)] {
+        let reads = finding_events(service, finding_id, "read").await;
+        assert_eq!(reads.len(), before + 1, "{finding_id}");
+        let last = reads.last().unwrap();
+        assert_eq!(last.actor.as_ref().unwrap().user_id, "li.na");
+        let read: proto::FindingRead = opened(last);
+        assert_eq!(read.method, "ListFindings");
+        assert_eq!(read.access_request_id, "");
+        let listed_version = listed
+            .iter()
+            .find(|finding| &finding.finding_id == finding_id)
+            .unwrap()
+            .entity_version;
+        assert_eq!(last.entity_version, listed_version, "{finding_id}");
+    }
+    assert!(finding_events(service, &internal, "read").await.is_empty());
 
     // A participant and an INTERNAL finding need no request.
     let request = proto::RequestAccessRequest {

@@ -2850,12 +2850,35 @@ async fn listed_meeting(
         .context("the meeting is not listed")
 }
 
-/// Listings show the sealed fields of a CONFIDENTIAL meeting to a department head who takes
-/// no part in it only under an approved request, and record each such listing as a read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listings_withhold_confidential_content() -> Result<()> {
+async fn listed_reads_on_sqlite() -> Result<()> {
+    run_listed_reads(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_reads_on_postgres() -> Result<()> {
+    let Some(database) = PostgresDatabase::create().await? else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL listing test");
+        return Ok(());
+    };
+    let outcome = run_listed_reads(Some(&database.url)).await;
+    database.drop_database().await?;
+    outcome
+}
+
+/// Returns the payload of the meeting's newest event, which must be a `read` event.
+async fn last_read(service: &Service, meeting_id: &str) -> Result<MeetingRead> {
+    let event_id = last_event_id(service, meeting_id).await?;
+    event_payload(service, &event_id, "trace.meeting.meeting.read").await
+}
+
+/// Listings show the sealed fields of a CONFIDENTIAL meeting to a department head who takes
+/// no part in it only under an approved request. Every listing that shows them, to a
+/// participant or under the approval, is a `read` event, and withheld fields and INTERNAL
+/// meetings are not.
+async fn run_listed_reads(database_url: Option<&str>) -> Result<()> {
     let nats = Nats::start()?;
-    let service = Service::start(&nats.url(), None).await?;
+    let service = Service::start(&nats.url(), database_url).await?;
     let mut client = service.client().await?;
     let internal_id = plan_at_level(&mut client, Confidentiality::Internal).await?;
     let meeting_id = plan_at_level(&mut client, Confidentiality::Confidential).await?;
@@ -2878,6 +2901,7 @@ async fn listings_withhold_confidential_content() -> Result<()> {
     // Without a request the head gets the meeting's plaintext fields but no agenda titles,
     // and the listing adds no event. The INTERNAL meeting is returned whole.
     let events_before = meeting_events(&service, &meeting_id).await?;
+    let internal_events = meeting_events(&service, &internal_id).await?;
     let withheld = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
     assert!(withheld.content_withheld);
     assert_eq!(withheld.topic, "第一季度預算會議");
@@ -2901,10 +2925,32 @@ async fn listings_withhold_confidential_content() -> Result<()> {
     assert_eq!(resolutions[0].decision_text, "");
     assert_eq!(meeting_events(&service, &meeting_id).await?, events_before);
 
-    // The owner takes part, so their listings show everything and record nothing.
+    // The owner takes part, so their listings show everything, and each listing is a `read`
+    // event naming no request. The INTERNAL meeting on the same page gets none.
     let shown = listed_meeting(&mut client, as_user(OWNER, list()), &meeting_id).await?;
     assert!(!shown.content_withheld);
     assert_eq!(shown.agenda[0].title, "Budget review");
+    assert_eq!(
+        meeting_events(&service, &meeting_id).await?,
+        events_before + 1
+    );
+    let read = last_read(&service, &meeting_id).await?;
+    assert_eq!(read.method, "ListMeetings");
+    assert_eq!(read.access_request_id, "");
+    assert_eq!(
+        usize::try_from(shown.entity_version)?,
+        meeting_events(&service, &meeting_id).await?
+    );
+    let internal = listed_meeting(&mut client, as_user(OWNER, list()), &internal_id).await?;
+    assert_eq!(internal.agenda[0].title, "Budget review");
+    assert_eq!(
+        meeting_events(&service, &internal_id).await?,
+        internal_events
+    );
+    assert_eq!(
+        meeting_events(&service, &meeting_id).await?,
+        events_before + 2
+    );
     let own = client
         .list_open_resolutions(as_user(OWNER, open_of_owner()))
         .await?
@@ -2912,7 +2958,14 @@ async fn listings_withhold_confidential_content() -> Result<()> {
         .resolutions;
     assert_eq!(own[0].decision_text, "Cut the travel budget by a tenth");
     assert!(!own[0].content_withheld);
-    assert_eq!(meeting_events(&service, &meeting_id).await?, events_before);
+    assert_eq!(
+        meeting_events(&service, &meeting_id).await?,
+        events_before + 3
+    );
+    let read = last_read(&service, &meeting_id).await?;
+    assert_eq!(read.method, "ListOpenResolutions");
+    assert_eq!(read.access_request_id, "");
+    let events_before = events_before + 3;
 
     // Under an approved request the head's listings show the fields, and each listing is a
     // `read` event naming the request and its method.
@@ -2927,8 +2980,12 @@ async fn listings_withhold_confidential_content() -> Result<()> {
     let approved = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
     assert!(!approved.content_withheld);
     assert_eq!(approved.agenda[1].title, "Supplier contracts");
-    let read_id = last_event_id(&service, &meeting_id).await?;
-    let read: MeetingRead = event_payload(&service, &read_id, "trace.meeting.meeting.read").await?;
+    // The request and its decision are two events, and the listing is the third.
+    assert_eq!(
+        meeting_events(&service, &meeting_id).await?,
+        events_before + 3
+    );
+    let read = last_read(&service, &meeting_id).await?;
     assert_eq!(read.method, "ListMeetings");
     assert_eq!(read.access_request_id, request_id);
     // The listed version is the one of the read event.
@@ -2954,10 +3011,16 @@ async fn listings_withhold_confidential_content() -> Result<()> {
     assert_eq!(read.method, "ListOpenResolutions");
     assert_eq!(read.access_request_id, request_id);
 
-    // Once the approval has ended the fields are withheld again.
+    // Once the approval has ended the fields are withheld again, and nothing is recorded.
     service.advance_days(5);
+    let events_before = meeting_events(&service, &meeting_id).await?;
     let expired = listed_meeting(&mut client, as_head(list()), &meeting_id).await?;
     assert!(expired.content_withheld);
     assert_eq!(expired.agenda[1].title, "");
+    assert_eq!(meeting_events(&service, &meeting_id).await?, events_before);
+    assert_eq!(
+        meeting_events(&service, &internal_id).await?,
+        internal_events
+    );
     service.stop().await
 }

@@ -1488,15 +1488,17 @@ async fn events_reach_the_broker(
     weekly_id: &str,
     monthly_id: &str,
 ) -> Result<()> {
-    // 7 daily submissions, 2 comments, 4 weekly events, 2 monthly events, 3 communications.
-    // Denied calls earlier in the test add access.denied events, which are left out here.
+    // 7 daily submissions, 2 comments, 4 weekly events, 2 monthly events, 3 communications
+    // and 6 reads of them. The communications are CONFIDENTIAL, so each listing that
+    // returned one to a participant is its `read` event: two for each of them. Denied calls
+    // earlier in the test add access.denied events, which are left out here.
     let published = service.wait_until_published().await?;
     let streamed_all = stream_envelopes(&nats.url(), published.len()).await?;
     let rows: Vec<_> = published
         .into_iter()
         .filter(|row| row.entity_type != "access")
         .collect();
-    assert_eq!(rows.len(), 18);
+    assert_eq!(rows.len(), 24);
     let envelopes: Vec<Envelope> = streamed_all
         .into_iter()
         .filter(|envelope| envelope.entity_type != "access")
@@ -1564,11 +1566,25 @@ async fn events_reach_the_broker(
         actions(monthly_id),
         typed("periodic_report", &["submitted", "approved"])
     );
-    let communications = envelopes
+    let communications: Vec<&str> = by_entity
         .iter()
-        .filter(|envelope| envelope.entity_type == "communication")
-        .count();
-    assert_eq!(communications, 3);
+        .filter(|(_, events)| events[0].entity_type == "communication")
+        .map(|(entity_id, _)| *entity_id)
+        .collect();
+    assert_eq!(communications.len(), 3);
+    for communication_id in communications {
+        assert_eq!(
+            actions(communication_id),
+            typed("communication", &["recorded", "read", "read"])
+        );
+        for envelope in &by_entity[communication_id][1..] {
+            let payload = trace_runtime::event::open_payload(&Keyring::development(), envelope)?
+                .context("payload")?;
+            let read = RecordRead::decode(payload.value.as_slice())?;
+            assert_eq!(read.method, "ListCommunications", "{communication_id}");
+            assert_eq!(read.access_request_id, "", "{communication_id}");
+        }
+    }
 
     // Payloads decode to the documented messages.
     let late = by_entity[daily[&date(2026, 3, 4)].as_str()][0];
@@ -1863,6 +1879,25 @@ async fn last_event_id(service: &Service, record_id: &str) -> Result<String> {
     Ok(newest.context("no outbox rows")?.event_id)
 }
 
+/// Counts the outbox events of the report or communication `record_id`.
+async fn record_events(service: &Service, record_id: &str) -> Result<u64> {
+    let count = outbox_event::Entity::find()
+        .filter(outbox_event::Column::EntityId.eq(record_id))
+        .count(&service.db)
+        .await?;
+    Ok(count)
+}
+
+/// Returns the payload of the record's newest event, which must be a `read` event with
+/// `subject`.
+async fn last_read(service: &Service, record_id: &str, subject: &str) -> Result<RecordRead> {
+    let event_id = last_event_id(service, record_id).await?;
+    event_payload(service, &event_id, subject).await
+}
+
+/// Subject of a daily report's `read` event.
+const DAILY_READ: &str = "trace.worklog.daily_report.read";
+
 fn get_report(report_id: &str) -> GetReportRequest {
     GetReportRequest {
         report_id: report_id.to_owned(),
@@ -2010,8 +2045,10 @@ async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
     assert_eq!(secret.confidentiality, Confidentiality::Secret as i32);
     assert_eq!(internal.confidentiality, Confidentiality::Internal as i32);
 
-    // The author and the direct supervisor read the content without a request.
+    // The author and the direct supervisor read the content without a request, and each
+    // listing is a `read` event naming no request.
     for participant in [CLERK, LEAD] {
+        let events_before = record_events(&service, &confidential.report_id).await?;
         let listed = listed_daily(&mut client, participant).await?;
         assert!(!listed.content_withheld, "{participant}");
         assert!(
@@ -2019,15 +2056,109 @@ async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
             "{participant}"
         );
         assert_eq!(listed.comments.len(), 1, "{participant}");
+        assert_eq!(
+            record_events(&service, &confidential.report_id).await?,
+            events_before + 1,
+            "{participant}"
+        );
+        let read = last_read(&service, &confidential.report_id, DAILY_READ).await?;
+        assert_eq!(read.method, "ListReports", "{participant}");
+        assert_eq!(read.access_request_id, "", "{participant}");
     }
 
-    // The head and the auditor list the report with its content withheld.
+    // GetReport by the author is a `read` event naming no request.
+    let events_before = record_events(&service, &confidential.report_id).await?;
+    let own = report_of(
+        client
+            .get_report(as_user(CLERK, get_report(&confidential.report_id)))
+            .await?
+            .into_inner()
+            .report,
+    );
+    assert!(work_done(&own).contains(confidential_marker));
+    assert_eq!(
+        record_events(&service, &confidential.report_id).await?,
+        events_before + 1
+    );
+    let read = last_read(&service, &confidential.report_id, DAILY_READ).await?;
+    assert_eq!(read.method, "GetReport");
+    assert_eq!(read.access_request_id, "");
+
+    // The supervisor's pending list records a read of the SECRET report, which the
+    // supervisor takes part in, and none of the INTERNAL report on the same page.
+    let secret_events = record_events(&service, &secret.report_id).await?;
+    let internal_events = record_events(&service, &internal.report_id).await?;
+    let pending = client
+        .pending_for_supervisor(as_user(LEAD, PendingForSupervisorRequest::default()))
+        .await?
+        .into_inner()
+        .reports;
+    let pending_ids: Vec<&str> = pending
+        .iter()
+        .map(|report| report.report_id.as_str())
+        .collect();
+    assert!(
+        pending_ids.contains(&secret.report_id.as_str()),
+        "{pending_ids:?}"
+    );
+    assert!(
+        pending_ids.contains(&internal.report_id.as_str()),
+        "{pending_ids:?}"
+    );
+    assert_eq!(
+        record_events(&service, &secret.report_id).await?,
+        secret_events + 1
+    );
+    assert_eq!(
+        record_events(&service, &internal.report_id).await?,
+        internal_events
+    );
+    let read = last_read(
+        &service,
+        &secret.report_id,
+        "trace.worklog.periodic_report.read",
+    )
+    .await?;
+    assert_eq!(read.method, "PendingForSupervisor");
+    assert_eq!(read.access_request_id, "");
+
+    // Reads of the INTERNAL report, listed or by id, are not recorded.
+    let internal_list = ListReportsRequest {
+        employee_id: CLERK.to_owned(),
+        period_start: Some(proto_date(date(2026, 2, 27))),
+        period_end: Some(proto_date(date(2026, 2, 27))),
+        kind: ReportKind::Daily as i32,
+        page: None,
+    };
+    let listed = client
+        .list_reports(as_user(CLERK, internal_list))
+        .await?
+        .into_inner()
+        .reports;
+    assert_eq!(listed.len(), 1);
+    assert!(work_done(&listed[0]).contains(internal_marker));
+    client
+        .get_report(as_user(CLERK, get_report(&internal.report_id)))
+        .await?;
+    assert_eq!(
+        record_events(&service, &internal.report_id).await?,
+        internal_events
+    );
+
+    // The head and the auditor list the report with its content withheld, which records
+    // nothing.
     for reader in [HEAD, AUDITOR] {
+        let events_before = record_events(&service, &confidential.report_id).await?;
         let listed = listed_daily(&mut client, reader).await?;
         assert!(listed.content_withheld, "{reader}");
         assert_eq!(listed.content, None, "{reader}");
         assert!(listed.comments.is_empty(), "{reader}");
         assert_eq!(listed.confidentiality, Confidentiality::Confidential as i32);
+        assert_eq!(
+            record_events(&service, &confidential.report_id).await?,
+            events_before,
+            "{reader}"
+        );
     }
 
     // GetReport without a request is denied and recorded, naming no request.
@@ -2151,22 +2282,12 @@ async fn run_report_approvals(database_url: Option<&str>) -> Result<()> {
     );
     assert!(!read.content_withheld);
     assert!(work_done(&read).contains(confidential_marker));
-    let read_event: RecordRead = event_payload(
-        &service,
-        &last_event_id(&service, &confidential.report_id).await?,
-        "trace.worklog.daily_report.read",
-    )
-    .await?;
+    let read_event = last_read(&service, &confidential.report_id, DAILY_READ).await?;
     assert_eq!(read_event.method, "GetReport");
     assert_eq!(read_event.access_request_id, head_request.access_request_id);
     let listed = listed_daily(&mut client, HEAD).await?;
     assert!(work_done(&listed).contains(confidential_marker));
-    let list_event: RecordRead = event_payload(
-        &service,
-        &last_event_id(&service, &confidential.report_id).await?,
-        "trace.worklog.daily_report.read",
-    )
-    .await?;
+    let list_event = last_read(&service, &confidential.report_id, DAILY_READ).await?;
     assert_eq!(list_event.method, "ListReports");
     assert_eq!(list_event.access_request_id, head_request.access_request_id);
 
@@ -2325,9 +2446,19 @@ async fn communication_approvals(service: &Service, client: &mut Client) -> Resu
         }
     };
 
+    let communication_read = "trace.worklog.communication.read";
+    let events_before = record_events(service, &recorded.communication_id).await?;
     let participant = list(LEAD).await?;
     assert!(!participant.content_withheld);
     assert_eq!(participant.content, "marker-c0a2 付款條件");
+    assert_eq!(
+        record_events(service, &recorded.communication_id).await?,
+        events_before + 1
+    );
+    let read = last_read(service, &recorded.communication_id, communication_read).await?;
+    assert_eq!(read.method, "ListCommunications");
+    assert_eq!(read.access_request_id, "");
+    assert_eq!(participant.entity_version, recorded.entity_version + 1);
     for reader in [HEAD, AUDITOR] {
         let withheld = list(reader).await?;
         assert!(withheld.content_withheld, "{reader}");
@@ -2335,6 +2466,10 @@ async fn communication_approvals(service: &Service, client: &mut Client) -> Resu
         assert_eq!(withheld.outcome, "", "{reader}");
         assert_eq!(withheld.subject, recorded.subject, "{reader}");
     }
+    assert_eq!(
+        record_events(service, &recorded.communication_id).await?,
+        events_before + 1
+    );
 
     let get = GetCommunicationRequest {
         communication_id: recorded.communication_id.clone(),
@@ -2370,30 +2505,40 @@ async fn communication_approvals(service: &Service, client: &mut Client) -> Resu
     let read = list(HEAD).await?;
     assert!(!read.content_withheld);
     assert_eq!(read.content, "marker-c0a2 付款條件");
-    let read_event: RecordRead = event_payload(
-        service,
-        &last_event_id(service, &recorded.communication_id).await?,
-        "trace.worklog.communication.read",
-    )
-    .await?;
+    let read_event = last_read(service, &recorded.communication_id, communication_read).await?;
     assert_eq!(read_event.method, "ListCommunications");
     assert_eq!(read_event.access_request_id, head_request.access_request_id);
-    assert_eq!(read.entity_version, recorded.entity_version + 4);
+    // The participant's listing, the denial, the request, its approval and this listing.
+    assert_eq!(read.entity_version, recorded.entity_version + 5);
     let fetched = report_of(
         client
-            .get_communication(as_user(HEAD, get))
+            .get_communication(as_user(HEAD, get.clone()))
             .await?
             .into_inner()
             .communication,
     );
     assert_eq!(fetched.content, "marker-c0a2 付款條件");
     assert_eq!(fetched.participant_ids, [CLERK, LEAD]);
-    let get_event: RecordRead = event_payload(
-        service,
-        &last_event_id(service, &recorded.communication_id).await?,
-        "trace.worklog.communication.read",
-    )
-    .await?;
+    let get_event = last_read(service, &recorded.communication_id, communication_read).await?;
     assert_eq!(get_event.method, "GetCommunication");
+    assert_eq!(get_event.access_request_id, head_request.access_request_id);
+
+    // A participant's GetCommunication is a `read` event naming no request.
+    let events_before = record_events(service, &recorded.communication_id).await?;
+    let own = report_of(
+        client
+            .get_communication(as_user(CLERK, get))
+            .await?
+            .into_inner()
+            .communication,
+    );
+    assert_eq!(own.content, "marker-c0a2 付款條件");
+    assert_eq!(
+        record_events(service, &recorded.communication_id).await?,
+        events_before + 1
+    );
+    let own_event = last_read(service, &recorded.communication_id, communication_read).await?;
+    assert_eq!(own_event.method, "GetCommunication");
+    assert_eq!(own_event.access_request_id, "");
     Ok(())
 }

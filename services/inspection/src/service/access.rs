@@ -267,9 +267,10 @@ impl InspectionHandler {
 
     /// Converts listed findings, with their text opened, for the caller. A CONFIDENTIAL or
     /// SECRET finding the caller takes no part in is returned with its text only under an
-    /// approval that [`access_approval::check_approval`] accepts, and those reads are recorded
-    /// as the findings' `read` events in one transaction. Without an approval the text is
-    /// withheld and nothing is recorded, because the caller did not read it.
+    /// approval that [`access_approval::check_approval`] accepts. Every CONFIDENTIAL or SECRET
+    /// finding returned with its text, to a participant or under an approval, is recorded as
+    /// the finding's `read` event in one transaction. Without an approval the text is withheld
+    /// and nothing is recorded, because the caller did not read it.
     pub(super) async fn listed_findings(
         &self,
         context: &CallContext,
@@ -283,81 +284,115 @@ impl InspectionHandler {
             })
             .map(|row| row.id.as_str())
             .collect();
-        if guarded.is_empty() {
+        if rows
+            .iter()
+            .all(|row| level(row) < Confidentiality::Confidential)
+        {
             return Ok(rows.iter().map(convert::finding).collect());
         }
 
         let now = self.now();
-        let approved = access_request::Entity::find()
-            .filter(access_request::Column::RecordId.is_in(guarded))
-            .filter(access_request::Column::RequesterId.eq(caller))
-            .filter(access_request::Column::State.eq(AccessRequestState::Approved))
-            .filter(access_request::Column::ExpiresAt.gt(now))
-            .order_by_asc(access_request::Column::ExpiresAt)
-            .all(&self.db)
-            .await?;
+        let mut approved = Vec::new();
+        let mut agreement_accepted = false;
+        // Only findings the caller takes no part in need an approval and the agreement.
+        if !guarded.is_empty() {
+            approved = access_request::Entity::find()
+                .filter(access_request::Column::RecordId.is_in(guarded))
+                .filter(access_request::Column::RequesterId.eq(caller))
+                .filter(access_request::Column::State.eq(AccessRequestState::Approved))
+                .filter(access_request::Column::ExpiresAt.gt(now))
+                .order_by_asc(access_request::Column::ExpiresAt)
+                .all(&self.db)
+                .await?;
+            agreement_accepted =
+                access_approval::agreement_accepted(&self.db, caller, &self.agreement_version)
+                    .await?;
+        }
         // Later expiries overwrite earlier ones, so each finding keeps the approval that
         // lasts longest, the one `access_approval::newest_request` picks for GetFinding.
         let approved: HashMap<&str, &access_request::Model> = approved
             .iter()
             .map(|request| (request.record_id.as_str(), request))
             .collect();
-        let agreement_accepted =
-            access_approval::agreement_accepted(&self.db, caller, &self.agreement_version).await?;
 
-        // Decide every row first, then record the permitted reads in one transaction.
+        // Decide every row first, then record the permitted reads in one transaction. A
+        // decision is the request id that the row's `read` event names (empty for a
+        // participant), `None` for a row below CONFIDENTIAL, or the denial that withholds
+        // the text.
         let mut reads = Vec::new();
         let mut decided = Vec::with_capacity(rows.len());
         for row in rows {
+            let level = level(&row);
             let check = ApprovalCheck {
                 caller,
                 record: "finding",
                 record_id: &row.id,
-                level: level(&row),
+                level,
                 takes_part: takes_part(caller, &parties(&row)),
                 request: approved.get(row.id.as_str()).copied(),
                 agreement_accepted,
                 now,
             };
             let used = match access_approval::check_approval(&check) {
-                Ok(Some(used)) => {
-                    reads.push(decided.len());
+                Ok(_) if level < Confidentiality::Confidential => None,
+                Ok(used) => {
+                    let used = used.unwrap_or_default();
+                    reads.push((row.id.clone(), used.clone()));
                     Some(Ok(used))
                 }
-                Ok(None) => None,
                 Err(denial) => Some(Err(denial)),
             };
             decided.push((row, used));
         }
-        if !reads.is_empty() {
-            let transaction = trace_runtime::db::begin_write(&self.db).await?;
-            for index in reads {
-                let (row, used) = &mut decided[index];
-                let Some(Ok(used)) = used else { continue };
-                let payload = FindingRead {
-                    method: ReadMethod::ListFindings.name().to_owned(),
-                    access_request_id: used.clone(),
-                };
-                let loaded = lock_finding(&transaction, &row.id).await?;
-                let staged = self
-                    .stage_next_version(&transaction, context, &loaded, "read", pack(&payload))
-                    .await?;
-                let Some((_, version)) = staged else {
-                    return Err(ServiceError::Aborted {
-                        reason: format!("finding {} changed concurrently. Retry the call", row.id),
-                    });
-                };
-                row.entity_version = version;
-            }
-            self.commit(transaction).await?;
-        }
+        let versions = self.record_listed_reads(context, reads).await?;
         Ok(decided
-            .iter()
-            .map(|(row, used)| match used {
-                Some(Err(_)) => convert::withheld_finding(row),
-                _ => convert::finding(row),
+            .into_iter()
+            .map(|(mut row, used)| {
+                // A recorded read moved the finding to a new version.
+                if let Some(version) = versions.get(&row.id) {
+                    row.entity_version = *version;
+                }
+                match used {
+                    Some(Err(_)) => convert::withheld_finding(&row),
+                    _ => convert::finding(&row),
+                }
             })
             .collect())
+    }
+
+    /// Records one `read` event of `ListFindings` for each pair of `reads`, a finding id and
+    /// the access request id its event names, in one transaction, and returns the new
+    /// version of each finding by id.
+    async fn record_listed_reads(
+        &self,
+        context: &CallContext,
+        mut reads: Vec<(String, String)>,
+    ) -> ServiceResult<HashMap<String, i64>> {
+        let mut versions = HashMap::with_capacity(reads.len());
+        if reads.is_empty() {
+            return Ok(versions);
+        }
+        // Sorted ids, so that two listings lock shared findings in the same order.
+        reads.sort_unstable();
+        let transaction = trace_runtime::db::begin_write(&self.db).await?;
+        for (finding_id, access_request_id) in reads {
+            let payload = FindingRead {
+                method: ReadMethod::ListFindings.name().to_owned(),
+                access_request_id,
+            };
+            let loaded = lock_finding(&transaction, &finding_id).await?;
+            let staged = self
+                .stage_next_version(&transaction, context, &loaded, "read", pack(&payload))
+                .await?;
+            let Some((_, version)) = staged else {
+                return Err(ServiceError::Aborted {
+                    reason: format!("finding {finding_id} changed concurrently. Retry the call"),
+                });
+            };
+            versions.insert(finding_id, version);
+        }
+        self.commit(transaction).await?;
+        Ok(versions)
     }
 
     /// Records a denied read of an existing finding outside the caller's scope as its

@@ -68,17 +68,31 @@ impl ReadMethod {
     }
 }
 
-/// Visibility of one listed meeting's sealed fields (agenda titles, cancel reason, decision
-/// texts) to the caller.
+/// Visibility of one listed CONFIDENTIAL or SECRET meeting's sealed fields (agenda titles,
+/// cancel reason, decision texts) to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ListedContent {
-    /// The meeting is below CONFIDENTIAL, or the caller takes part in it.
-    Shown,
+    /// The caller takes part in the meeting. The listing is recorded as the meeting's `read`
+    /// event naming no request.
+    Participant,
     /// The caller takes no part but has the approved access request with this id. The
     /// listing is recorded as the meeting's `read` event naming it.
     Approved(String),
-    /// The caller takes no part and has no current approval, so the fields are left out.
+    /// The caller takes no part and has no current approval, so the fields are left out and
+    /// nothing is recorded.
     Withheld,
+}
+
+impl ListedContent {
+    /// Returns the access request id that the meeting's `read` event names, empty for a
+    /// participant, or `None` when the fields are withheld and the read is not recorded.
+    fn recorded_request(&self) -> Option<&str> {
+        match self {
+            Self::Participant => Some(""),
+            Self::Approved(request_id) => Some(request_id),
+            Self::Withheld => None,
+        }
+    }
 }
 
 /// Returns the condition on `meetings` that keeps the meetings inside `scope`, or `None`
@@ -271,7 +285,7 @@ impl MeetingHandler {
 
     /// Decides what the caller sees of the sealed fields of each listed meeting, which the
     /// listing's read scope already admitted. Only CONFIDENTIAL and SECRET meetings get an
-    /// entry, and a missing entry means [`ListedContent::Shown`].
+    /// entry, and a missing entry means that the fields are shown without a recorded read.
     pub(super) async fn listed_content(
         &self,
         context: &CallContext,
@@ -334,7 +348,9 @@ impl MeetingHandler {
             };
             let decision = match access_approval::check_approval(&check) {
                 Ok(Some(request_id)) => ListedContent::Approved(request_id),
-                Ok(None) => ListedContent::Shown,
+                // The meeting is CONFIDENTIAL or above, so the rule needs no request only
+                // for a participant.
+                Ok(None) => ListedContent::Participant,
                 Err(_) => ListedContent::Withheld,
             };
             decisions.insert(model.id.clone(), decision);
@@ -342,33 +358,30 @@ impl MeetingHandler {
         Ok(decisions)
     }
 
-    /// Records one `read` event for each meeting of `decisions` that a listing showed under
-    /// an approved access request, in one transaction, and returns those meetings at their
-    /// new versions by id.
+    /// Records one `read` event for each meeting of `decisions` whose fields a listing showed,
+    /// to a participant or under an approved access request, in one transaction, and returns
+    /// those meetings at their new versions by id.
     pub(super) async fn record_listed_reads(
         &self,
         context: &CallContext,
         decisions: &HashMap<String, ListedContent>,
         method: ReadMethod,
     ) -> ServiceResult<HashMap<String, meeting::Model>> {
-        let mut approved: Vec<(&str, &str)> = decisions
+        let mut reads: Vec<(&str, &str)> = decisions
             .iter()
-            .filter_map(|(meeting_id, decision)| match decision {
-                ListedContent::Approved(request_id) => {
-                    Some((meeting_id.as_str(), request_id.as_str()))
-                }
-                _ => None,
+            .filter_map(|(meeting_id, decision)| {
+                Some((meeting_id.as_str(), decision.recorded_request()?))
             })
             .collect();
-        if approved.is_empty() {
+        if reads.is_empty() {
             return Ok(HashMap::new());
         }
         // Sorted ids, so that two listings lock shared meetings in the same order.
-        approved.sort_unstable();
+        reads.sort_unstable();
         with_retries("record the meetings a listing showed", || async {
             let txn = self.begin().await?;
-            let mut updated = HashMap::with_capacity(approved.len());
-            for (meeting_id, request_id) in &approved {
+            let mut updated = HashMap::with_capacity(reads.len());
+            for (meeting_id, request_id) in &reads {
                 let loaded = find_meeting(&self.keyring, &txn, meeting_id).await?;
                 let payload = proto::MeetingRead {
                     method: method.name().to_owned(),

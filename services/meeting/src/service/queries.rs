@@ -2,8 +2,9 @@
 //! attendee with paging, the tracking table of a meeting and the open resolutions of an
 //! owner. Each returns only meetings inside the caller's read scope (see [`super::access`]).
 //! A caller who takes no part in a CONFIDENTIAL or SECRET meeting gets its sealed fields only
-//! under an approved access request. Every such read, by id or in a listing, is recorded as
-//! the meeting's `read` event.
+//! under an approved access request. Every read that returns the sealed fields of such a
+//! meeting, by id or in a listing, by a participant or under an approval, is recorded as the
+//! meeting's `read` event.
 
 use std::collections::HashMap;
 

@@ -13,7 +13,7 @@ use trace_runtime::event::pack;
 use trace_runtime::read_scope::ReadScope;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
-use super::confidential::{Grant, ReadMethod, Record, find_communication, find_record};
+use super::confidential::{ReadMethod, Record, find_communication, find_record};
 use super::views::communication_views;
 use super::write::{AttemptError, AttemptResult, find_report, with_retries};
 use super::{SERVICE, WorklogHandler, access, convert};
@@ -53,10 +53,9 @@ impl WorklogHandler {
         let (record, takes_part) = self
             .authorize_scope(context, "report", &report_id, found, method)
             .await?;
-        let used = self
+        let grant = self
             .authorize_read(context, &record, takes_part, method)
             .await?;
-        let grant = used.map_or(Grant::Free, Grant::Approved);
         let mut read = self
             .record_reads(context, method, vec![record], std::slice::from_ref(&grant))
             .await?;
@@ -84,10 +83,9 @@ impl WorklogHandler {
         let (record, takes_part) = self
             .authorize_scope(context, "communication", &communication_id, found, method)
             .await?;
-        let used = self
+        let grant = self
             .authorize_read(context, &record, takes_part, method)
             .await?;
-        let grant = used.map_or(Grant::Free, Grant::Approved);
         let mut read = self
             .record_reads(context, method, vec![record], std::slice::from_ref(&grant))
             .await?;

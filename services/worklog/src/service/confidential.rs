@@ -4,9 +4,11 @@
 //! communication. Other callers who may list the record (the department head and the
 //! administration and audit roles) also need their own approved, unexpired access request for
 //! it, and for a SECRET record the current agreement, as `trace_runtime::access_approval`
-//! decides. Listings return a record without that approval with its content withheld, and
-//! every record whose content such a caller received is recorded as the record's `read` event
-//! naming the request used. GetReport denies instead, recorded as a `read_denied` event.
+//! decides. Listings return a record without that approval with its content withheld. Every
+//! read that returns the content of a CONFIDENTIAL or SECRET record, by id or in a listing, is
+//! recorded as the record's `read` event naming the request used, or no request for a
+//! participant. GetReport and GetCommunication deny instead of withholding, recorded as a
+//! `read_denied` event.
 
 use std::collections::HashSet;
 
@@ -77,9 +79,12 @@ impl Record {
 /// The outcome of the approval rule for one read of a record's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Grant {
-    /// The record is below CONFIDENTIAL or the caller takes part in it: no event.
+    /// The record is below CONFIDENTIAL, so the read is not recorded.
     Free,
-    /// Read with this approved access request, recorded as a `read` event.
+    /// The caller takes part in the CONFIDENTIAL or SECRET record, recorded as a `read`
+    /// event naming no request.
+    Participant,
+    /// Read with this approved access request, recorded as a `read` event naming it.
     Approved(String),
     /// No current approval, so the content is withheld.
     Withheld(Denial),
@@ -88,6 +93,16 @@ pub(super) enum Grant {
 impl Grant {
     pub fn withheld(&self) -> bool {
         matches!(self, Self::Withheld(_))
+    }
+
+    /// Returns the access request id that the read's `read` event names, empty for a
+    /// participant, or `None` when the read is not recorded.
+    fn recorded_request(&self) -> Option<&str> {
+        match self {
+            Self::Participant => Some(""),
+            Self::Approved(request_id) => Some(request_id),
+            Self::Free | Self::Withheld(_) => None,
+        }
     }
 }
 
@@ -251,8 +266,11 @@ impl WorklogHandler {
         agreement_accepted: bool,
     ) -> ServiceResult<Grant> {
         let level = access_approval::level_of(record.confidentiality());
-        if level < Confidentiality::Confidential || takes_part {
+        if level < Confidentiality::Confidential {
             return Ok(Grant::Free);
+        }
+        if takes_part {
+            return Ok(Grant::Participant);
         }
         let now = self.now();
         let request = access_approval::newest_request(&self.db, record.id(), caller, now).await?;
@@ -268,7 +286,9 @@ impl WorklogHandler {
         };
         Ok(match access_approval::check_approval(&check) {
             Ok(Some(request_id)) => Grant::Approved(request_id),
-            Ok(None) => Grant::Free,
+            // The rule needs no request only for lower levels and participants, both
+            // returned above.
+            Ok(None) => Grant::Participant,
             Err(denial) => Grant::Withheld(denial),
         })
     }
@@ -285,10 +305,9 @@ impl WorklogHandler {
             access_approval::level_of(record.confidentiality()) >= Confidentiality::Confidential
                 && !taken_part.contains(record.id())
         });
-        if !needs_approval {
-            return Ok(vec![Grant::Free; records.len()]);
-        }
-        let agreement_accepted = self.agreement_accepted(caller).await?;
+        // Only a record that needs an approval reads the agreement, so without one the
+        // lookup is skipped.
+        let agreement_accepted = needs_approval && self.agreement_accepted(caller).await?;
         let mut grants = Vec::with_capacity(records.len());
         for record in records {
             let takes_part = taken_part.contains(record.id());
@@ -329,8 +348,10 @@ impl WorklogHandler {
         self.grants(context, &records, &taken_part).await
     }
 
-    /// Records a `read` event for every record of `records` read with an approved request,
-    /// in one transaction, and returns the records at their new versions.
+    /// Records a `read` event for every record of `records` whose content the caller read as
+    /// a participant or under an approved request, in one transaction, and returns the
+    /// records in their order at their new versions. `grants` contains the grant of each
+    /// record, in the same order.
     pub(super) async fn record_reads(
         &self,
         context: &CallContext,
@@ -338,29 +359,31 @@ impl WorklogHandler {
         records: Vec<Record>,
         grants: &[Grant],
     ) -> ServiceResult<Vec<Record>> {
-        if !grants
+        let mut reads: Vec<(usize, &str)> = grants
             .iter()
-            .any(|grant| matches!(grant, Grant::Approved(_)))
-        {
+            .enumerate()
+            .filter_map(|(index, grant)| Some((index, grant.recorded_request()?)))
+            .collect();
+        if reads.is_empty() {
             return Ok(records);
         }
+        // Sorted ids, so that two listings lock shared records in the same order.
+        reads.sort_unstable_by(|(left, _), (right, _)| {
+            records[*left].id().cmp(records[*right].id())
+        });
         with_retries("record reads", || async {
             let txn = self.begin().await?;
-            let mut updated = Vec::with_capacity(records.len());
-            for (record, grant) in records.iter().zip(grants) {
-                let Grant::Approved(request_id) = grant else {
-                    updated.push(record.clone());
-                    continue;
-                };
+            let mut updated = records.clone();
+            for (index, request_id) in &reads {
                 let payload = proto::RecordRead {
                     method: method.name().to_owned(),
-                    access_request_id: request_id.clone(),
+                    access_request_id: (*request_id).to_owned(),
                 };
-                let loaded = self.reload(&txn, record).await?;
+                let loaded = self.reload(&txn, &records[*index]).await?;
                 let (record, _) = self
                     .record_event(&txn, context, &loaded, "read", pack(&payload))
                     .await?;
-                updated.push(record);
+                updated[*index] = record;
             }
             self.commit(txn).await?;
             AttemptResult::Ok(updated)
@@ -488,29 +511,27 @@ impl WorklogHandler {
         Ok((record, takes_part))
     }
 
-    /// Applies the approval rule to a by-id read of `record`. Returns the access request the
-    /// read uses, or records the denial as the record's `read_denied` event naming the request
-    /// it judged and returns `PERMISSION_DENIED` with the reason.
+    /// Applies the approval rule to a by-id read of `record`. Returns the grant the read
+    /// uses, which is never [`Grant::Withheld`], or records the denial as the record's
+    /// `read_denied` event naming the request it judged and returns `PERMISSION_DENIED` with
+    /// the reason.
     pub(super) async fn authorize_read(
         &self,
         context: &CallContext,
         record: &Record,
         takes_part: bool,
         method: ReadMethod,
-    ) -> ServiceResult<Option<String>> {
+    ) -> ServiceResult<Grant> {
         let caller = context.principal.user_id.as_str();
         let level = access_approval::level_of(record.confidentiality());
-        if level < Confidentiality::Confidential || takes_part {
-            return Ok(None);
-        }
-        let agreement_accepted = self.agreement_accepted(caller).await?;
+        let needs_approval = level >= Confidentiality::Confidential && !takes_part;
+        let agreement_accepted = needs_approval && self.agreement_accepted(caller).await?;
         let denial = match self
             .judge(caller, record, takes_part, agreement_accepted)
             .await?
         {
-            Grant::Free => return Ok(None),
-            Grant::Approved(request_id) => return Ok(Some(request_id)),
             Grant::Withheld(denial) => denial,
+            grant => return Ok(grant),
         };
         let payload = proto::RecordReadDenied {
             method: method.name().to_owned(),
