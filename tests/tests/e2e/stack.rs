@@ -181,7 +181,16 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let mut command = Command::new(env!("CARGO"));
+        // Cargo gives the test process the variables of its own package (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR and others). Build scripts that rerun when one changes (ring's)
+        // would otherwise rebuild half the workspace here, and again on the next cargo test.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(is_test_package_variable) {
+                command.env_remove(name);
+            }
+        }
+        let status = command
             .args([
                 "build",
                 "--quiet",
@@ -194,9 +203,6 @@ pub fn binary(name: &str) -> PathBuf {
                 "--bins",
             ])
             .current_dir(&root)
-            // The test process has CARGO_MANIFEST_DIR set. A build script that reruns when it
-            // changes (ring's) would otherwise rebuild half the workspace on every run.
-            .env_remove("CARGO_MANIFEST_DIR")
             .status()
             .expect("run cargo build");
         assert!(
@@ -207,6 +213,24 @@ pub fn binary(name: &str) -> PathBuf {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     target.join("debug").join(name)
+}
+
+/// Returns true for the environment variables that cargo sets for a test process about its
+/// package, as opposed to the configuration variables the build should keep.
+fn is_test_package_variable(name: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ];
+    const NAMES: [&str; 4] = [
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || NAMES.contains(&name)
 }
 
 /// The archive running as a child process, so that a test can kill it with SIGKILL.

@@ -359,7 +359,7 @@ async fn trace_stream_last_sequence(nats_url: &str) -> u64 {
         .last_sequence
 }
 
-/// Waits until the TRACE stream holds a message stored after sequence `after`. With the
+/// Waits until the TRACE stream contains a message stored after sequence `after`. With the
 /// archive down, such a message is an event that nothing has consumed yet.
 async fn wait_for_message_after(nats_url: &str, after: u64, timeout: Duration) -> u64 {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -427,16 +427,16 @@ async fn stream_purged_under_load() {
         // stream, then remove them; only the outbox's republication can bring them back.
         progress("killing the archive", &recorder);
         archive.kill();
-        let consumable_before_kill = trace_stream_last_sequence(&nats.url()).await;
+        let last_before_kill = trace_stream_last_sequence(&nats.url()).await;
         wait_through_fault(&recorder).await;
         // On a busy machine the relay can lag behind the calls; purging before it published
         // anything would leave nothing for republication to recover.
-        let last = wait_for_message_after(&nats.url(), consumable_before_kill, LOAD_TIMEOUT).await;
+        let last = wait_for_message_after(&nats.url(), last_before_kill, LOAD_TIMEOUT).await;
         let purged = purge_trace_stream(&nats.url()).await;
         assert!(
-            purged >= last - consumable_before_kill,
+            purged >= last - last_before_kill,
             "the purge removed {purged} messages, fewer than the {} published after the kill",
-            last - consumable_before_kill
+            last - last_before_kill
         );
         progress("restarting the archive", &recorder);
         archive.restart();
