@@ -214,6 +214,36 @@ const AGREEMENT_VERSION: &str = "2026-01";
 const PURPOSE: &str = "Quarterly review";
 const OPINION: &str = "For the quarterly review only";
 
+/// Defines `approve` as a DecideAccess call by `$decider` and `accept_agreement` as an
+/// AcceptAgreement call by `$reader`, for a service whose proto module is in scope: the four
+/// services name these messages and their fields alike.
+macro_rules! decide_and_accept_calls {
+    ($decider:expr, $reader:expr) => {
+        async fn approve(&mut self, access_request_id: &str, expires_at: chrono::DateTime<Utc>) {
+            let decision = DecideAccessRequest {
+                access_request_id: access_request_id.to_owned(),
+                approve: true,
+                opinion: OPINION.to_owned(),
+                expires_at: Some(proto_timestamp(expires_at)),
+            };
+            self.0
+                .decide_access($decider.request(decision))
+                .await
+                .expect("approve the access request");
+        }
+
+        async fn accept_agreement(&mut self) {
+            let accept = AcceptAgreementRequest {
+                agreement_version: AGREEMENT_VERSION.to_owned(),
+            };
+            self.0
+                .accept_agreement($reader.request(accept))
+                .await
+                .expect("accept the agreement");
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 // Meetings: a department head reads the meetings their department's employee organises.
 
@@ -292,28 +322,7 @@ mod meeting {
                 .access_request_id
         }
 
-        async fn approve(&mut self, access_request_id: &str, expires_at: chrono::DateTime<Utc>) {
-            let decision = DecideAccessRequest {
-                access_request_id: access_request_id.to_owned(),
-                approve: true,
-                opinion: OPINION.to_owned(),
-                expires_at: Some(proto_timestamp(expires_at)),
-            };
-            self.0
-                .decide_access(SUPERVISOR.request(decision))
-                .await
-                .expect("approve the meeting request");
-        }
-
-        async fn accept_agreement(&mut self) {
-            let accept = AcceptAgreementRequest {
-                agreement_version: AGREEMENT_VERSION.to_owned(),
-            };
-            self.0
-                .accept_agreement(HEAD.request(accept))
-                .await
-                .expect("accept the agreement");
-        }
+        decide_and_accept_calls!(SUPERVISOR, HEAD);
     }
 }
 
@@ -423,28 +432,7 @@ mod project {
                 .access_request_id
         }
 
-        async fn approve(&mut self, access_request_id: &str, expires_at: chrono::DateTime<Utc>) {
-            let decision = DecideAccessRequest {
-                access_request_id: access_request_id.to_owned(),
-                approve: true,
-                opinion: OPINION.to_owned(),
-                expires_at: Some(proto_timestamp(expires_at)),
-            };
-            self.0
-                .decide_access(SUPERVISOR.request(decision))
-                .await
-                .expect("approve the project request");
-        }
-
-        async fn accept_agreement(&mut self) {
-            let accept = AcceptAgreementRequest {
-                agreement_version: AGREEMENT_VERSION.to_owned(),
-            };
-            self.0
-                .accept_agreement(HEAD.request(accept))
-                .await
-                .expect("accept the agreement");
-        }
+        decide_and_accept_calls!(SUPERVISOR, HEAD);
     }
 }
 
@@ -577,28 +565,7 @@ supervisor = "chen.hua"
                 .access_request_id
         }
 
-        async fn approve(&mut self, access_request_id: &str, expires_at: chrono::DateTime<Utc>) {
-            let decision = DecideAccessRequest {
-                access_request_id: access_request_id.to_owned(),
-                approve: true,
-                opinion: OPINION.to_owned(),
-                expires_at: Some(proto_timestamp(expires_at)),
-            };
-            self.0
-                .decide_access(LEAD.request(decision))
-                .await
-                .expect("approve the report request");
-        }
-
-        async fn accept_agreement(&mut self) {
-            let accept = AcceptAgreementRequest {
-                agreement_version: AGREEMENT_VERSION.to_owned(),
-            };
-            self.0
-                .accept_agreement(HEAD.request(accept))
-                .await
-                .expect("accept the agreement");
-        }
+        decide_and_accept_calls!(LEAD, HEAD);
     }
 }
 
@@ -738,28 +705,7 @@ roles = ["department_head"]
                 .access_request_id
         }
 
-        async fn approve(&mut self, access_request_id: &str, expires_at: chrono::DateTime<Utc>) {
-            let decision = DecideAccessRequest {
-                access_request_id: access_request_id.to_owned(),
-                approve: true,
-                opinion: OPINION.to_owned(),
-                expires_at: Some(proto_timestamp(expires_at)),
-            };
-            self.0
-                .decide_access(SUPERVISOR.request(decision))
-                .await
-                .expect("approve the finding request");
-        }
-
-        async fn accept_agreement(&mut self) {
-            let accept = AcceptAgreementRequest {
-                agreement_version: AGREEMENT_VERSION.to_owned(),
-            };
-            self.0
-                .accept_agreement(HEAD.request(accept))
-                .await
-                .expect("accept the agreement");
-        }
+        decide_and_accept_calls!(SUPERVISOR, HEAD);
     }
 }
 
