@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use chrono::{Duration, NaiveDate};
 use prost::Message;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Code;
 use trace_proto::common::v1::{Confidentiality, Date};
 use trace_proto::document;
@@ -23,7 +23,7 @@ use trace_runtime::outbox::outbox_event;
 use trace_runtime::seal::Keyring;
 use trace_tests::scan::files_containing;
 
-use support::{NatsServer, Service, call};
+use support::{Caller, NatsServer, Service, call, opened, test_on_both_databases};
 
 /// Head of the administration department, who records the findings.
 const ADMIN: (&str, &str, &[&str]) = ("li.na", "admin-office", &["administration"]);
@@ -35,45 +35,10 @@ const SUPERVISOR: (&str, &str, &[&str]) = ("sun.li", "engineering", &["superviso
 /// Auditor, who reads every finding.
 const AUDITOR: (&str, &str, &[&str]) = ("zhao.yun", "audit", &["audit"]);
 
-type Caller = (&'static str, &'static str, &'static [&'static str]);
-
 fn date(year: i32, month: u32, day: u32) -> Option<Date> {
     Some(proto_date(
         NaiveDate::from_ymd_opt(year, month, day).unwrap(),
     ))
-}
-
-/// Orders a spot check of engineering as the administration and returns its id.
-async fn spot_check(service: &mut Service) -> String {
-    let order = proto::OrderSpotCheckRequest {
-        departments: vec!["engineering".to_owned()],
-        processes: vec![proto::Process::DailyRecords as i32],
-        record_ids: vec!["report-17".to_owned()],
-        method: proto::SpotCheckMethod::Interview as i32,
-    };
-    let request = call(order, ADMIN.0, ADMIN.1, ADMIN.2);
-    let response = service.client.order_spot_check(request).await.unwrap();
-    response.into_inner().inspection.unwrap().inspection_id
-}
-
-/// Records a finding about engineering at `level` with `description`.
-async fn record(
-    service: &mut Service,
-    inspection_id: &str,
-    level: Confidentiality,
-    description: &str,
-) -> proto::Finding {
-    let record = proto::RecordFindingRequest {
-        inspection_id: inspection_id.to_owned(),
-        severity: proto::Severity::High as i32,
-        department: "engineering".to_owned(),
-        description: description.to_owned(),
-        references: Vec::new(),
-        confidentiality: level as i32,
-    };
-    let request = call(record, ADMIN.0, ADMIN.1, ADMIN.2);
-    let response = service.client.record_finding(request).await.unwrap();
-    response.into_inner().finding.unwrap()
 }
 
 async fn get(
@@ -141,29 +106,8 @@ async fn outbox_envelope(service: &Service, event_id: &str) -> Envelope {
 
 /// Returns the envelopes of the finding's events with `action`, in outbox order.
 async fn finding_events(service: &Service, finding_id: &str, action: &str) -> Vec<Envelope> {
-    let rows = outbox_event::Entity::find()
-        .filter(outbox_event::Column::EntityId.eq(finding_id))
-        .filter(outbox_event::Column::Subject.eq(format!("trace.inspection.finding.{action}")))
-        .order_by_asc(outbox_event::Column::Seq)
-        .all(&service.db)
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| Envelope::decode(row.envelope.as_slice()).unwrap())
-        .collect()
-}
-
-/// Opens the sealed payload of an envelope with the development key the tests run with.
-fn opened<M: Message + Default>(envelope: &Envelope) -> M {
-    assert!(
-        envelope.payload.is_none(),
-        "{} is not sealed",
-        envelope.subject
-    );
-    let payload = trace_runtime::event::open_payload(&Keyring::development(), envelope)
-        .unwrap()
-        .unwrap();
-    M::decode(payload.value.as_slice()).unwrap()
+    let subject = format!("trace.inspection.finding.{action}");
+    service.outbox_events(&subject, finding_id).await
 }
 
 /// Checks that `status` is a recorded denial by the approval rule whose message contains
@@ -193,7 +137,7 @@ async fn approval_denial(
 async fn level_is_stored_and_returned() {
     let nats = NatsServer::start();
     let mut service = Service::start(&nats, support::postgres_url().await).await;
-    let inspection_id = spot_check(&mut service).await;
+    let inspection_id = service.spot_check(ADMIN).await;
 
     let levels = [
         (Confidentiality::Unspecified, Confidentiality::Internal),
@@ -203,7 +147,9 @@ async fn level_is_stored_and_returned() {
         (Confidentiality::Secret, Confidentiality::Secret),
     ];
     for (asked, stored) in levels {
-        let recorded = record(&mut service, &inspection_id, asked, "Reports lack results.").await;
+        let recorded = service
+            .record_finding(ADMIN, &inspection_id, asked, "Reports lack results.")
+            .await;
         assert_eq!(recorded.confidentiality, stored as i32, "{asked:?}");
 
         // The recorder takes part, so GetFinding returns the text with the level.
@@ -224,13 +170,14 @@ async fn level_is_stored_and_returned() {
     }
 
     // Every event of a CONFIDENTIAL finding has its level: the assignment too.
-    let confidential = record(
-        &mut service,
-        &inspection_id,
-        Confidentiality::Confidential,
-        "Budget figures leaked.",
-    )
-    .await;
+    let confidential = service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Confidential,
+            "Budget figures leaked.",
+        )
+        .await;
     let assignment = proto::AssignRectificationRequest {
         finding_id: confidential.finding_id.clone(),
         measures: "Restrict the share.".to_owned(),
@@ -343,7 +290,7 @@ async fn rule_finding_takes_level_of_its_event() {
 async fn confidential_text_is_sealed_at_rest() {
     let nats = NatsServer::start();
     let mut service = Service::start(&nats, None).await;
-    let inspection_id = spot_check(&mut service).await;
+    let inspection_id = service.spot_check(ADMIN).await;
 
     let levels = [
         (Confidentiality::Confidential, "marker-8c1f 保密整改"),
@@ -352,13 +299,14 @@ async fn confidential_text_is_sealed_at_rest() {
     ];
     let mut findings = Vec::new();
     for (level, marker) in levels {
-        let finding = record(
-            &mut service,
-            &inspection_id,
-            level,
-            &format!("Description {marker}"),
-        )
-        .await;
+        let finding = service
+            .record_finding(
+                ADMIN,
+                &inspection_id,
+                level,
+                &format!("Description {marker}"),
+            )
+            .await;
         let assignment = proto::AssignRectificationRequest {
             finding_id: finding.finding_id.clone(),
             measures: format!("Measures {marker}"),
@@ -449,31 +397,34 @@ async fn confidential_text_is_sealed_at_rest() {
 /// Records a CONFIDENTIAL, a SECRET and an INTERNAL finding and walks through the approval
 /// rule for readers who take no part in them.
 async fn approval_case(service: &mut Service) {
-    let inspection_id = spot_check(service).await;
-    let confidential = record(
-        service,
-        &inspection_id,
-        Confidentiality::Confidential,
-        "Salary table shared in a chat.",
-    )
-    .await
-    .finding_id;
-    let secret = record(
-        service,
-        &inspection_id,
-        Confidentiality::Secret,
-        "Acquisition plan left on a printer.",
-    )
-    .await
-    .finding_id;
-    let internal = record(
-        service,
-        &inspection_id,
-        Confidentiality::Internal,
-        "Daily reports lack results.",
-    )
-    .await
-    .finding_id;
+    let inspection_id = service.spot_check(ADMIN).await;
+    let confidential = service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Confidential,
+            "Salary table shared in a chat.",
+        )
+        .await
+        .finding_id;
+    let secret = service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Secret,
+            "Acquisition plan left on a printer.",
+        )
+        .await
+        .finding_id;
+    let internal = service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Internal,
+            "Daily reports lack results.",
+        )
+        .await
+        .finding_id;
 
     // Without a request the head of engineering is denied, and the denial is recorded.
     let status = get(service, HEAD, &confidential).await.unwrap_err();
@@ -763,25 +714,7 @@ async fn approval_case(service: &mut Service) {
     );
 }
 
-#[tokio::test]
-async fn approvals_on_sqlite() {
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, None).await;
-    approval_case(&mut service).await;
-    service.stop().await;
-}
-
-#[tokio::test]
-async fn approvals_on_postgres() {
-    let Some(url) = support::postgres_url().await else {
-        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL run");
-        return;
-    };
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, Some(url)).await;
-    approval_case(&mut service).await;
-    service.stop().await;
-}
+test_on_both_databases!(approvals_on_sqlite, approvals_on_postgres, approval_case);
 
 #[tokio::test]
 async fn stored_findings_become_internal() {
@@ -890,14 +823,15 @@ async fn rewrap_keeps_sealed_text_readable() {
         use_keys(config, &keys, "k2025");
     })
     .await;
-    let inspection_id = spot_check(&mut service).await;
-    let finding = record(
-        &mut service,
-        &inspection_id,
-        Confidentiality::Secret,
-        "Acquisition plan left on a printer.",
-    )
-    .await;
+    let inspection_id = service.spot_check(ADMIN).await;
+    let finding = service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Secret,
+            "Acquisition plan left on a printer.",
+        )
+        .await;
     let assignment = proto::AssignRectificationRequest {
         finding_id: finding.finding_id.clone(),
         measures: "Lock the printer room.".to_owned(),

@@ -9,19 +9,13 @@
 mod support;
 
 use chrono::Duration;
-use prost::Message;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tonic::Code;
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::event::v1::Envelope;
 use trace_proto::inspection::v1 as proto;
 use trace_runtime::clock::{Clock, timestamp};
-use trace_runtime::outbox::outbox_event;
-use trace_runtime::seal::Keyring;
 
-use support::{NatsServer, Service, call};
-
-type Caller = (&'static str, &'static str, &'static [&'static str]);
+use support::{Caller, Service, call, opened, test_on_both_databases};
 
 /// Head of the administration department, who drafts and reviews the reports.
 const ADMIN: Caller = (
@@ -50,31 +44,10 @@ const MISSING: &str = "0193a000-0000-7000-8000-0000000000ff";
 /// Orders a spot check of engineering, records a finding at `level` and drafts and approves
 /// a report at `level` with `marker` in its text. Returns the inspection id.
 async fn reviewed_report(service: &mut Service, level: Confidentiality, marker: &str) -> String {
-    let order = proto::OrderSpotCheckRequest {
-        departments: vec!["engineering".to_owned()],
-        processes: vec![proto::Process::DailyRecords as i32],
-        record_ids: vec!["report-17".to_owned()],
-        method: proto::SpotCheckMethod::Interview as i32,
-    };
-    let response = service
-        .client
-        .order_spot_check(call(order, ADMIN.0, ADMIN.1, ADMIN.2))
-        .await
-        .unwrap();
-    let inspection_id = response.into_inner().inspection.unwrap().inspection_id;
-    let record = proto::RecordFindingRequest {
-        inspection_id: inspection_id.clone(),
-        severity: proto::Severity::High as i32,
-        department: "engineering".to_owned(),
-        description: "Reviews missing".to_owned(),
-        references: Vec::new(),
-        confidentiality: level as i32,
-    };
+    let inspection_id = service.spot_check(ADMIN).await;
     service
-        .client
-        .record_finding(call(record, ADMIN.0, ADMIN.1, ADMIN.2))
-        .await
-        .unwrap();
+        .record_finding(ADMIN, &inspection_id, level, "Reviews missing")
+        .await;
     let draft = proto::DraftReportRequest {
         inspection_id: inspection_id.clone(),
         findings_summary: format!("Summary {marker}"),
@@ -153,29 +126,8 @@ async fn decide(
 
 /// Returns the envelopes of the inspection's events with `action`, in outbox order.
 async fn report_events(service: &Service, inspection_id: &str, action: &str) -> Vec<Envelope> {
-    let rows = outbox_event::Entity::find()
-        .filter(outbox_event::Column::EntityId.eq(inspection_id))
-        .filter(outbox_event::Column::Subject.eq(format!("trace.inspection.inspection.{action}")))
-        .order_by_asc(outbox_event::Column::Seq)
-        .all(&service.db)
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| Envelope::decode(row.envelope.as_slice()).unwrap())
-        .collect()
-}
-
-/// Opens the sealed payload of an envelope with the development key the tests run with.
-fn opened<M: Message + Default>(envelope: &Envelope) -> M {
-    assert!(
-        envelope.payload.is_none(),
-        "{} is not sealed",
-        envelope.subject
-    );
-    let payload = trace_runtime::event::open_payload(&Keyring::development(), envelope)
-        .unwrap()
-        .unwrap();
-    M::decode(payload.value.as_slice()).unwrap()
+    let subject = format!("trace.inspection.inspection.{action}");
+    service.outbox_events(&subject, inspection_id).await
 }
 
 /// Returns the id of the event that recorded the denial `status`.
@@ -381,22 +333,8 @@ async fn report_access_case(service: &mut Service) {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
 }
 
-#[tokio::test]
-async fn report_access_on_sqlite() {
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, None).await;
-    report_access_case(&mut service).await;
-    service.stop().await;
-}
-
-#[tokio::test]
-async fn report_access_on_postgres() {
-    let Some(url) = support::postgres_url().await else {
-        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL run");
-        return;
-    };
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, Some(url)).await;
-    report_access_case(&mut service).await;
-    service.stop().await;
-}
+test_on_both_databases!(
+    report_access_on_sqlite,
+    report_access_on_postgres,
+    report_access_case
+);

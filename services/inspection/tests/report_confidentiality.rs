@@ -8,49 +8,18 @@ mod support;
 
 use std::path::PathBuf;
 
-use prost::Message;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tonic::Code;
 use trace_proto::common::v1::Confidentiality;
 use trace_proto::event::v1::Envelope;
 use trace_proto::inspection::v1 as proto;
-use trace_runtime::outbox::outbox_event;
-use trace_runtime::seal::Keyring;
 use trace_tests::scan::files_containing;
 
-use support::{NatsServer, Service, call};
+use support::{NatsServer, Service, call, opened, test_on_both_databases};
 
 /// Head of the administration department, who drafts and reviews the reports.
 const ADMIN: (&str, &str, &[&str]) = ("li.na", "admin-office", &["administration"]);
 /// Another member of the administration, who distributes reports without drafting them.
 const CLERK: (&str, &str, &[&str]) = ("zhou.min", "admin-office", &["administration"]);
-
-/// Orders a spot check of engineering as the administration and returns its id.
-async fn spot_check(service: &mut Service) -> String {
-    let order = proto::OrderSpotCheckRequest {
-        departments: vec!["engineering".to_owned()],
-        processes: vec![proto::Process::DailyRecords as i32],
-        record_ids: vec!["report-17".to_owned()],
-        method: proto::SpotCheckMethod::Interview as i32,
-    };
-    let request = call(order, ADMIN.0, ADMIN.1, ADMIN.2);
-    let response = service.client.order_spot_check(request).await.unwrap();
-    response.into_inner().inspection.unwrap().inspection_id
-}
-
-/// Records a finding about engineering at `level`.
-async fn record(service: &mut Service, inspection_id: &str, level: Confidentiality) {
-    let record = proto::RecordFindingRequest {
-        inspection_id: inspection_id.to_owned(),
-        severity: proto::Severity::High as i32,
-        department: "engineering".to_owned(),
-        description: "Reviews missing".to_owned(),
-        references: Vec::new(),
-        confidentiality: level as i32,
-    };
-    let request = call(record, ADMIN.0, ADMIN.1, ADMIN.2);
-    service.client.record_finding(request).await.unwrap();
-}
 
 /// Drafts the report of `inspection_id` at `level` with `marker` in its text.
 async fn draft(
@@ -80,34 +49,13 @@ async fn stored_level(service: &Service, inspection_id: &str) -> i64 {
 
 /// Returns the envelopes of the inspection's events with `action`, in outbox order.
 async fn report_events(service: &Service, inspection_id: &str, action: &str) -> Vec<Envelope> {
-    let rows = outbox_event::Entity::find()
-        .filter(outbox_event::Column::EntityId.eq(inspection_id))
-        .filter(outbox_event::Column::Subject.eq(format!("trace.inspection.inspection.{action}")))
-        .order_by_asc(outbox_event::Column::Seq)
-        .all(&service.db)
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| Envelope::decode(row.envelope.as_slice()).unwrap())
-        .collect()
-}
-
-/// Opens the sealed payload of an envelope with the development key the tests run with.
-fn opened<M: Message + Default>(envelope: &Envelope) -> M {
-    assert!(
-        envelope.payload.is_none(),
-        "{} is not sealed",
-        envelope.subject
-    );
-    let payload = trace_runtime::event::open_payload(&Keyring::development(), envelope)
-        .unwrap()
-        .unwrap();
-    M::decode(payload.value.as_slice()).unwrap()
+    let subject = format!("trace.inspection.inspection.{action}");
+    service.outbox_events(&subject, inspection_id).await
 }
 
 /// Walks through the default, the accepted and the rejected levels of one report.
 async fn level_case(service: &mut Service) {
-    let inspection_id = spot_check(service).await;
+    let inspection_id = service.spot_check(ADMIN).await;
 
     // Without findings the level defaults to INTERNAL, and the event is not sealed.
     let report = draft(service, &inspection_id, Confidentiality::Unspecified, "a")
@@ -124,8 +72,22 @@ async fn level_case(service: &mut Service) {
     assert!(drafted[0].payload.is_some());
 
     // A CONFIDENTIAL finding raises the default and the lowest accepted level.
-    record(service, &inspection_id, Confidentiality::Internal).await;
-    record(service, &inspection_id, Confidentiality::Confidential).await;
+    service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Internal,
+            "Reviews missing",
+        )
+        .await;
+    service
+        .record_finding(
+            ADMIN,
+            &inspection_id,
+            Confidentiality::Confidential,
+            "Reviews missing",
+        )
+        .await;
     let report = draft(service, &inspection_id, Confidentiality::Unspecified, "b")
         .await
         .unwrap();
@@ -225,25 +187,11 @@ async fn level_case(service: &mut Service) {
     assert_eq!(withheld.drafted_by, ADMIN.0);
 }
 
-#[tokio::test]
-async fn report_levels_on_sqlite() {
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, None).await;
-    level_case(&mut service).await;
-    service.stop().await;
-}
-
-#[tokio::test]
-async fn report_levels_on_postgres() {
-    let Some(url) = support::postgres_url().await else {
-        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL run");
-        return;
-    };
-    let nats = NatsServer::start();
-    let mut service = Service::start(&nats, Some(url)).await;
-    level_case(&mut service).await;
-    service.stop().await;
-}
+test_on_both_databases!(
+    report_levels_on_sqlite,
+    report_levels_on_postgres,
+    level_case
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confidential_report_is_sealed_at_rest() {
@@ -255,7 +203,7 @@ async fn confidential_report_is_sealed_at_rest() {
         (Confidentiality::Internal, "internal-report-marker-41c9"),
     ];
     for (level, marker) in reports {
-        let inspection_id = spot_check(&mut service).await;
+        let inspection_id = service.spot_check(ADMIN).await;
         let report = draft(&mut service, &inspection_id, level, marker)
             .await
             .unwrap();

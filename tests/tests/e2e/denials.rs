@@ -3,7 +3,9 @@
 //! the method and the reason. A content read without an approved request becomes the
 //! document's own `read_denied` event, and a read of another department's meeting becomes
 //! the meeting's `read_denied` event. Reads of a SECRET document without the agreement and
-//! after the approval expired become `read_denied` events naming the request.
+//! after the approval expired become `read_denied` events naming the request. The same
+//! approval rule for meetings, projects, daily reports and inspection findings is tested in
+//! `approvals.rs`.
 
 use std::time::Duration;
 

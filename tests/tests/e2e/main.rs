@@ -2,6 +2,7 @@
 //! `TRACE_TEST_DATABASE_URL` is set), services in-process or as processes.
 
 mod access;
+mod approvals;
 mod backups;
 mod checkpoints;
 mod delivery;

@@ -6,15 +6,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
-use trace_proto::archive::v1::{GetEntryRequest, get_entry_request};
+use trace_proto::archive::v1::{Entry, GetEntryRequest, QueryEntriesRequest, get_entry_request};
 use trace_proto::document::v1::document_service_client::DocumentServiceClient;
+use trace_proto::event::v1::Envelope;
+use trace_proto::inspection::v1::inspection_service_client::InspectionServiceClient;
 use trace_proto::meeting::v1::meeting_service_client::MeetingServiceClient;
-use trace_runtime::clock::SystemClock;
+use trace_proto::project::v1::project_service_client::ProjectServiceClient;
+use trace_proto::worklog::v1::worklog_service_client::WorklogServiceClient;
+use trace_runtime::clock::{ManualClock, SharedClock, SystemClock};
+use trace_runtime::seal::Keyring;
+use trace_tests::nats::NatsServer;
 
 /// A service running inside the test process.
 pub struct InProcess {
@@ -87,40 +94,66 @@ pub async fn start_document_with(
     let mut config = trace_document::config::DocumentConfig::defaults();
     config.service = settings(config.service, nats_url, dir, "document");
     adjust(&mut config);
-    let (listener, address) = free_listener().await;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(trace_document::run(
-        config,
-        listener,
-        Arc::new(SystemClock),
-        shutdown.clone(),
-    ));
-    wait_for_port(&address).await;
-    InProcess {
-        address,
-        shutdown,
-        task: Some(task),
-    }
+    serve(|listener, shutdown| {
+        trace_document::run(config, listener, Arc::new(SystemClock), shutdown)
+    })
+    .await
 }
 
 /// Starts the meeting service in-process.
 pub async fn start_meeting(nats_url: &str, dir: &Path) -> InProcess {
+    start_meeting_with_clock(nats_url, dir, Arc::new(SystemClock)).await
+}
+
+/// Starts the meeting service in-process on `clock`.
+pub async fn start_meeting_with_clock(nats_url: &str, dir: &Path, clock: SharedClock) -> InProcess {
     let mut config = trace_meeting::MeetingConfig::defaults();
     config.service = settings(config.service, nats_url, dir, "meeting");
-    let (listener, address) = free_listener().await;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(trace_meeting::run(
-        config,
-        listener,
-        Arc::new(SystemClock),
-        shutdown.clone(),
-    ));
-    wait_for_port(&address).await;
-    InProcess {
-        address,
-        shutdown,
-        task: Some(task),
-    }
+    serve(|listener, shutdown| trace_meeting::run(config, listener, clock, shutdown)).await
+}
+
+/// Starts the project service in-process on `clock`.
+pub async fn start_project(nats_url: &str, dir: &Path, clock: SharedClock) -> InProcess {
+    let mut config = trace_project::ProjectConfig::defaults();
+    config.service = settings(config.service, nats_url, dir, "project");
+    serve(|listener, shutdown| trace_project::run(config, listener, clock, shutdown)).await
+}
+
+/// Starts the worklog service in-process on `clock`, with the company directory (TOML)
+/// `directory`, which names each employee's supervisor.
+pub async fn start_worklog(
+    nats_url: &str,
+    dir: &Path,
+    clock: SharedClock,
+    directory: &str,
+) -> InProcess {
+    let mut config = trace_worklog::WorklogConfig::defaults();
+    config.service = settings(config.service, nats_url, dir, "worklog");
+    config.service.directory_file = Some(directory_file(dir, "worklog", directory));
+    serve(|listener, shutdown| trace_worklog::run(config, listener, clock, shutdown)).await
+}
+
+/// Starts the inspection service in-process on `clock`, with the company directory (TOML)
+/// `directory`, which names each department's head.
+pub async fn start_inspection(
+    nats_url: &str,
+    dir: &Path,
+    clock: SharedClock,
+    directory: &str,
+) -> InProcess {
+    let mut config = trace_inspection::InspectionConfig::defaults();
+    config.service = settings(config.service, nats_url, dir, "inspection");
+    config.service.directory_file = Some(directory_file(dir, "inspection", directory));
+    // A day between rule sweeps, so no rule records findings while a test runs.
+    config.inspection.sweep_interval_secs = 86_400;
+    serve(|listener, shutdown| trace_inspection::run(config, listener, clock, shutdown)).await
+}
+
+/// Writes `contents` to a directory file of the service `name` in `dir` and returns its path.
+fn directory_file(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(format!("{name}-directory.toml"));
+    std::fs::write(&path, contents).expect("write the company directory");
+    path.display().to_string()
 }
 
 /// Starts the archive in-process.
@@ -141,20 +174,24 @@ pub async fn start_archive_with(
 pub async fn start_archive_with_clock(
     nats_url: &str,
     dir: &Path,
-    clock: trace_runtime::clock::SharedClock,
+    clock: SharedClock,
     adjust: impl FnOnce(&mut trace_archive::config::ArchiveConfig),
 ) -> InProcess {
     let mut config = trace_archive::config::ArchiveConfig::default();
     config.service = settings(config.service, nats_url, dir, "archive");
     adjust(&mut config);
+    serve(|listener, shutdown| trace_archive::run(config, listener, clock, shutdown)).await
+}
+
+/// Runs a service on a free port of 127.0.0.1: `run` receives the listener and the token
+/// that stops the service.
+async fn serve<F>(run: impl FnOnce(TcpListener, CancellationToken) -> F) -> InProcess
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let (listener, address) = free_listener().await;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(trace_archive::run(
-        config,
-        listener,
-        clock,
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(run(listener, shutdown.clone()));
     wait_for_port(&address).await;
     InProcess {
         address,
@@ -497,6 +534,24 @@ pub async fn meeting_client(address: &str) -> MeetingServiceClient<Channel> {
         .expect("connect to the meeting service")
 }
 
+pub async fn project_client(address: &str) -> ProjectServiceClient<Channel> {
+    ProjectServiceClient::connect(address.to_owned())
+        .await
+        .expect("connect to the project service")
+}
+
+pub async fn worklog_client(address: &str) -> WorklogServiceClient<Channel> {
+    WorklogServiceClient::connect(address.to_owned())
+        .await
+        .expect("connect to the worklog service")
+}
+
+pub async fn inspection_client(address: &str) -> InspectionServiceClient<Channel> {
+    InspectionServiceClient::connect(address.to_owned())
+        .await
+        .expect("connect to the inspection service")
+}
+
 pub async fn archive_client(address: &str) -> ArchiveServiceClient<Channel> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -528,5 +583,83 @@ pub async fn wait_until_archived(address: &str, event_ids: &[String], timeout: D
                 Err(status) => panic!("event {event_id} not archived within {timeout:?}: {status}"),
             }
         }
+    }
+}
+
+/// Polls the archive until the entity `entity_type`/`entity_id` has an entry that `matches`,
+/// and returns that entry with its stored envelope. Panics after 30 seconds.
+pub async fn wait_for_entry(
+    address: &str,
+    entity_type: &str,
+    entity_id: &str,
+    matches: impl Fn(&Entry) -> bool,
+) -> Entry {
+    let timeout = Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
+    let mut client = archive_client(address).await;
+    loop {
+        let request = AUDITOR.request(QueryEntriesRequest {
+            entity_type: entity_type.to_owned(),
+            entity_id: entity_id.to_owned(),
+            include_envelope: true,
+            ..Default::default()
+        });
+        let entries = client
+            .query_entries(request)
+            .await
+            .expect("query the entity's entries")
+            .into_inner()
+            .entries;
+        if let Some(entry) = entries.into_iter().find(|entry| matches(entry)) {
+            return entry;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching entry of {entity_type} {entity_id} archived within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Decodes the payload of an archived entry, opening a sealed one with the development key
+/// that the services under test seal with.
+pub fn entry_payload<M: Message + Default>(entry: &Entry) -> M {
+    let envelope = Envelope::decode(entry.envelope.as_slice()).expect("stored envelope decodes");
+    let payload = trace_runtime::event::open_payload(&Keyring::development(), &envelope)
+        .expect("open the sealed payload")
+        .expect("the entry has a payload");
+    M::decode(payload.value.as_slice()).expect("the payload decodes")
+}
+
+/// A private nats-server, the archive and a manual clock for the services a test starts.
+/// The archive runs on the system clock.
+pub struct ClockedStack {
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub archive: InProcess,
+    pub clock: Arc<ManualClock>,
+}
+
+impl ClockedStack {
+    /// Starts the broker and the archive, with the services' clock stopped at `start`.
+    pub async fn start(start: chrono::DateTime<chrono::Utc>) -> Self {
+        let nats = NatsServer::start().expect("start nats-server");
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        let archive = start_archive(&nats.url(), dir.path()).await;
+        Self {
+            nats,
+            dir,
+            archive,
+            clock: ManualClock::new(start),
+        }
+    }
+
+    pub fn nats_url(&self) -> String {
+        self.nats.url()
+    }
+
+    /// Returns the manual clock as the shared clock that the service start functions take.
+    pub fn service_clock(&self) -> SharedClock {
+        self.clock.clone()
     }
 }

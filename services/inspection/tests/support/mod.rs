@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use chrono::{DateTime, TimeZone, Utc};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    Statement,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
@@ -24,6 +27,8 @@ use trace_proto::inspection::v1::inspection_service_client::InspectionServiceCli
 use trace_runtime::clock::ManualClock;
 use trace_runtime::context::{CallContext, Principal, attach_identity};
 use trace_runtime::event::{EventSpec, envelope};
+use trace_runtime::outbox::outbox_event;
+use trace_runtime::seal::Keyring;
 use trace_tests::receipts::ReceiptSender;
 
 /// Maximum wait for servers to start and for events to be consumed.
@@ -391,6 +396,55 @@ impl Service {
             .unwrap()
     }
 
+    /// Orders a spot check of engineering's daily records as `caller` and returns its id.
+    pub async fn spot_check(&mut self, caller: Caller) -> String {
+        let order = proto::OrderSpotCheckRequest {
+            departments: vec!["engineering".to_owned()],
+            processes: vec![proto::Process::DailyRecords as i32],
+            record_ids: vec!["report-17".to_owned()],
+            method: proto::SpotCheckMethod::Interview as i32,
+        };
+        let request = call(order, caller.0, caller.1, caller.2);
+        let response = self.client.order_spot_check(request).await.unwrap();
+        response.into_inner().inspection.unwrap().inspection_id
+    }
+
+    /// Records a finding of high severity about engineering at `level` as `caller`.
+    pub async fn record_finding(
+        &mut self,
+        caller: Caller,
+        inspection_id: &str,
+        level: Confidentiality,
+        description: &str,
+    ) -> proto::Finding {
+        let record = proto::RecordFindingRequest {
+            inspection_id: inspection_id.to_owned(),
+            severity: proto::Severity::High as i32,
+            department: "engineering".to_owned(),
+            description: description.to_owned(),
+            references: Vec::new(),
+            confidentiality: level as i32,
+        };
+        let request = call(record, caller.0, caller.1, caller.2);
+        let response = self.client.record_finding(request).await.unwrap();
+        response.into_inner().finding.unwrap()
+    }
+
+    /// Returns the envelopes of the outbox events with `subject` about `entity_id`, in outbox
+    /// order.
+    pub async fn outbox_events(&self, subject: &str, entity_id: &str) -> Vec<Envelope> {
+        let rows = outbox_event::Entity::find()
+            .filter(outbox_event::Column::EntityId.eq(entity_id))
+            .filter(outbox_event::Column::Subject.eq(subject))
+            .order_by_asc(outbox_event::Column::Seq)
+            .all(&self.db)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| Envelope::decode(row.envelope.as_slice()).unwrap())
+            .collect()
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
@@ -429,6 +483,22 @@ async fn connect(address: SocketAddr) -> InspectionServiceClient<Channel> {
     }
 }
 
+/// A caller: user id, department and roles.
+pub type Caller = (&'static str, &'static str, &'static [&'static str]);
+
+/// Opens the sealed payload of an envelope with the development key the tests run with.
+pub fn opened<M: Message + Default>(envelope: &Envelope) -> M {
+    assert!(
+        envelope.payload.is_none(),
+        "{} is not sealed",
+        envelope.subject
+    );
+    let payload = trace_runtime::event::open_payload(&Keyring::development(), envelope)
+        .unwrap()
+        .unwrap();
+    M::decode(payload.value.as_slice()).unwrap()
+}
+
 /// Wraps `message` in a request from `user_id` of `department` with `roles`.
 pub fn call<T>(message: T, user_id: &str, department: &str, roles: &[&str]) -> Request<T> {
     let mut request = Request::new(message);
@@ -450,3 +520,33 @@ pub async fn postgres_url() -> Option<String> {
     let (server, _) = base.rsplit_once('/').unwrap();
     Some(format!("{server}/{name}"))
 }
+
+/// Defines the tests `$sqlite` and `$postgres`, which run `$case` on a fresh service: on a
+/// SQLite file, and on a fresh PostgreSQL database unless `TRACE_TEST_DATABASE_URL` is unset.
+// Some of the test crates that include this module define no such pair.
+#[allow(unused_macros)]
+macro_rules! test_on_both_databases {
+    ($sqlite:ident, $postgres:ident, $case:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let nats = $crate::support::NatsServer::start();
+            let mut service = $crate::support::Service::start(&nats, None).await;
+            $case(&mut service).await;
+            service.stop().await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let Some(url) = $crate::support::postgres_url().await else {
+                eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL run");
+                return;
+            };
+            let nats = $crate::support::NatsServer::start();
+            let mut service = $crate::support::Service::start(&nats, Some(url)).await;
+            $case(&mut service).await;
+            service.stop().await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use test_on_both_databases;
