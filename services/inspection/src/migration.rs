@@ -1,6 +1,6 @@
 //! Database migrations: the shared outbox tables first, then the inspection tables created
-//! from the entities, then the confidentiality columns and the shared access approval tables
-//! added since.
+//! from the entities, then the confidentiality columns, the shared access approval tables and
+//! the level and entity of processed events added since.
 
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddConfidentiality),
             Box::new(CreateAccessApprovals),
             Box::new(AddReportConfidentiality),
+            Box::new(AddProcessedEventLevel),
         ]
     }
 }
@@ -149,21 +150,130 @@ impl MigrationTrait for AddReportConfidentiality {
     }
 }
 
+/// Adds the envelope level and entity to `processed_events`, with indexes for the lookups of
+/// `RecordFinding` by stream sequence and by entity. Rows stored before are INTERNAL with an
+/// empty entity.
+// NOTE: an event consumed before this migration keeps INTERNAL even when its envelope was
+// CONFIDENTIAL or SECRET, so it raises the level of no recorded finding above INTERNAL.
+#[derive(Debug)]
+pub struct AddProcessedEventLevel;
+
+const PROCESSED_SEQUENCE_INDEX: &str = "idx_processed_events_stream_sequence";
+const PROCESSED_ENTITY_INDEX: &str = "idx_processed_events_entity";
+
+impl MigrationName for AddProcessedEventLevel {
+    fn name(&self) -> &str {
+        "m20261205_000503_add_processed_event_level"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddProcessedEventLevel {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created after the columns joined the entity already have them.
+        if !manager
+            .has_column("processed_events", "confidentiality")
+            .await?
+        {
+            add_level(
+                manager,
+                processed_event::Entity,
+                processed_event::Column::Confidentiality,
+            )
+            .await?;
+            add_text(
+                manager,
+                processed_event::Entity,
+                processed_event::Column::EntityType,
+            )
+            .await?;
+            add_text(
+                manager,
+                processed_event::Entity,
+                processed_event::Column::EntityId,
+            )
+            .await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(PROCESSED_SEQUENCE_INDEX)
+                    .table(processed_event::Entity)
+                    .col(processed_event::Column::StreamSequence)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(PROCESSED_ENTITY_INDEX)
+                    .table(processed_event::Entity)
+                    .col(processed_event::Column::EntityType)
+                    .col(processed_event::Column::EntityId)
+                    .col(processed_event::Column::Confidentiality)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for index in [PROCESSED_ENTITY_INDEX, PROCESSED_SEQUENCE_INDEX] {
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name(index)
+                        .table(processed_event::Entity)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        for column in [
+            processed_event::Column::EntityId,
+            processed_event::Column::EntityType,
+            processed_event::Column::Confidentiality,
+        ] {
+            drop_column(manager, processed_event::Entity, column).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn add_level<E: EntityTrait, C: IntoIden>(
     manager: &SchemaManager<'_>,
     entity: E,
     column: C,
 ) -> Result<(), DbErr> {
+    let mut definition = ColumnDef::new(column);
+    definition
+        .integer()
+        .not_null()
+        .default(Confidentiality::Internal as i32);
+    add_column(manager, entity, &mut definition).await
+}
+
+/// Adds a text column whose rows stored before are empty.
+async fn add_text<E: EntityTrait, C: IntoIden>(
+    manager: &SchemaManager<'_>,
+    entity: E,
+    column: C,
+) -> Result<(), DbErr> {
+    let mut definition = ColumnDef::new(column);
+    definition.string().not_null().default("");
+    add_column(manager, entity, &mut definition).await
+}
+
+async fn add_column<E: EntityTrait>(
+    manager: &SchemaManager<'_>,
+    entity: E,
+    definition: &mut ColumnDef,
+) -> Result<(), DbErr> {
     manager
         .alter_table(
             Table::alter()
                 .table(entity)
-                .add_column(
-                    ColumnDef::new(column)
-                        .integer()
-                        .not_null()
-                        .default(Confidentiality::Internal as i32),
-                )
+                .add_column(definition)
                 .to_owned(),
         )
         .await

@@ -53,8 +53,8 @@ impl RuleEngine {
         }
     }
 
-    /// Applies one consumed event. Returns false when the event id was applied before, in
-    /// which case nothing changes.
+    /// Applies one consumed event and keeps its id, level and entity in `processed_events`.
+    /// Returns false when the event id was applied before, in which case nothing changes.
     // NOTE: every consumed event id is kept, including events no rule reads, and nothing
     // prunes `processed_events` yet, so the table grows with the whole trace stream.
     pub async fn apply_event<C: ConnectionTrait>(
@@ -69,16 +69,19 @@ impl RuleEngine {
         if seen.is_some() {
             return Ok(false);
         }
+        let meta = EventMeta::of(envelope, stream_sequence);
         let row = processed_event::ActiveModel {
             event_id: Set(envelope.event_id.clone()),
             stream_sequence: Set(sequence(stream_sequence)),
             processed_at: Set(self.clock.now().timestamp_micros()),
+            confidentiality: Set(meta.confidentiality),
+            entity_type: Set(meta.entity_type.clone()),
+            entity_id: Set(meta.entity_id.clone()),
         };
         processed_event::Entity::insert(row)
             .exec_without_returning(connection)
             .await?;
 
-        let meta = EventMeta::of(envelope, stream_sequence);
         for observation in self.observer().observe(envelope, &meta) {
             self.apply(connection, observation, &meta).await?;
         }
