@@ -6,6 +6,7 @@
 
 mod access;
 mod approval;
+mod finding_level;
 mod findings;
 mod overdue;
 mod plans;

@@ -158,6 +158,8 @@ struct Fixture {
     plan: String,
     inspection: String,
     finding: String,
+    /// Id of a consumed SECRET trace event.
+    secret_event: String,
 }
 
 /// Builds every rejected case of the corpus.
@@ -322,6 +324,15 @@ fn rejected_cases(client: &Client, ids: &Fixture) -> Vec<(String, Expected, Call
             call,
         );
     }
+    let call = record(&|r| {
+        r.references[0].event_id = ids.secret_event.clone();
+        r.confidentiality = Confidentiality::Confidential as i32;
+    });
+    add(
+        "finding confidentiality below a referenced event".to_owned(),
+        Expected::Invalid("confidentiality"),
+        call,
+    );
     for (label, value) in bad_departments() {
         let call = record(&|r| r.department = value.clone());
         add(
@@ -1003,10 +1014,22 @@ async fn bad_input_is_rejected_and_writes_nothing() {
         .finding
         .unwrap()
         .finding_id;
+    let mut secret = service.event(
+        "document",
+        ("document", "doc-secret"),
+        "read",
+        "xu.fang",
+        "engineering",
+        &trace_proto::document::v1::DocumentRead::default(),
+    );
+    secret.confidentiality = Confidentiality::Secret as i32;
+    trace_runtime::event::seal_payload(&trace_runtime::seal::Keyring::development(), &mut secret);
+    service.publish(&[&secret]).await;
     let ids = Fixture {
         plan,
         inspection,
         finding,
+        secret_event: secret.event_id,
     };
 
     let cases = rejected_cases(&client, &ids);

@@ -1,6 +1,6 @@
 //! Confidentiality levels of findings against a real database and a real `nats-server`. The
-//! tests cover the stored and returned level, the level rule findings take from the events
-//! they are about, and sealing of free text at rest. They also cover access approvals for
+//! tests cover the stored and returned level, the level rule findings and recorded findings
+//! take from the events they reference, and sealing of free text at rest. They also cover access approvals for
 //! readers who take no part in a CONFIDENTIAL or SECRET finding. Each approval test runs on a SQLite file and, when
 //! `TRACE_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database.
 
@@ -21,6 +21,7 @@ use trace_proto::inspection::v1 as proto;
 use trace_runtime::clock::{Clock, proto_date, timestamp};
 use trace_runtime::outbox::outbox_event;
 use trace_runtime::seal::Keyring;
+use trace_tests::corpus::{Expected, check_rejection};
 use trace_tests::scan::files_containing;
 
 use support::{Caller, NatsServer, Service, call, opened, test_on_both_databases};
@@ -716,6 +717,154 @@ async fn approval_case(service: &mut Service) {
 
 test_on_both_databases!(approvals_on_sqlite, approvals_on_postgres, approval_case);
 
+/// Records a finding of high severity about engineering at `level` with `references`.
+async fn record_referencing(
+    service: &mut Service,
+    inspection_id: &str,
+    level: Confidentiality,
+    references: Vec<proto::RecordReference>,
+) -> Result<proto::Finding, tonic::Status> {
+    let record = proto::RecordFindingRequest {
+        inspection_id: inspection_id.to_owned(),
+        severity: proto::Severity::High as i32,
+        department: "engineering".to_owned(),
+        description: "The register quotes the acquisition plan.".to_owned(),
+        references,
+        confidentiality: level as i32,
+    };
+    let request = call(record, ADMIN.0, ADMIN.1, ADMIN.2);
+    let response = service.client.record_finding(request).await?;
+    Ok(response.into_inner().finding.unwrap())
+}
+
+/// Records findings that reference a SECRET document event the service consumed, by event
+/// id, by stream sequence and by entity, and one that references an event it never saw.
+async fn referenced_level_case(service: &mut Service) {
+    let inspection_id = service.spot_check(ADMIN).await;
+    let secret = registered(service, "doc-plan", Confidentiality::Secret);
+    service.publish(&[&secret]).await;
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM processed_events WHERE event_id = '{}' \
+         AND confidentiality = {} AND entity_type = 'document' AND entity_id = 'doc-plan'",
+        secret.event_id,
+        Confidentiality::Secret as i32
+    );
+    assert_eq!(service.count(&sql).await, 1);
+    let sql = format!(
+        "SELECT stream_sequence AS n FROM processed_events WHERE event_id = '{}'",
+        secret.event_id
+    );
+    let stream_sequence = u64::try_from(service.count(&sql).await).unwrap();
+    // The ledger sequence is the archive's, which the service does not look up.
+    let by_id = proto::RecordReference {
+        event_id: secret.event_id.clone(),
+        ..Default::default()
+    };
+    let by_sequence = proto::RecordReference {
+        ledger_sequence: 9001,
+        stream_sequence,
+        ..Default::default()
+    };
+    let by_entity = proto::RecordReference {
+        ledger_sequence: 9002,
+        entity_type: "document".to_owned(),
+        entity_id: "doc-plan".to_owned(),
+        ..Default::default()
+    };
+
+    // Unspecified takes the level of the referenced event, however it is named.
+    for (label, reference) in [
+        ("event id", &by_id),
+        ("stream sequence", &by_sequence),
+        ("entity", &by_entity),
+    ] {
+        let recorded = record_referencing(
+            service,
+            &inspection_id,
+            Confidentiality::Unspecified,
+            vec![reference.clone()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            recorded.confidentiality,
+            Confidentiality::Secret as i32,
+            "{label}"
+        );
+        let events = finding_events(service, &recorded.finding_id, "recorded").await;
+        assert_eq!(
+            events[0].confidentiality,
+            Confidentiality::Secret as i32,
+            "{label}"
+        );
+        assert!(events[0].sealed_payload.is_some(), "{label}");
+    }
+
+    // A level below the referenced event is rejected and writes nothing.
+    let findings = "SELECT COUNT(*) AS n FROM findings";
+    let outbox = "SELECT COUNT(*) AS n FROM outbox";
+    let before = (service.count(findings).await, service.count(outbox).await);
+    let unknown = proto::RecordReference {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ..Default::default()
+    };
+    let result = record_referencing(
+        service,
+        &inspection_id,
+        Confidentiality::Confidential,
+        vec![unknown.clone(), by_id.clone()],
+    )
+    .await;
+    let status = result.clone().unwrap_err();
+    check_rejection(
+        "below the event",
+        result,
+        Expected::Invalid("confidentiality"),
+    );
+    let message = status.message();
+    assert!(
+        message.contains("CONFIDENTIALITY_CONFIDENTIAL"),
+        "{message}"
+    );
+    assert!(
+        message.contains("below CONFIDENTIALITY_SECRET"),
+        "{message}"
+    );
+    let named = format!("event {} of document doc-plan", secret.event_id);
+    assert!(message.contains(&named), "{message}");
+    assert!(message.contains("references[1]"), "{message}");
+    let after = (service.count(findings).await, service.count(outbox).await);
+    assert_eq!(after, before);
+
+    // The referenced level or a higher one is kept as given.
+    let recorded = record_referencing(
+        service,
+        &inspection_id,
+        Confidentiality::Secret,
+        vec![by_entity],
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded.confidentiality, Confidentiality::Secret as i32);
+
+    // An event the service never consumed constrains nothing.
+    for (asked, stored) in [
+        (Confidentiality::Public, Confidentiality::Public),
+        (Confidentiality::Unspecified, Confidentiality::Internal),
+    ] {
+        let recorded = record_referencing(service, &inspection_id, asked, vec![unknown.clone()])
+            .await
+            .unwrap();
+        assert_eq!(recorded.confidentiality, stored as i32, "{asked:?}");
+    }
+}
+
+test_on_both_databases!(
+    referenced_level_on_sqlite,
+    referenced_level_on_postgres,
+    referenced_level_case
+);
+
 #[tokio::test]
 async fn stored_findings_become_internal() {
     use sea_orm::{ConnectionTrait, Statement};
@@ -732,6 +881,11 @@ async fn stored_findings_become_internal() {
     for statement in [
         "ALTER TABLE findings DROP COLUMN confidentiality",
         "ALTER TABLE obligations DROP COLUMN confidentiality",
+        "ALTER TABLE processed_events DROP COLUMN confidentiality",
+        "ALTER TABLE processed_events DROP COLUMN entity_type",
+        "ALTER TABLE processed_events DROP COLUMN entity_id",
+        "INSERT INTO processed_events (event_id, stream_sequence, processed_at) \
+         VALUES ('0193a000-0000-7000-8000-000000000002', 7, 0)",
         "INSERT INTO findings (id, severity, department, description, \"references\", state, \
          recorded_by, recorded_at, entity_version) VALUES ('0193a000-0000-7000-8000-000000000001', \
          'LOW', 'engineering', 'Old finding', '[]', 'OPEN', 'li.na', 0, 1)",
@@ -749,6 +903,17 @@ async fn stored_findings_become_internal() {
     let row = db.query_one_raw(statement).await.unwrap().unwrap();
     let level: i32 = row.try_get("", "n").unwrap();
     assert_eq!(level, Confidentiality::Internal as i32);
+    let statement = Statement::from_string(
+        db.get_database_backend(),
+        "SELECT confidentiality, entity_type, entity_id FROM processed_events".to_owned(),
+    );
+    let row = db.query_one_raw(statement).await.unwrap().unwrap();
+    let level: i32 = row.try_get("", "confidentiality").unwrap();
+    assert_eq!(level, Confidentiality::Internal as i32);
+    let entity_type: String = row.try_get("", "entity_type").unwrap();
+    assert_eq!(entity_type, "");
+    let entity_id: String = row.try_get("", "entity_id").unwrap();
+    assert_eq!(entity_id, "");
     for table in ["access_requests", "agreement_acceptances"] {
         let statement = Statement::from_string(
             db.get_database_backend(),

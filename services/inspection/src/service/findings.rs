@@ -13,6 +13,7 @@ use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::SealedRow;
 use trace_runtime::{ServiceError, ServiceResult, validate};
 
+use super::finding_level::{finding_level, highest_referenced, requested_level};
 use super::{InspectionHandler, record_id, require_administration};
 use crate::convert::{self, list, severity_name, to_json};
 use crate::entity::{finding, inspection};
@@ -64,20 +65,6 @@ async fn save_finding<C: ConnectionTrait>(
     Ok(row)
 }
 
-/// Checks the level of a recorded finding: unspecified means INTERNAL, and unknown numbers are
-/// rejected.
-fn confidentiality(value: i32) -> ServiceResult<Confidentiality> {
-    match Confidentiality::try_from(value) {
-        Ok(Confidentiality::Unspecified) => Ok(Confidentiality::Internal),
-        Ok(level) => Ok(level),
-        Err(_) => Err(ServiceError::invalid(
-            "confidentiality",
-            &value.to_string(),
-            "is not a known value",
-        )),
-    }
-}
-
 /// Fails with `FAILED_PRECONDITION` naming the state unless the finding is in `allowed`.
 fn require_state(
     row: &finding::Model,
@@ -103,7 +90,7 @@ impl InspectionHandler {
         let department = validate::department("department", &request.department)?;
         let description = validate::text("description", request.description.trim(), 1, 4000)?;
         let references = references(&request.references)?;
-        let level = confidentiality(request.confidentiality)?;
+        let requested_level = requested_level(request.confidentiality)?;
 
         let transaction = trace_runtime::db::begin_write(&self.db).await?;
         let inspection = inspection::Entity::find_by_id(inspection_id.clone())
@@ -111,6 +98,8 @@ impl InspectionHandler {
             .await?
             .ok_or_else(|| ServiceError::not_found("inspection", &inspection_id))?;
         check_recorder(context, &inspection, &department)?;
+        let referenced = highest_referenced(&transaction, &references).await?;
+        let level = finding_level(requested_level, referenced.as_ref())?;
 
         let row = finding::Model {
             confidentiality: level as i32,
