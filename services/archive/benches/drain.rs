@@ -9,7 +9,9 @@
 //! 3. the same on a fresh PostgreSQL database, when `TRACE_TEST_DATABASE_URL` names a
 //!    server where the benchmark may create one.
 //!
-//! It prints each rate and the ratio of each drain rate to the raw rate.
+//! It prints each rate and the ratio of each drain rate to the raw rate. The archive runs with
+//! its default settings; `TRACE_ARCHIVE__BATCH_WAIT_MS`, the service's own variable, sets
+//! its batch wait.
 //!
 //! ```text
 //! cargo bench -p trace-archive --bench drain -- [events]
@@ -199,6 +201,9 @@ async fn consume_raw(
     Ok(started.elapsed())
 }
 
+/// Environment variable that overrides the archive's batch wait, as in the service.
+const BATCH_WAIT_ENV: &str = "TRACE_ARCHIVE__BATCH_WAIT_MS";
+
 /// Runs the archive consumer on `db` until the receipts name `events` events, checks that
 /// the ledger contains exactly that many entries, and returns the time taken.
 async fn drain(
@@ -215,6 +220,11 @@ async fn drain(
     client.flush().await?;
     let mut archive = ArchiveConfig::default().archive;
     archive.consumer_name = consumer_name.to_owned();
+    if let Ok(wait) = std::env::var(BATCH_WAIT_ENV) {
+        archive.batch_wait_ms = wait
+            .parse()
+            .with_context(|| format!("{BATCH_WAIT_ENV}={wait:?} is not a whole number"))?;
+    }
     let clock: SharedClock = Arc::new(SystemClock);
     let archiver = Archiver {
         db: db.clone(),

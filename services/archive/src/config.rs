@@ -18,7 +18,8 @@ pub struct ArchiveSettings {
     pub consumer_name: String,
     /// Largest number of messages appended in one transaction.
     pub batch_size: usize,
-    /// Milliseconds to wait for a batch to fill before appending what arrived.
+    /// Milliseconds a batch waits to fill while the broker reports more messages pending. A
+    /// batch without pending messages is appended at once.
     pub batch_wait_ms: u64,
     /// Seconds the broker waits for an ack before redelivering.
     pub ack_wait_secs: u64,

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::MessagesError;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::StreamExt;
+use futures::{FutureExt, Stream, StreamExt};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use trace_proto::event::v1::{ArchivedEvent, Receipt};
@@ -16,6 +17,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::config::ArchiveSettings;
 use crate::ledger::{self, Incoming, Outcome};
 use trace_runtime::clock::SharedClock;
+
+/// Returns how many messages the broker had pending for the consumer after the last message
+/// of `batch`, 0 when its metadata cannot be read.
+fn pending_after(batch: &[jetstream::Message]) -> u64 {
+    batch
+        .last()
+        .and_then(|message| message.info().ok())
+        .map_or(0, |info| info.pending)
+}
 
 /// Maximum pause before re-creating the consumer after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -79,26 +89,51 @@ impl Archiver {
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
-        let mut chunks = std::pin::pin!(tokio_stream::StreamExt::chunks_timeout(
-            messages,
-            self.settings.batch_size,
-            Duration::from_millis(self.settings.batch_wait_ms),
-        ));
+        let mut messages = std::pin::pin!(messages);
         tracing::info!(consumer = %self.settings.consumer_name, "archive consumer running");
         loop {
-            let chunk = tokio::select! {
+            let batch = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                chunk = chunks.next() => chunk,
+                batch = self.next_batch(&mut messages) => batch?,
             };
-            let Some(chunk) = chunk else {
-                anyhow::bail!("the message stream ended");
-            };
-            let mut batch = Vec::with_capacity(chunk.len());
-            for message in chunk {
-                batch.push(message?);
-            }
             self.process(batch).await?;
         }
+    }
+
+    /// Waits for the next message and returns it with the messages that follow it, at most
+    /// `batch_size`. A batch takes what has already arrived. It waits up to `batch_wait_ms`
+    /// for more only while the broker reports messages pending for the consumer, so a quiet
+    /// stream appends each event at once and a backlog still drains in full batches.
+    async fn next_batch<S>(&self, messages: &mut S) -> anyhow::Result<Vec<jetstream::Message>>
+    where
+        S: Stream<Item = Result<jetstream::Message, MessagesError>> + Unpin,
+    {
+        let size = self.settings.batch_size.max(1);
+        let Some(first) = messages.next().await else {
+            anyhow::bail!("the message stream ended");
+        };
+        let mut batch = Vec::with_capacity(size);
+        batch.push(first?);
+        while batch.len() < size {
+            match messages.next().now_or_never() {
+                Some(Some(message)) => batch.push(message?),
+                Some(None) | None => break,
+            }
+        }
+        if batch.len() < size && pending_after(&batch) > 0 {
+            let linger = tokio::time::sleep(Duration::from_millis(self.settings.batch_wait_ms));
+            tokio::pin!(linger);
+            while batch.len() < size {
+                tokio::select! {
+                    () = &mut linger => break,
+                    message = messages.next() => match message {
+                        Some(message) => batch.push(message?),
+                        None => break,
+                    },
+                }
+            }
+        }
+        Ok(batch)
     }
 
     /// Appends one batch, then acknowledges it and sends receipts. On a database failure the
