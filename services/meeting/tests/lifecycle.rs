@@ -2927,9 +2927,9 @@ async fn run_listed_reads(database_url: Option<&str>) -> Result<()> {
 
     // The owner takes part, so their listings show everything, and each listing is a `read`
     // event naming no request. The INTERNAL meeting on the same page gets none.
-    let shown = listed_meeting(&mut client, as_user(OWNER, list()), &meeting_id).await?;
-    assert!(!shown.content_withheld);
-    assert_eq!(shown.agenda[0].title, "Budget review");
+    let owner_listed = listed_meeting(&mut client, as_user(OWNER, list()), &meeting_id).await?;
+    assert!(!owner_listed.content_withheld);
+    assert_eq!(owner_listed.agenda[0].title, "Budget review");
     assert_eq!(
         meeting_events(&service, &meeting_id).await?,
         events_before + 1
@@ -2938,7 +2938,7 @@ async fn run_listed_reads(database_url: Option<&str>) -> Result<()> {
     assert_eq!(read.method, "ListMeetings");
     assert_eq!(read.access_request_id, "");
     assert_eq!(
-        usize::try_from(shown.entity_version)?,
+        usize::try_from(owner_listed.entity_version)?,
         meeting_events(&service, &meeting_id).await?
     );
     let internal = listed_meeting(&mut client, as_user(OWNER, list()), &internal_id).await?;

@@ -348,7 +348,7 @@ async fn trace_stream(nats_url: &str) -> async_nats::jetstream::stream::Stream {
         .expect("get the TRACE stream")
 }
 
-/// Sequence number of the last message stored in the TRACE stream.
+/// Returns the sequence number of the last message stored in the TRACE stream.
 async fn trace_stream_last_sequence(nats_url: &str) -> u64 {
     trace_stream(nats_url)
         .await
@@ -429,7 +429,7 @@ async fn stream_purged_under_load() {
         archive.kill();
         let last_before_kill = trace_stream_last_sequence(&nats.url()).await;
         wait_through_fault(&recorder).await;
-        // On a busy machine the relay can lag behind the calls; purging before it published
+        // On a busy machine the relay can lag behind the calls. Purging before it published
         // anything would leave nothing for republication to recover.
         let last = wait_for_message_after(&nats.url(), last_before_kill, LOAD_TIMEOUT).await;
         let purged = purge_trace_stream(&nats.url()).await;
