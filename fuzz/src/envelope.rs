@@ -45,6 +45,7 @@ fn check_decode(data: &[u8]) {
             stream_sequence: data.len() as u64,
             subject,
             raw: raw.clone(),
+            previous_event_id: None,
         };
         match ledger::decode(&incoming) {
             Ok((envelope, entry)) => check_accepted(&incoming, &envelope, &entry),

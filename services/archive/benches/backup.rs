@@ -70,6 +70,7 @@ async fn main() {
             stream_sequence: index + 1,
             subject: envelope.subject.clone(),
             raw: Bytes::from(envelope.encode_to_vec()),
+            previous_event_id: None,
         });
         if pending.len() as u64 == batch || index + 1 == entries {
             append_batch(&db, 1, &pending).await.expect("append");

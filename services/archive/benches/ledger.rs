@@ -27,6 +27,7 @@ async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
                 stream_sequence: index + 1,
                 subject: envelope.subject.clone(),
                 raw: Bytes::from(envelope.encode_to_vec()),
+                previous_event_id: None,
             }
         })
         .collect();

@@ -29,6 +29,7 @@ fn incoming(index: u64) -> Incoming {
         stream_sequence: index + 1,
         subject: envelope.subject.clone(),
         raw: Bytes::from(envelope.encode_to_vec()),
+        previous_event_id: None,
     }
 }
 

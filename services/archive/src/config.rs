@@ -25,6 +25,11 @@ pub struct ArchiveSettings {
     pub ack_wait_secs: u64,
     /// Most unacknowledged messages the broker hands out at once.
     pub max_ack_pending: i64,
+    /// Seconds an event waits in the stream for its entity's previous event before it is
+    /// appended anyway, out of order, with a warning. Longer than the producers' receipt
+    /// timeout, so that an event lost by the broker is published again within it.
+    #[serde(default = "default_predecessor_wait_secs")]
+    pub predecessor_wait_secs: u64,
     /// File holding the Ed25519 checkpoint signing key in the signed-note encoding
     /// (`tracectl keygen` prints one); without it checkpoints are not signed.
     #[serde(default)]
@@ -95,6 +100,7 @@ impl Default for ArchiveConfig {
                 batch_wait_ms: 20,
                 ack_wait_secs: 60,
                 max_ack_pending: 20_000,
+                predecessor_wait_secs: default_predecessor_wait_secs(),
                 checkpoint_signing_key_file: None,
                 checkpoint_interval_secs: 300,
                 backup_url: None,
@@ -106,6 +112,10 @@ impl Default for ArchiveConfig {
             },
         }
     }
+}
+
+fn default_predecessor_wait_secs() -> u64 {
+    600
 }
 
 impl ArchiveConfig {

@@ -146,6 +146,11 @@ impl Archiver {
         let mut batch = Vec::with_capacity(messages.len());
         let mut spans = Vec::with_capacity(messages.len());
         let mut redelivered = 0;
+        // The broker's storage time is wall-clock time, so the wait is measured on the wall
+        // clock, not on the service clock that stamps entries.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros() as i64);
         for message in &messages {
             let info = message.info().ok();
             let stream_sequence = info.as_ref().map_or(0, |info| info.stream_sequence);
@@ -157,6 +162,7 @@ impl Archiver {
                 stream_sequence,
                 subject: message.subject.to_string(),
                 raw: message.payload.clone(),
+                previous_event_id: self.previous_event(message, info.as_ref(), now),
             });
         }
         let metrics = crate::metrics::get();
@@ -184,15 +190,58 @@ impl Archiver {
         };
         drop(append_span);
 
-        for message in &messages {
-            if let Err(error) = message.ack().await {
+        let mut held_messages = 0;
+        for (message, outcome) in messages.iter().zip(&outcomes) {
+            let reply = if matches!(outcome, Outcome::Held { .. }) {
+                held_messages += 1;
+                let delivered = message.info().map_or(1, |info| info.delivered);
+                message
+                    .ack_with(AckKind::Nak(Some(hold_delay(delivered))))
+                    .await
+            } else {
+                message.ack().await
+            };
+            if let Err(error) = reply {
                 tracing::warn!(%error, "failed to ack; the message will be redelivered and absorbed");
             }
         }
+        metrics.record_held(held_messages);
         self.log_outcomes(&batch, &outcomes);
         self.send_receipts(&outcomes).await;
         drop(spans);
         Ok(())
+    }
+
+    /// Returns the event that must be archived before `message`, from the header the relay
+    /// sets. After `predecessor_wait_secs` in the stream the message is appended without
+    /// waiting any longer, so that an event the archive rejected or never receives delays its
+    /// successors but cannot block them for ever.
+    fn previous_event(
+        &self,
+        message: &jetstream::Message,
+        info: Option<&jetstream::message::Info>,
+        now_micros: i64,
+    ) -> Option<String> {
+        let previous = message
+            .headers
+            .as_ref()?
+            .get(trace_runtime::nats::PREVIOUS_EVENT_HEADER)?
+            .as_str()
+            .to_owned();
+        let stored_micros = info.map_or(i64::MAX, |info| {
+            (info.published.unix_timestamp_nanos() / 1_000) as i64
+        });
+        let waited = now_micros.saturating_sub(stored_micros);
+        if waited > (self.settings.predecessor_wait_secs as i64).saturating_mul(1_000_000) {
+            tracing::warn!(
+                subject = %message.subject,
+                previous_event_id = %previous,
+                waited_secs = waited / 1_000_000,
+                "appending an event before its entity's previous event, which has not arrived"
+            );
+            return None;
+        }
+        Some(previous)
     }
 
     /// Starts the consumer span of one message, following the OpenTelemetry messaging
@@ -292,6 +341,13 @@ impl Archiver {
             tracing::warn!(%error, "failed to flush acks and receipts");
         }
     }
+}
+
+/// Returns how long the broker keeps a held message before delivering it again: 100 ms per
+/// delivery so far, at most 5 s. A predecessor that is only redelivered then releases it
+/// quickly, and one that is lost costs few deliveries.
+fn hold_delay(delivered: i64) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(delivered.clamp(1, 50) as u64))
 }
 
 /// Starts the span of one append transaction: a child of the first message's span, linked to

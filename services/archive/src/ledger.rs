@@ -36,6 +36,9 @@ pub struct Incoming {
     pub stream_sequence: u64,
     pub subject: String,
     pub raw: Bytes,
+    /// Event that must be in the ledger before this one is appended: the entity's previous
+    /// event, as the producer's relay named it. `None` appends at once.
+    pub previous_event_id: Option<String>,
 }
 
 /// Outcome of appending one incoming message.
@@ -57,6 +60,12 @@ pub enum Outcome {
     },
     Rejected {
         reason: String,
+    },
+    /// Not appended because `previous_event_id` is not in the ledger yet; the message must
+    /// come back later.
+    Held {
+        event_id: String,
+        previous_event_id: String,
     },
 }
 
@@ -197,7 +206,8 @@ pub fn entry_hash(entry: &ledger_entry::Model) -> String {
 /// The transaction first updates the chain head row, which takes the write lock on SQLite
 /// and a row lock on PostgreSQL, so a second archive instance waits instead of forking the
 /// chain. Event ids already stored are absorbed: the same bytes count as a duplicate, other
-/// bytes as a conflict that is recorded and never appended.
+/// bytes as a conflict that is recorded and never appended. A message whose
+/// `previous_event_id` is neither stored nor appended earlier in the batch is held back.
 pub async fn append_batch(
     db: &DatabaseConnection,
     received_at: i64,
@@ -215,7 +225,7 @@ pub async fn append_batch(
         .ok_or_else(|| DbErr::RecordNotFound("chain head row is missing".to_owned()))?;
 
     let decoded: Vec<_> = batch.iter().map(decode).collect();
-    let mut known = stored_digests(&txn, &decoded).await?;
+    let mut known = stored_digests(&txn, batch, &decoded).await?;
     let mut sequence = head.sequence;
     let mut previous_hash = head.entry_hash;
     let mut appended = Vec::new();
@@ -253,6 +263,15 @@ pub async fn append_batch(
                 }
             };
             outcomes.push(outcome);
+            continue;
+        }
+        if let Some(previous) = &incoming.previous_event_id
+            && !known.contains_key(previous)
+        {
+            outcomes.push(Outcome::Held {
+                event_id: envelope.event_id,
+                previous_event_id: previous.clone(),
+            });
             continue;
         }
 
@@ -310,16 +329,25 @@ async fn merkle_rows(
     Ok(rows)
 }
 
-/// Sequence and payload digest of every event id of the batch that is already stored.
+/// Sequence and payload digest of every event id of the batch, and of every previous event
+/// the batch names, that is already stored.
 async fn stored_digests(
     txn: &sea_orm::DatabaseTransaction,
+    batch: &[Incoming],
     decoded: &[Result<(Envelope, ledger_entry::Model), String>],
 ) -> Result<HashMap<String, (i64, String)>, DbErr> {
-    let event_ids: Vec<String> = decoded
+    let mut event_ids: Vec<String> = decoded
         .iter()
         .filter_map(|result| result.as_ref().ok())
         .map(|(envelope, _)| envelope.event_id.clone())
         .collect();
+    event_ids.extend(
+        batch
+            .iter()
+            .filter_map(|incoming| incoming.previous_event_id.clone()),
+    );
+    event_ids.sort_unstable();
+    event_ids.dedup();
     let mut known = HashMap::new();
     for chunk in event_ids.chunks(INSERT_CHUNK) {
         let rows: Vec<(i64, String, String)> = ledger_entry::Entity::find()

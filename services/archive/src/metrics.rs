@@ -21,6 +21,7 @@ pub struct ArchiveMetrics {
     service: [KeyValue; 1],
     append_duration: Histogram<f64>,
     redelivered: Counter<u64>,
+    held_messages: Counter<u64>,
     ledger_entries: Gauge<u64>,
     consumer_pending: Gauge<u64>,
     verification_success: Gauge<f64>,
@@ -52,6 +53,14 @@ impl ArchiveMetrics {
                 .u64_counter("trace.archive.consumer.redelivered_messages")
                 .with_unit("{message}")
                 .with_description("Messages the broker delivered to the archive more than once")
+                .build(),
+            held_messages: meter
+                .u64_counter("trace.archive.consumer.held_messages")
+                .with_unit("{message}")
+                .with_description(
+                    "Messages returned to the broker because their entity's previous event was \
+                     not archived yet",
+                )
                 .build(),
             ledger_entries: meter
                 .u64_gauge("trace.archive.ledger.entries")
@@ -101,6 +110,13 @@ impl ArchiveMetrics {
     pub fn record_redelivered(&self, messages: u64) {
         if messages > 0 {
             self.redelivered.add(messages, &self.service);
+        }
+    }
+
+    /// Counts messages held back until their entity's previous event is archived.
+    pub fn record_held(&self, messages: u64) {
+        if messages > 0 {
+            self.held_messages.add(messages, &self.service);
         }
     }
 

@@ -4,7 +4,11 @@
 
 use bytes::Bytes;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
+use trace_archive::entity::ledger_entry;
 use trace_archive::ledger::{Incoming, Outcome, append_batch};
 use trace_archive::migration::Migrator;
 use trace_archive::receipt_query::archived;
@@ -41,6 +45,7 @@ fn incoming(stream_sequence: u64, envelope: &Envelope) -> Incoming {
         stream_sequence,
         subject: envelope.subject.clone(),
         raw: Bytes::from(envelope.encode_to_vec()),
+        previous_event_id: None,
     }
 }
 
@@ -141,6 +146,111 @@ async fn ledger_absorbs_duplicates_on_postgres() {
     appends_duplicates_and_conflicts(&db).await;
 }
 
+/// `incoming` naming `previous` as the event that must be archived first.
+fn after(stream_sequence: u64, envelope: &Envelope, previous: &Envelope) -> Incoming {
+    Incoming {
+        previous_event_id: Some(previous.event_id.clone()),
+        ..incoming(stream_sequence, envelope)
+    }
+}
+
+/// Stored (entity version, ledger sequence) pairs of `entity_id`, in ledger order.
+async fn versions_of(db: &DatabaseConnection, entity_id: &str) -> Vec<(i64, i64)> {
+    ledger_entry::Entity::find()
+        .select_only()
+        .columns([
+            ledger_entry::Column::EntityVersion,
+            ledger_entry::Column::Sequence,
+        ])
+        .filter(ledger_entry::Column::EntityId.eq(entity_id))
+        .order_by_asc(ledger_entry::Column::Sequence)
+        .into_tuple()
+        .all(db)
+        .await
+        .unwrap()
+}
+
+/// An event whose previous event is not in the ledger is held until that event arrives. Within
+/// one batch, an earlier message releases a later one.
+async fn holds_early_events(db: &DatabaseConnection) {
+    let first = envelope("doc-order", 1, "drafted");
+    let second = envelope("doc-order", 2, "revised");
+    let third = envelope("doc-order", 3, "revised");
+
+    // The broker delivers version 2 first, as after a redelivery of version 1.
+    let outcomes = append_batch(db, 10, &[after(7, &second, &first)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Held {
+            event_id: second.event_id.clone(),
+            previous_event_id: first.event_id.clone(),
+        }]
+    );
+    assert_eq!(versions_of(db, "doc-order").await, vec![]);
+
+    // Version 3 before version 1 in one batch stays held; version 1 is appended.
+    let outcomes = append_batch(db, 20, &[after(8, &third, &second), incoming(5, &first)])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Outcome::Held { .. }), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Outcome::Appended { sequence: 1, .. }),
+        "{outcomes:?}"
+    );
+
+    // Redelivered in stream order, version 2 releases version 3 in the same batch.
+    let outcomes = append_batch(
+        db,
+        30,
+        &[after(7, &second, &first), after(8, &third, &second)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Appended { sequence: 2, .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Outcome::Appended { sequence: 3, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        versions_of(db, "doc-order").await,
+        vec![(1, 1), (2, 2), (3, 3)]
+    );
+
+    // A copy of an archived event is a duplicate, whatever previous event it names.
+    let stray = envelope("doc-order", 9, "revised");
+    let outcomes = append_batch(db, 40, &[after(8, &third, &stray)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Duplicate { sequence: 3, .. }),
+        "{outcomes:?}"
+    );
+
+    let verification = verify_range(db, 1, 0).await.unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, 3);
+}
+
+#[tokio::test]
+async fn ledger_holds_early_events_on_sqlite() {
+    let test = sqlite().await;
+    holds_early_events(&test.db).await;
+}
+
+#[tokio::test]
+async fn ledger_holds_early_events_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    holds_early_events(&db).await;
+}
+
 #[tokio::test]
 async fn undecodable_message_is_rejected_and_ingestion_continues() {
     let test = sqlite().await;
@@ -149,6 +259,7 @@ async fn undecodable_message_is_rejected_and_ingestion_continues() {
         stream_sequence: 1,
         subject: "trace.document.document.drafted".to_owned(),
         raw: Bytes::from_static(b"\xff\xff not protobuf"),
+        previous_event_id: None,
     };
     let mut wrong_subject = envelope("doc-1", 2, "revised");
     wrong_subject.subject = "trace.document.document.read".to_owned();

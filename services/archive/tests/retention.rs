@@ -75,6 +75,7 @@ async fn disposition_spares_held_and_young_records() {
             stream_sequence: index as u64 + 1,
             subject: envelope.subject.clone(),
             raw: Bytes::from(envelope.encode_to_vec()),
+            previous_event_id: None,
         })
         .collect();
     append_batch(&db, now.timestamp_micros(), &batch)

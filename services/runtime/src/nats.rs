@@ -18,6 +18,11 @@ pub const RECEIPT_QUERY_PREFIX: &str = "receipt-query";
 /// Maximum number of event ids in one receipt query, and so in its reply.
 pub const RECEIPT_QUERY_LIMIT: usize = 1000;
 
+/// Header naming the latest earlier event of the same entity that had no archive receipt
+/// when the relay published this one. The archive appends the message only after that
+/// event, so the ledger keeps each entity's commit order however the broker delivers.
+pub const PREVIOUS_EVENT_HEADER: &str = "Trace-Previous-Event-Id";
+
 /// Connects to the broker. The connection keeps retrying in the background, so a service
 /// starts while NATS is down and its outbox fills until the broker returns.
 pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {

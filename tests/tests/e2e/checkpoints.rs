@@ -50,6 +50,7 @@ async fn append(dir: &Path, envelopes: &[Envelope]) -> u64 {
             stream_sequence: index as u64 + 1,
             subject: envelope.subject.clone(),
             raw: Bytes::from(envelope.encode_to_vec()),
+            previous_event_id: None,
         })
         .collect();
     append_batch(&db, 1, &batch).await.unwrap();

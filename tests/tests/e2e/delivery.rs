@@ -1,5 +1,6 @@
-//! Delivery between a producer's outbox and the archive: one event per entity in flight, and
-//! receipts lost on the way recovered by asking the archive.
+//! Delivery between a producer's outbox and the archive: each entity's order kept by the
+//! archive when the broker loses an event, and receipts lost on the way recovered by asking
+//! the archive.
 
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,20 @@ async fn backlog(address: &str) -> GetBacklogResponse {
         .into_inner()
 }
 
-/// Number of messages the trace stream holds.
-async fn stream_messages(nats_url: &str) -> u64 {
+/// Opens the trace stream on the broker at `nats_url`.
+async fn trace_stream(nats_url: &str) -> async_nats::jetstream::stream::Stream {
     let client = async_nats::connect(nats_url)
         .await
         .expect("connect to NATS");
-    let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream.get_stream("TRACE").await.expect("trace stream");
+    async_nats::jetstream::new(client)
+        .get_stream("TRACE")
+        .await
+        .expect("trace stream")
+}
+
+/// Number of messages the trace stream holds.
+async fn stream_messages(nats_url: &str) -> u64 {
+    let mut stream = trace_stream(nats_url).await;
     stream.info().await.expect("stream info").state.messages
 }
 
@@ -70,8 +78,21 @@ async fn revise(client: &mut DocumentServiceClient, document_id: &str, text: &st
 type DocumentServiceClient =
     document_service_client::DocumentServiceClient<tonic::transport::Channel>;
 
+/// Returns the previous event that the message at `sequence` of the trace stream names.
+async fn previous_event_header(nats_url: &str, sequence: u64) -> Option<String> {
+    let message = trace_stream(nats_url)
+        .await
+        .get_raw_message(sequence)
+        .await
+        .expect("stream message");
+    message
+        .headers
+        .get(trace_runtime::nats::PREVIOUS_EVENT_HEADER)
+        .map(|value| value.as_str().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_waits_for_receipt_per_entity() {
+async fn entity_order_survives_lost_event() {
     let nats = NatsServer::start().expect("start nats-server");
     let dir = tempfile::tempdir().unwrap();
     let document = start_document(&nats.url(), dir.path()).await;
@@ -82,25 +103,34 @@ async fn relay_waits_for_receipt_per_entity() {
     let revised_again = revise(&mut client, &first, "third text").await;
     let (second, other_created) = create_draft(&mut client, "Leave form").await;
 
-    // No archive runs, so no receipt arrives: each document's oldest event is published and
-    // the revisions wait, whatever the receipt timeout republishes meanwhile.
+    // No archive runs, so no receipt arrives, yet the relay publishes every event at once.
+    // Each revision names the event of its document that it must follow.
     let deadline = Instant::now() + TIMEOUT;
-    while stream_messages(&nats.url()).await < 2 {
+    while stream_messages(&nats.url()).await < 4 {
         assert!(
             Instant::now() < deadline,
-            "the two drafts were not published"
+            "the four events were not published"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut headers = Vec::new();
+    for sequence in 1..=4 {
+        headers.push(previous_event_header(&nats.url(), sequence).await);
+    }
     assert_eq!(
-        stream_messages(&nats.url()).await,
-        2,
-        "a revision was published before its document's first event had a receipt"
+        headers,
+        vec![None, Some(created.clone()), Some(revised.clone()), None],
+        "previous event named by each message, in stream order"
     );
-    let waiting = backlog(&document.address).await;
-    assert_eq!(waiting.unarchived, 4);
-    assert_eq!(waiting.unpublished, 2, "the two revisions wait");
+
+    // The broker loses the first draft's first event. Its revisions, still in the stream,
+    // must wait in the archive until the relay publishes that event again.
+    let deleted = trace_stream(&nats.url())
+        .await
+        .delete_message(1)
+        .await
+        .expect("delete message 1");
+    assert!(deleted);
 
     let archive = start_archive(&nats.url(), dir.path()).await;
     let events = [

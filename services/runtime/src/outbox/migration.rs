@@ -63,8 +63,8 @@ impl MigrationTrait for CreateOutbox {
     }
 }
 
-/// Adds the index on (entity_type, entity_id, seq) that the relay uses to find whether an
-/// entity has an earlier row without a receipt.
+/// Adds the index on (entity_type, entity_id, seq) that the relay uses to find an entity's
+/// latest earlier row without a receipt.
 #[derive(Debug)]
 pub struct IndexOutboxByEntity;
 

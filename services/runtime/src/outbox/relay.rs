@@ -1,10 +1,12 @@
 //! Publishes committed outbox rows to JetStream.
 //!
 //! Rows are chosen by their unpublished state, never by "id greater than the last one sent",
-//! so a transaction that commits after a higher id is never skipped. A row is published only
-//! once every earlier row of its entity has the archive's receipt, so at most one event per
-//! entity is in flight. The ledger order per entity is then the commit order, even when the
-//! broker loses a message or the archive receives a batch again after a crash.
+//! so a transaction that commits after a higher id is never skipped. Rows go out in commit
+//! order, several of one entity in the same round. Each message whose entity has an earlier
+//! row without the archive's receipt names that row's event in the
+//! [`PREVIOUS_EVENT_HEADER`](crate::nats::PREVIOUS_EVENT_HEADER) header, and the archive
+//! appends it only after that event. The ledger order per entity is then the commit order,
+//! even when the broker loses a message or the archive receives a batch again after a crash.
 //!
 //! When receipts are overdue the relay first sends the archive a [`ReceiptQuery`] for those
 //! events. A receipt lost while NATS restarted is then recovered at once. The events the
@@ -29,7 +31,8 @@ use bytes::Bytes;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -52,13 +55,28 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long the relay waits for the archive's reply to a receipt query.
 const RECEIPT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Rows of the candidate whose entity has an earlier row without a receipt. Written in SQL
-/// that SQLite and PostgreSQL share; the index on (entity_type, entity_id, seq) serves it.
-const EARLIER_ROW_UNARCHIVED: &str = "EXISTS (SELECT 1 FROM outbox AS earlier \
+/// Event id of the latest earlier row of the candidate's entity without a receipt, or NULL.
+/// Written in SQL that SQLite and PostgreSQL share; the index on (entity_type, entity_id,
+/// seq) serves it.
+const PREVIOUS_UNARCHIVED: &str = "(SELECT earlier.event_id FROM outbox AS earlier \
      WHERE earlier.entity_type = outbox.entity_type \
      AND earlier.entity_id = outbox.entity_id \
      AND earlier.seq < outbox.seq \
-     AND earlier.archived_at IS NULL)";
+     AND earlier.archived_at IS NULL \
+     ORDER BY earlier.seq DESC LIMIT 1)";
+
+/// An unpublished row with what its publication needs.
+#[derive(Debug, FromQueryResult)]
+struct PendingRow {
+    seq: i64,
+    event_id: String,
+    subject: String,
+    envelope: Vec<u8>,
+    traceparent: String,
+    attempts: i32,
+    /// See [`PREVIOUS_UNARCHIVED`].
+    previous_event_id: Option<String>,
+}
 
 /// Publishes outbox rows until cancelled.
 #[derive(Debug)]
@@ -209,14 +227,24 @@ impl Relay {
         Ok(round)
     }
 
-    /// Unpublished rows in commit order whose entity has no earlier row without a receipt:
-    /// the oldest unarchived row of each entity, when it is not already in flight.
-    async fn pending_rows(&self) -> anyhow::Result<Vec<event::Model>> {
+    /// Unpublished rows in commit order, each with the event its entity had in flight before
+    /// it.
+    async fn pending_rows(&self) -> anyhow::Result<Vec<PendingRow>> {
         Ok(event::Entity::find()
+            .select_only()
+            .columns([
+                event::Column::Seq,
+                event::Column::EventId,
+                event::Column::Subject,
+                event::Column::Envelope,
+                event::Column::Traceparent,
+                event::Column::Attempts,
+            ])
+            .expr_as(Expr::cust(PREVIOUS_UNARCHIVED), "previous_event_id")
             .filter(event::Column::PublishedAt.is_null())
-            .filter(Expr::cust(EARLIER_ROW_UNARCHIVED).not())
             .order_by_asc(event::Column::Seq)
             .limit(self.settings.batch_size)
+            .into_model::<PendingRow>()
             .all(&self.db)
             .await?)
     }
@@ -225,7 +253,7 @@ impl Relay {
     /// child of the trace context stored with the row, whose context goes out as the
     /// `traceparent` header. Without a valid span (no OTLP exporter) the stored context is
     /// forwarded unchanged.
-    async fn publish(&self, rows: &[event::Model]) -> Vec<Result<(), String>> {
+    async fn publish(&self, rows: &[PendingRow]) -> Vec<Result<(), String>> {
         let missing = std::mem::take(&mut *self.missing.lock().expect("missing ids lock"));
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
@@ -244,6 +272,9 @@ impl Relay {
                     message = message.header(TRACEPARENT, row.traceparent.as_str());
                 }
                 None => {}
+            }
+            if let Some(previous) = &row.previous_event_id {
+                message = message.header(crate::nats::PREVIOUS_EVENT_HEADER, previous.as_str());
             }
             let sent = self
                 .jetstream
@@ -421,11 +452,9 @@ impl Relay {
     }
 }
 
-/// Starts the producer span of one publish, following the OpenTelemetry messaging
-/// conventions, as a child of the trace context stored with the row.
 /// Returns the `Nats-Msg-Id` of a row's next publish: the event id, or for an event that the
 /// archive reported missing the event id and the attempt number, such as `<event id>.2`.
-fn message_id(row: &event::Model, missing_in_archive: bool) -> String {
+fn message_id(row: &PendingRow, missing_in_archive: bool) -> String {
     if missing_in_archive {
         format!("{}.{}", row.event_id, row.attempts + 1)
     } else {
@@ -433,7 +462,9 @@ fn message_id(row: &event::Model, missing_in_archive: bool) -> String {
     }
 }
 
-fn publish_span(row: &event::Model) -> tracing::Span {
+/// Starts the producer span of one publish, following the OpenTelemetry messaging
+/// conventions, as a child of the trace context stored with the row.
+fn publish_span(row: &PendingRow) -> tracing::Span {
     let span = tracing::info_span!(
         parent: None,
         "publish",
