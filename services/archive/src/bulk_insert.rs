@@ -30,9 +30,11 @@ pub async fn insert_restored(
     let (sequence, head_hash) = (last.sequence, last.entry_hash.clone());
     let txn = trace_runtime::db::begin_write(db).await?;
     if txn.get_database_backend() == DatabaseBackend::Sqlite {
-        // The default page cache of 2 MiB is far smaller than the ledger's indexes, so
-        // inserting 100,000 entries read the same index pages from the file again and again.
-        // The setting stays on this pooled connection; its pages are allocated only as used.
+        // SQLite's default page cache of 2 MiB is far smaller than the ledger's indexes, so
+        // inserting a segment reads index pages back from the file. The setting stays on this
+        // pooled connection, and SQLite allocates the pages only as it uses them.
+        // NOTE: the gain measured with 200,000 entries was about 5 %, within the noise of a
+        // shared two-core machine.
         txn.execute_unprepared(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
             .await?;
     }
