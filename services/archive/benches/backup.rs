@@ -38,6 +38,26 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Returns the CPU time of this process so far, user and system, in seconds, read from
+/// `/proc/self/stat` in clock ticks of 1/100 s (Linux only, 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name in brackets may contain spaces, so the fields are counted after it:
+    // utime and stime are fields 14 and 15 of the line, the 12th and 13th after the name.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Resets the kernel's peak resident set size of this process to the current one (Linux
 /// 4.0 and later), so that each phase reports its own peak.
 fn reset_peak_rss() {
@@ -91,6 +111,7 @@ async fn main() {
             .expect("backup location");
 
     reset_peak_rss();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let run = backup_job::run_backup(&db, &location, &key, Some(&signer), 1, &|_, _| {})
         .await
@@ -98,15 +119,17 @@ async fn main() {
     let backup = started.elapsed();
     let sealed_bytes: u64 = run.manifests.iter().map(|m| m.sealed_bytes).sum();
     println!(
-        "backup: {} segments, {sealed_bytes} sealed bytes, {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        "backup: {} segments, {sealed_bytes} sealed bytes, {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         run.manifests.len(),
         backup.as_secs_f64(),
         entries as f64 / backup.as_secs_f64(),
+        cpu_seconds() - cpu,
         peak_rss_mib(),
     );
     db.close().await.ok();
 
     reset_peak_rss();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let check = backup_job::read_backup(
         &location,
@@ -120,14 +143,16 @@ async fn main() {
     let verify = started.elapsed();
     assert_eq!(check.entries, entries);
     println!(
-        "verify backup: {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        "verify backup: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         verify.as_secs_f64(),
         entries as f64 / verify.as_secs_f64(),
+        cpu_seconds() - cpu,
         peak_rss_mib(),
     );
 
     let target = sqlite(&dir.path().join("restored.db")).await;
     reset_peak_rss();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let check = backup_job::restore(
         &target,
@@ -144,9 +169,10 @@ async fn main() {
     let restore = started.elapsed();
     assert_eq!(check.entries, entries);
     println!(
-        "restore: {:.2} s ({:.0} entries/s), peak RSS {:.0} MiB",
+        "restore: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         restore.as_secs_f64(),
         entries as f64 / restore.as_secs_f64(),
+        cpu_seconds() - cpu,
         peak_rss_mib(),
     );
 }

@@ -145,8 +145,13 @@ impl From<&ledger_entry::Model> for BackupRow {
 }
 
 impl BackupRow {
-    /// Converts back to a ledger row.
+    /// Converts a copy back to a ledger row.
     pub fn to_model(&self) -> Result<ledger_entry::Model, String> {
+        self.clone().into_model()
+    }
+
+    /// Converts back to a ledger row, moving the strings.
+    pub fn into_model(self) -> Result<ledger_entry::Model, String> {
         let payload = match &self.payload {
             Some(text) => Some(
                 BASE64
@@ -157,28 +162,28 @@ impl BackupRow {
         };
         Ok(ledger_entry::Model {
             sequence: self.sequence,
-            event_id: self.event_id.clone(),
+            event_id: self.event_id,
             stream_sequence: self.stream_sequence,
-            subject: self.subject.clone(),
-            source_service: self.source_service.clone(),
-            entity_type: self.entity_type.clone(),
-            entity_id: self.entity_id.clone(),
+            subject: self.subject,
+            source_service: self.source_service,
+            entity_type: self.entity_type,
+            entity_id: self.entity_id,
             entity_version: self.entity_version,
-            action: self.action.clone(),
-            actor_id: self.actor_id.clone(),
-            actor_name: self.actor_name.clone(),
-            actor_department: self.actor_department.clone(),
-            actor_role: self.actor_role.clone(),
+            action: self.action,
+            actor_id: self.actor_id,
+            actor_name: self.actor_name,
+            actor_department: self.actor_department,
+            actor_role: self.actor_role,
             confidentiality: self.confidentiality,
             occurred_at: self.occurred_at,
             received_at: self.received_at,
-            correlation_id: self.correlation_id.clone(),
-            causation_id: self.causation_id.clone(),
-            payload_type: self.payload_type.clone(),
-            payload_sha256: self.payload_sha256.clone(),
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            payload_type: self.payload_type,
+            payload_sha256: self.payload_sha256,
             payload,
-            previous_hash: self.previous_hash.clone(),
-            entry_hash: self.entry_hash.clone(),
+            previous_hash: self.previous_hash,
+            entry_hash: self.entry_hash,
         })
     }
 }
@@ -218,56 +223,153 @@ pub fn manifest_name(segment: &str) -> String {
     format!("{}.manifest.json", segment.trim_end_matches(".seg"))
 }
 
-/// Compresses and seals rows; returns the sealed bytes.
-pub fn seal(rows: &[BackupRow], key: &BackupKey, segment: &str) -> Result<Vec<u8>, BackupError> {
-    use std::io::Write;
+/// Length of the random AES-GCM nonce that starts every sealed segment.
+const NONCE_BYTES: usize = 12;
 
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for row in rows {
-        let line =
-            serde_json::to_vec(row).map_err(|error| BackupError::Other(error.to_string()))?;
-        encoder
-            .write_all(&line)
-            .and_then(|()| encoder.write_all(b"\n"))
+/// Writes ledger entries to `output` as JSON Lines in the segment format, the same text that
+/// serialising their [`BackupRow`]s gives, without copying the entries first.
+pub fn write_lines(
+    output: &mut Vec<u8>,
+    entries: &[ledger_entry::Model],
+) -> Result<(), BackupError> {
+    for entry in entries {
+        serde_json::to_writer(&mut *output, &EntryLine(entry))
             .map_err(|error| BackupError::Other(error.to_string()))?;
+        output.push(b'\n');
     }
-    let compressed = encoder
-        .finish()
-        .map_err(|error| BackupError::Other(error.to_string()))?;
-
-    let nonce_bytes: [u8; 12] = rand_nonce();
-    let sealed = key
-        .cipher()
-        .encrypt(
-            Nonce::from_slice(&nonce_bytes),
-            Payload {
-                msg: &compressed,
-                aad: segment.as_bytes(),
-            },
-        )
-        .map_err(|_| BackupError::Other("encryption failed".to_owned()))?;
-    let mut output = nonce_bytes.to_vec();
-    output.extend(sealed);
-    Ok(output)
+    Ok(())
 }
 
-fn rand_nonce() -> [u8; 12] {
+/// A ledger entry serialised with the fields, names and order of [`BackupRow`].
+struct EntryLine<'a>(&'a ledger_entry::Model);
+
+impl Serialize for EntryLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        let entry = self.0;
+        let mut line = serializer.serialize_struct("BackupRow", 23)?;
+        line.serialize_field("sequence", &entry.sequence)?;
+        line.serialize_field("event_id", &entry.event_id)?;
+        line.serialize_field("stream_sequence", &entry.stream_sequence)?;
+        line.serialize_field("subject", &entry.subject)?;
+        line.serialize_field("source_service", &entry.source_service)?;
+        line.serialize_field("entity_type", &entry.entity_type)?;
+        line.serialize_field("entity_id", &entry.entity_id)?;
+        line.serialize_field("entity_version", &entry.entity_version)?;
+        line.serialize_field("action", &entry.action)?;
+        line.serialize_field("actor_id", &entry.actor_id)?;
+        line.serialize_field("actor_name", &entry.actor_name)?;
+        line.serialize_field("actor_department", &entry.actor_department)?;
+        line.serialize_field("actor_role", &entry.actor_role)?;
+        line.serialize_field("confidentiality", &entry.confidentiality)?;
+        line.serialize_field("occurred_at", &entry.occurred_at)?;
+        line.serialize_field("received_at", &entry.received_at)?;
+        line.serialize_field("correlation_id", &entry.correlation_id)?;
+        line.serialize_field("causation_id", &entry.causation_id)?;
+        line.serialize_field("payload_type", &entry.payload_type)?;
+        line.serialize_field("payload_sha256", &entry.payload_sha256)?;
+        line.serialize_field("payload", &entry.payload.as_deref().map(Base64Payload))?;
+        line.serialize_field("previous_hash", &entry.previous_hash)?;
+        line.serialize_field("entry_hash", &entry.entry_hash)?;
+        line.end()
+    }
+}
+
+/// Payload bytes serialised as a standard base64 string, encoded while writing.
+struct Base64Payload<'a>(&'a [u8]);
+
+impl Serialize for Base64Payload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&base64::display::Base64Display::new(self.0, &BASE64))
+    }
+}
+
+/// Compresses the JSON Lines of one segment as they arrive, then seals them.
+pub struct SegmentWriter {
+    encoder: flate2::write::GzEncoder<Vec<u8>>,
+}
+
+impl Default for SegmentWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SegmentWriter {
+    /// Starts an empty segment.
+    pub fn new() -> Self {
+        // The nonce goes in front of the ciphertext, so the buffer reserves its bytes and the
+        // compressed stream is encrypted in place after them.
+        let buffer = vec![0; NONCE_BYTES];
+        Self {
+            encoder: flate2::write::GzEncoder::new(buffer, flate2::Compression::fast()),
+        }
+    }
+
+    /// Compresses whole JSON lines, each ending with a newline.
+    pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), BackupError> {
+        use std::io::Write;
+
+        self.encoder
+            .write_all(lines)
+            .map_err(|error| BackupError::Other(error.to_string()))
+    }
+
+    /// Finishes compression and seals the segment named `segment`: the nonce, then the
+    /// AES-256-GCM ciphertext and its tag.
+    pub fn seal(self, key: &BackupKey, segment: &str) -> Result<Vec<u8>, BackupError> {
+        use aes_gcm::aead::AeadInPlace;
+
+        let mut output = self
+            .encoder
+            .finish()
+            .map_err(|error| BackupError::Other(error.to_string()))?;
+        let nonce_bytes = rand_nonce();
+        output[..NONCE_BYTES].copy_from_slice(&nonce_bytes);
+        let tag = key
+            .cipher()
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce_bytes),
+                segment.as_bytes(),
+                &mut output[NONCE_BYTES..],
+            )
+            .map_err(|_| BackupError::Other("encryption failed".to_owned()))?;
+        output.extend_from_slice(&tag);
+        Ok(output)
+    }
+}
+
+/// Compresses and seals rows; returns the sealed bytes.
+pub fn seal(rows: &[BackupRow], key: &BackupKey, segment: &str) -> Result<Vec<u8>, BackupError> {
+    let mut lines = Vec::new();
+    for row in rows {
+        serde_json::to_writer(&mut lines, row)
+            .map_err(|error| BackupError::Other(error.to_string()))?;
+        lines.push(b'\n');
+    }
+    let mut writer = SegmentWriter::new();
+    writer.write_lines(&lines)?;
+    writer.seal(key, segment)
+}
+
+fn rand_nonce() -> [u8; NONCE_BYTES] {
     use aes_gcm::aead::AeadCore;
     Aes256Gcm::generate_nonce(aes_gcm::aead::OsRng).into()
 }
 
 /// Opens sealed bytes and parses the rows; any change to the bytes fails authentication.
 pub fn open(sealed: &[u8], key: &BackupKey, segment: &str) -> Result<Vec<BackupRow>, BackupError> {
-    use std::io::Read;
+    use std::io::BufRead;
 
     let tampered = |reason: &str| BackupError::Tampered {
         name: segment.to_owned(),
         reason: reason.to_owned(),
     };
-    if sealed.len() < 12 {
+    if sealed.len() < NONCE_BYTES {
         return Err(tampered("shorter than its nonce"));
     }
-    let (nonce, ciphertext) = sealed.split_at(12);
+    let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
     let compressed = key
         .cipher()
         .decrypt(
@@ -278,15 +380,24 @@ pub fn open(sealed: &[u8], key: &BackupKey, segment: &str) -> Result<Vec<BackupR
             },
         )
         .map_err(|_| tampered("authentication failed (wrong key or altered bytes)"))?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(compressed.as_slice())
-        .read_to_string(&mut text)
-        .map_err(|_| tampered("not valid gzip"))?;
-    text.lines()
-        .map(|line| {
-            serde_json::from_str(line).map_err(|_| tampered("a line is not a ledger entry"))
-        })
-        .collect()
+    // Lines are parsed as they are decompressed, so the whole text is never in memory.
+    let mut reader = std::io::BufReader::new(flate2::read::GzDecoder::new(compressed.as_slice()));
+    let mut rows = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|_| tampered("not valid gzip"))?;
+        if read == 0 {
+            return Ok(rows);
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let row =
+            serde_json::from_slice(text).map_err(|_| tampered("a line is not a ledger entry"))?;
+        rows.push(row);
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +443,71 @@ mod tests {
         let sealed = seal(&rows, &key, "segments/a.seg").unwrap();
         assert_eq!(open(&sealed, &key, "segments/a.seg").unwrap(), rows);
         assert!(!sealed.windows(6).any(|window| window == "張敏".as_bytes()));
+    }
+
+    #[test]
+    fn entry_lines_match_backup_row_json() {
+        let mut entries = vec![row(1).into_model().unwrap(), row(2).into_model().unwrap()];
+        entries[1].payload = None;
+        entries[1].causation_id = "quote \" and newline \n".to_owned();
+        let mut expected = Vec::new();
+        for entry in &entries {
+            serde_json::to_writer(&mut expected, &BackupRow::from(entry)).unwrap();
+            expected.push(b'\n');
+        }
+        let mut lines = Vec::new();
+        write_lines(&mut lines, &entries).unwrap();
+        assert_eq!(
+            String::from_utf8(lines).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn written_segment_opens_as_rows() {
+        let key = key();
+        let entries = vec![row(1).into_model().unwrap(), row(2).into_model().unwrap()];
+        let mut lines = Vec::new();
+        write_lines(&mut lines, &entries).unwrap();
+        let mut writer = SegmentWriter::new();
+        writer.write_lines(&lines).unwrap();
+        let sealed = writer.seal(&key, "segments/a.seg").unwrap();
+        assert_eq!(
+            open(&sealed, &key, "segments/a.seg").unwrap(),
+            vec![row(1), row(2)]
+        );
+    }
+
+    #[test]
+    fn segment_sealed_in_one_call_opens() {
+        // Segments written before sealing moved in place: `Aead::encrypt` over the whole
+        // gzip stream, the nonce prepended.
+        use std::io::Write;
+
+        let key = key();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for row in [row(1), row(2)] {
+            encoder
+                .write_all(&serde_json::to_vec(&row).unwrap())
+                .unwrap();
+            encoder.write_all(b"\n").unwrap();
+        }
+        let compressed = encoder.finish().unwrap();
+        let nonce = rand_nonce();
+        let payload = Payload {
+            msg: &compressed,
+            aad: b"segments/a.seg",
+        };
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            key.cipher()
+                .encrypt(Nonce::from_slice(&nonce), payload)
+                .unwrap(),
+        );
+        assert_eq!(
+            open(&sealed, &key, "segments/a.seg").unwrap(),
+            vec![row(1), row(2)]
+        );
     }
 
     #[test]

@@ -23,9 +23,16 @@ pub struct BackupRun {
     pub manifests: Vec<Manifest>,
 }
 
+/// Entries read from the database per query while a segment is written.
+const PAGE_ENTRIES: i64 = 10_000;
+
 /// Backs up every entry after the last one in `location`, in segments of at most
-/// [`SEGMENT_ENTRIES`]. A segment is written before its manifest, so a manifest always
-/// has its segment.
+/// [`SEGMENT_ENTRIES`]. A segment is written before its manifest, and a segment's objects
+/// only after the manifest of the segment before it, so a manifest always has its segment
+/// and the segments in a location have no gap.
+///
+/// Reading and sealing overlap: a blocking thread compresses and seals each segment while
+/// the entries of the segment and then the next one are read.
 pub async fn run_backup(
     db: &DatabaseConnection,
     location: &BackupLocation,
@@ -34,7 +41,6 @@ pub async fn run_backup(
     now_micros: i64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<BackupRun, BackupError> {
-    let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
     let existing = location.manifests().await?;
     let mut next = existing
         .last()
@@ -45,62 +51,176 @@ pub async fn run_backup(
     let head = chain_head::Entity::find_by_id(1)
         .one(db)
         .await
-        .map_err(database)?
+        .map_err(database_error)?
         .map_or(0, |h| h.sequence);
     let mut run = BackupRun::default();
     let first = next;
     let total = u64::try_from(head - first + 1).unwrap_or(0);
     progress(0, total);
 
+    let mut pending: Option<tokio::task::JoinHandle<Result<Manifest, BackupError>>> = None;
     while next <= head {
         let to = (next + SEGMENT_ENTRIES as i64 - 1).min(head);
-        let entries = ledger_entry::Entity::find()
-            .filter(ledger_entry::Column::Sequence.between(next, to))
+        let name = backup::segment_name(next, to);
+        let read = read_segment(db, key, &name, next, to, signer).await;
+        // The segment before this one is finished first, whether or not this one was read,
+        // so that no write goes on after this function returns.
+        if let Some(task) = pending.take() {
+            let manifest = join_task(task).await?;
+            record_segment(&mut run, manifest, first, total, progress);
+        }
+        let (sealer, read) = read?;
+        let manifest = Manifest {
+            format: FORMAT,
+            segment: name,
+            from_sequence: next,
+            to_sequence: to,
+            entries: read.entries,
+            previous_hash: previous_hash.clone(),
+            chain_head: read.last_hash.clone().unwrap_or(previous_hash),
+            sealed_sha256: String::new(),
+            sealed_bytes: 0,
+            key_id: key.key_id.clone(),
+            tree_root: hex::encode(read.root.0),
+            checkpoint: read.checkpoint,
+            created_at: now_micros,
+        };
+        previous_hash = manifest.chain_head.clone();
+        pending = Some(tokio::spawn(store_segment(
+            location.clone(),
+            sealer,
+            manifest,
+        )));
+        next = to + 1;
+    }
+    if let Some(task) = pending {
+        let manifest = join_task(task).await?;
+        record_segment(&mut run, manifest, first, total, progress);
+    }
+    Ok(run)
+}
+
+fn database_error(error: sea_orm::DbErr) -> BackupError {
+    BackupError::Other(format!("database error: {error}"))
+}
+
+async fn join_task<T>(
+    task: tokio::task::JoinHandle<Result<T, BackupError>>,
+) -> Result<T, BackupError> {
+    task.await
+        .map_err(|error| BackupError::Other(format!("backup task failed: {error}")))?
+}
+
+fn record_segment(
+    run: &mut BackupRun,
+    manifest: Manifest,
+    first: i64,
+    total: u64,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) {
+    tracing::info!(
+        segment = %manifest.segment,
+        from = manifest.from_sequence,
+        to = manifest.to_sequence,
+        "wrote backup segment"
+    );
+    let done = u64::try_from(manifest.to_sequence + 1 - first).unwrap_or(0);
+    run.manifests.push(manifest);
+    progress(done, total);
+}
+
+/// Entry count, last entry hash, Merkle root and checkpoint of a segment read from the
+/// database.
+struct SegmentRead {
+    entries: u64,
+    /// Entry hash of the segment's last entry.
+    last_hash: Option<String>,
+    root: Hash,
+    checkpoint: Option<String>,
+}
+
+/// Sealed bytes of a segment, from the blocking thread that compresses and seals it.
+type Sealer = tokio::task::JoinHandle<Result<Vec<u8>, BackupError>>;
+
+/// Reads the entries `from..=to` in pages and hands them to a new blocking thread that
+/// serialises, compresses and seals them as segment `name`. Returns that thread, which may
+/// still be running, with the Merkle root and signed checkpoint at `to`.
+async fn read_segment(
+    db: &DatabaseConnection,
+    key: &BackupKey,
+    name: &str,
+    from: i64,
+    to: i64,
+    signer: Option<&CheckpointSigner>,
+) -> Result<(Sealer, SegmentRead), BackupError> {
+    // Two pages in the channel let the database read run ahead of compression without
+    // holding the whole segment in memory.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<ledger_entry::Model>>(2);
+    let (sealer_key, sealer_name) = (key.clone(), name.to_owned());
+    let sealer = tokio::task::spawn_blocking(move || {
+        let mut writer = backup::SegmentWriter::new();
+        let mut lines = Vec::new();
+        while let Some(page) = receiver.blocking_recv() {
+            lines.clear();
+            backup::write_lines(&mut lines, &page)?;
+            writer.write_lines(&lines)?;
+        }
+        writer.seal(&sealer_key, &sealer_name)
+    });
+
+    let mut read = SegmentRead {
+        entries: 0,
+        last_hash: None,
+        root: Hash([0; 32]),
+        checkpoint: None,
+    };
+    let mut page_from = from;
+    while page_from <= to {
+        let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
+        let page = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Sequence.between(page_from, page_to))
             .order_by_asc(ledger_entry::Column::Sequence)
             .all(db)
             .await
-            .map_err(database)?;
-        let rows: Vec<BackupRow> = entries.iter().map(BackupRow::from).collect();
-        let name = backup::segment_name(next, to);
-        let sealed = backup::seal(&rows, key, &name)?;
-        let root = merkle::root(db, to as u64)
-            .await
-            .map_err(|error| BackupError::Other(error.to_string()))?;
-        let checkpoint = signer
-            .map(|signer| signer.sign(to as u64, root))
-            .transpose()
-            .map_err(|error| BackupError::Other(error.to_string()))?;
-        let chain_head = rows
-            .last()
-            .map_or_else(|| previous_hash.clone(), |row| row.entry_hash.clone());
-        let manifest = Manifest {
-            format: FORMAT,
-            segment: name.clone(),
-            from_sequence: next,
-            to_sequence: to,
-            entries: rows.len() as u64,
-            previous_hash: previous_hash.clone(),
-            chain_head: chain_head.clone(),
-            sealed_sha256: trace_runtime::blob::sha256_hex(&sealed),
-            sealed_bytes: sealed.len() as u64,
-            key_id: key.key_id.clone(),
-            tree_root: hex::encode(root.0),
-            checkpoint,
-            created_at: now_micros,
-        };
-        location.put(&name, sealed).await?;
-        let manifest_bytes = serde_json::to_vec_pretty(&manifest)
-            .map_err(|error| BackupError::Other(error.to_string()))?;
-        location
-            .put(&backup::manifest_name(&name), manifest_bytes)
-            .await?;
-        tracing::info!(segment = %name, from = next, to, "wrote backup segment");
-        run.manifests.push(manifest);
-        previous_hash = chain_head;
-        next = to + 1;
-        progress(u64::try_from(next - first).unwrap_or(0), total);
+            .map_err(database_error)?;
+        read.entries += page.len() as u64;
+        if let Some(last) = page.last() {
+            read.last_hash = Some(last.entry_hash.clone());
+        }
+        if sender.send(page).await.is_err() {
+            // The sealer stopped early; awaiting it below returns its error.
+            break;
+        }
+        page_from = page_to + 1;
     }
-    Ok(run)
+    drop(sender);
+    read.root = merkle::root(db, to as u64)
+        .await
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    read.checkpoint = signer
+        .map(|signer| signer.sign(to as u64, read.root))
+        .transpose()
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    Ok((sealer, read))
+}
+
+/// Waits for a segment's sealed bytes, completes its manifest with their digest and size,
+/// and writes the segment, then its manifest.
+async fn store_segment(
+    location: BackupLocation,
+    sealer: Sealer,
+    mut manifest: Manifest,
+) -> Result<Manifest, BackupError> {
+    let sealed = join_task(sealer).await?;
+    manifest.sealed_sha256 = trace_runtime::blob::sha256_hex(&sealed);
+    manifest.sealed_bytes = sealed.len() as u64;
+    location.put(&manifest.segment, sealed).await?;
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    location
+        .put(&backup::manifest_name(&manifest.segment), manifest_bytes)
+        .await?;
+    Ok(manifest)
 }
 
 /// Verified content of a backup location.
@@ -131,75 +251,170 @@ where
     F: FnMut(Vec<ledger_entry::Model>) -> Fut,
     Fut: Future<Output = Result<(), BackupError>>,
 {
+    read_verified(location, key, verifier_key, progress, |segment| {
+        on_segment(segment.entries)
+    })
+    .await
+}
+
+/// One segment, opened and verified, with the stored Merkle hashes that its entries add.
+struct VerifiedSegment {
+    manifest: Manifest,
+    entries: Vec<ledger_entry::Model>,
+    /// Stored-hash index and hash, in append order.
+    stored_hashes: Vec<(u64, Hash)>,
+}
+
+/// The chain and Merkle tree as verified up to the end of the last segment read.
+struct ChainState {
+    chain_head: String,
+    /// Stored hashes that later segments and roots still read: the roots of the complete
+    /// subtrees of the tree so far, plus the current segment's while it is verified.
+    tree: HashMap<u64, Hash>,
+    expected_from: i64,
+}
+
+/// Reads and verifies segments as [`read_backup`] does, and hands each one to `on_segment`.
+/// A blocking thread decrypts, parses and verifies the next segment while `on_segment`
+/// handles the one before it.
+async fn read_verified<F, Fut>(
+    location: &BackupLocation,
+    key: &BackupKey,
+    verifier_key: Option<&str>,
+    progress: ProgressHook<'_>,
+    mut on_segment: F,
+) -> Result<BackupCheck, BackupError>
+where
+    F: FnMut(VerifiedSegment) -> Fut,
+    Fut: Future<Output = Result<(), BackupError>>,
+{
     let manifests = location.manifests().await?;
     let total: u64 = manifests.iter().map(|manifest| manifest.entries).sum();
     progress(0, total);
-    let mut check = BackupCheck {
-        chain_head: GENESIS_HASH.to_owned(),
-        ..BackupCheck::default()
-    };
-    let mut tree: HashMap<u64, Hash> = HashMap::new();
-    let mut expected_from = 1;
+    // One verified segment waits in the channel while the next is verified.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<VerifiedSegment>(1);
 
-    for manifest in manifests {
-        let name = manifest.segment.clone();
-        let tampered = |reason: String| BackupError::Tampered {
-            name: name.clone(),
-            reason,
+    let producer = async move {
+        let mut state = ChainState {
+            chain_head: GENESIS_HASH.to_owned(),
+            tree: HashMap::new(),
+            expected_from: 1,
         };
-        if manifest.from_sequence != expected_from {
-            return Err(BackupError::MissingSegment {
-                name: format!("segment starting at sequence {expected_from} (next found: {name})"),
-            });
-        }
-        if manifest.key_id != key.key_id {
-            return Err(tampered(format!(
-                "sealed with key {}, not with key {}",
-                manifest.key_id, key.key_id
-            )));
-        }
-        let sealed = location.get(&name).await?;
-        if trace_runtime::blob::sha256_hex(&sealed) != manifest.sealed_sha256 {
-            return Err(tampered(
-                "its bytes do not match the manifest digest".to_owned(),
-            ));
-        }
-        let rows = backup::open(&sealed, key, &name)?;
-        let entries = check_rows(&rows, &manifest, &check.chain_head).map_err(tampered)?;
-        for entry in &entries {
-            extend_tree(&mut tree, entry).map_err(tampered)?;
-        }
-        let root = tree_root(&tree, manifest.to_sequence as u64).map_err(tampered)?;
-        if hex::encode(root.0) != manifest.tree_root {
-            return Err(tampered(
-                "the Merkle root differs from the manifest".to_owned(),
-            ));
-        }
-        if let (Some(verifier_key), Some(note)) = (verifier_key, &manifest.checkpoint) {
-            let (size, signed_root) = crate::checkpoint::verify_note(note, verifier_key)
-                .map_err(|error| tampered(error.to_string()))?;
-            if size != manifest.to_sequence as u64 || signed_root != root {
-                return Err(tampered(
-                    "the signed checkpoint does not match the segment".to_owned(),
-                ));
+        for manifest in manifests {
+            let name = manifest.segment.clone();
+            if manifest.from_sequence != state.expected_from {
+                return Err(BackupError::MissingSegment {
+                    name: format!(
+                        "segment starting at sequence {} (next found: {name})",
+                        state.expected_from
+                    ),
+                });
+            }
+            if manifest.key_id != key.key_id {
+                return Err(BackupError::Tampered {
+                    reason: format!(
+                        "sealed with key {}, not with key {}",
+                        manifest.key_id, key.key_id
+                    ),
+                    name,
+                });
+            }
+            let sealed = location.get(&name).await?;
+            let (key, verifier_key) = (key.clone(), verifier_key.map(str::to_owned));
+            let (returned, segment) = tokio::task::spawn_blocking(move || {
+                let segment =
+                    verify_segment(&sealed, &key, verifier_key.as_deref(), manifest, &mut state);
+                (state, segment)
+            })
+            .await
+            .map_err(|error| BackupError::Other(format!("verification task failed: {error}")))?;
+            state = returned;
+            if sender.send(segment?).await.is_err() {
+                // `on_segment` failed; the consumer below returns its error.
+                break;
             }
         }
+        Ok(())
+    };
 
-        check.segments += 1;
-        check.entries += entries.len() as u64;
-        check.chain_head = manifest.chain_head.clone();
-        check.tree_root = manifest.tree_root.clone();
-        expected_from = manifest.to_sequence + 1;
-        on_segment(entries).await?;
-        tracing::debug!(segment = %name, entries = check.entries, "verified backup segment");
-        progress(check.entries, total);
-    }
+    let consumer = async move {
+        let mut check = BackupCheck {
+            chain_head: GENESIS_HASH.to_owned(),
+            ..BackupCheck::default()
+        };
+        while let Some(segment) = receiver.recv().await {
+            let name = segment.manifest.segment.clone();
+            check.segments += 1;
+            check.entries += segment.entries.len() as u64;
+            check.chain_head = segment.manifest.chain_head.clone();
+            check.tree_root = segment.manifest.tree_root.clone();
+            on_segment(segment).await?;
+            tracing::debug!(segment = %name, entries = check.entries, "verified backup segment");
+            progress(check.entries, total);
+        }
+        Ok::<_, BackupError>(check)
+    };
+
+    let (produced, consumed) = tokio::join!(producer, consumer);
+    let check = consumed?;
+    produced?;
     Ok(check)
+}
+
+/// Verifies one sealed segment against its manifest and the chain and tree in `state`, and
+/// advances `state` past it.
+fn verify_segment(
+    sealed: &[u8],
+    key: &BackupKey,
+    verifier_key: Option<&str>,
+    manifest: Manifest,
+    state: &mut ChainState,
+) -> Result<VerifiedSegment, BackupError> {
+    let name = manifest.segment.clone();
+    let tampered = |reason: String| BackupError::Tampered {
+        name: name.clone(),
+        reason,
+    };
+    if trace_runtime::blob::sha256_hex(sealed) != manifest.sealed_sha256 {
+        return Err(tampered(
+            "its bytes do not match the manifest digest".to_owned(),
+        ));
+    }
+    let rows = backup::open(sealed, key, &name)?;
+    let entries = check_rows(rows, &manifest, &state.chain_head).map_err(tampered)?;
+    let mut stored_hashes = Vec::with_capacity(entries.len() * 2);
+    for entry in &entries {
+        extend_tree(&mut state.tree, entry, &mut stored_hashes).map_err(tampered)?;
+    }
+    let size = manifest.to_sequence as u64;
+    let root = tree_root(&state.tree, size).map_err(tampered)?;
+    if hex::encode(root.0) != manifest.tree_root {
+        return Err(tampered(
+            "the Merkle root differs from the manifest".to_owned(),
+        ));
+    }
+    if let (Some(verifier_key), Some(note)) = (verifier_key, &manifest.checkpoint) {
+        let (signed_size, signed_root) = crate::checkpoint::verify_note(note, verifier_key)
+            .map_err(|error| tampered(error.to_string()))?;
+        if signed_size != size || signed_root != root {
+            return Err(tampered(
+                "the signed checkpoint does not match the segment".to_owned(),
+            ));
+        }
+    }
+    keep_frontier(&mut state.tree, size);
+    state.chain_head = manifest.chain_head.clone();
+    state.expected_from = manifest.to_sequence + 1;
+    Ok(VerifiedSegment {
+        manifest,
+        entries,
+        stored_hashes,
+    })
 }
 
 /// Checks one segment's rows against its manifest and the chain so far.
 fn check_rows(
-    rows: &[BackupRow],
+    rows: Vec<BackupRow>,
     manifest: &Manifest,
     previous: &str,
 ) -> Result<Vec<ledger_entry::Model>, String> {
@@ -213,14 +428,14 @@ fn check_rows(
             manifest.entries
         ));
     }
-    let mut expected_previous = previous.to_owned();
-    let mut entries = Vec::with_capacity(rows.len());
-    for (offset, row) in rows.iter().enumerate() {
-        let entry = row.to_model()?;
+    let mut entries: Vec<ledger_entry::Model> = Vec::with_capacity(rows.len());
+    for (offset, row) in rows.into_iter().enumerate() {
+        let entry = row.into_model()?;
         let sequence = manifest.from_sequence + offset as i64;
         if entry.sequence != sequence {
             return Err(format!("entry {sequence} is missing"));
         }
+        let expected_previous = entries.last().map_or(previous, |last| &last.entry_hash);
         if entry.previous_hash != expected_previous || entry_hash(&entry) != entry.entry_hash {
             return Err(format!("entry {sequence} does not verify"));
         }
@@ -229,16 +444,21 @@ fn check_rows(
                 "entry {sequence} payload does not match its digest"
             ));
         }
-        expected_previous = entry.entry_hash.clone();
         entries.push(entry);
     }
-    if expected_previous != manifest.chain_head {
+    let last_hash = entries.last().map_or(previous, |last| &last.entry_hash);
+    if last_hash != manifest.chain_head {
         return Err("its last entry hash differs from the manifest's chain head".to_owned());
     }
     Ok(entries)
 }
 
-fn extend_tree(tree: &mut HashMap<u64, Hash>, entry: &ledger_entry::Model) -> Result<(), String> {
+/// Adds the stored hashes that appending `entry` creates to `tree` and to `added`.
+fn extend_tree(
+    tree: &mut HashMap<u64, Hash>,
+    entry: &ledger_entry::Model,
+    added: &mut Vec<(u64, Hash)>,
+) -> Result<(), String> {
     let index = entry.sequence as u64 - 1;
     let reader = merkle::MemoryReader::new(tree);
     let hashes =
@@ -246,13 +466,31 @@ fn extend_tree(tree: &mut HashMap<u64, Hash>, entry: &ledger_entry::Model) -> Re
             .map_err(|error| error.to_string())?;
     let first = tlog::stored_hash_index(0, index);
     for (offset, hash) in hashes.into_iter().enumerate() {
-        tree.insert(first + offset as u64, hash);
+        let stored_index = first + offset as u64;
+        tree.insert(stored_index, hash);
+        added.push((stored_index, hash));
     }
     Ok(())
 }
 
 fn tree_root(tree: &HashMap<u64, Hash>, size: u64) -> Result<Hash, String> {
     tlog::tree_hash(size, &merkle::MemoryReader::new(tree)).map_err(|error| error.to_string())
+}
+
+/// Drops every stored hash except the roots of the complete subtrees that make up the tree
+/// of `size` leaves. Those are all that the root at `size` and the stored hashes of later
+/// leaves read, so the map stays small however long the ledger is.
+fn keep_frontier(tree: &mut HashMap<u64, Hash>, size: u64) {
+    let mut frontier = Vec::new();
+    let mut start = 0;
+    for level in (0..u64::BITS).rev() {
+        let width = 1u64 << level;
+        if size & width != 0 {
+            frontier.push(tlog::stored_hash_index(level as u8, start >> level));
+            start += width;
+        }
+    }
+    tree.retain(|index, _| frontier.contains(index));
 }
 
 /// Rebuilds an empty archive database from a backup location, verifying as it goes. Rejects
@@ -264,11 +502,10 @@ pub async fn restore(
     verifier_key: Option<&str>,
     progress: ProgressHook<'_>,
 ) -> Result<BackupCheck, BackupError> {
-    let database = |error: sea_orm::DbErr| BackupError::Other(format!("database error: {error}"));
     let head = chain_head::Entity::find_by_id(1)
         .one(db)
         .await
-        .map_err(database)?;
+        .map_err(database_error)?;
     if let Some(head) = head
         && head.sequence > 0
     {
@@ -277,15 +514,15 @@ pub async fn restore(
             head.sequence
         )));
     }
-    read_backup(
+    read_verified(
         location,
         key,
         verifier_key,
         progress,
-        |entries| async move {
-            crate::ledger::insert_restored(db, entries)
+        |segment| async move {
+            crate::bulk_insert::insert_restored(db, segment.entries, &segment.stored_hashes)
                 .await
-                .map_err(|error| BackupError::Other(format!("database error: {error}")))
+                .map_err(database_error)
         },
     )
     .await

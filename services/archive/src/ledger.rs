@@ -302,14 +302,24 @@ pub async fn append_batch(
     }
     insert_rejections(&txn, rejections).await?;
     insert_conflicts(&txn, conflicts).await?;
-    chain_head::Entity::update_many()
-        .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
-        .col_expr(chain_head::Column::EntryHash, Expr::value(previous_hash))
-        .filter(chain_head::Column::Id.eq(1))
-        .exec(&txn)
-        .await?;
+    set_chain_head(&txn, sequence, previous_hash).await?;
     txn.commit().await?;
     Ok(outcomes)
+}
+
+/// Moves the chain head row to `sequence` and its entry hash, in the caller's transaction.
+pub(crate) async fn set_chain_head(
+    txn: &sea_orm::DatabaseTransaction,
+    sequence: i64,
+    entry_hash: String,
+) -> Result<(), DbErr> {
+    chain_head::Entity::update_many()
+        .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
+        .col_expr(chain_head::Column::EntryHash, Expr::value(entry_hash))
+        .filter(chain_head::Column::Id.eq(1))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// Stored Merkle hashes that the appended entries add, in append order.
@@ -461,31 +471,4 @@ async fn insert_conflicts(
         }
     }
     Ok(())
-}
-
-/// Inserts entries read from a backup, already verified, after the current head, with their
-/// Merkle hashes, in one transaction.
-pub async fn insert_restored(
-    db: &DatabaseConnection,
-    entries: Vec<ledger_entry::Model>,
-) -> Result<(), DbErr> {
-    let Some(last) = entries.last() else {
-        return Ok(());
-    };
-    let (sequence, head_hash) = (last.sequence, last.entry_hash.clone());
-    let txn = trace_runtime::db::begin_write(db).await?;
-    let merkle_rows = merkle_rows(&txn, &entries).await?;
-    insert_entries(&txn, entries).await?;
-    for chunk in merkle_rows.chunks(INSERT_CHUNK) {
-        merkle_hash::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    chain_head::Entity::update_many()
-        .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
-        .col_expr(chain_head::Column::EntryHash, Expr::value(head_hash))
-        .filter(chain_head::Column::Id.eq(1))
-        .exec(&txn)
-        .await?;
-    txn.commit().await
 }

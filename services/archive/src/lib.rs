@@ -5,6 +5,7 @@ pub mod access;
 pub mod backup;
 pub mod backup_job;
 pub mod backup_location;
+pub mod bulk_insert;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;

@@ -1,0 +1,249 @@
+//! Backup and restore of the ledger against real SQLite files, and into PostgreSQL when
+//! `TRACE_TEST_DATABASE_URL` is set. A backup of several segments restores to the same rows
+//! and Merkle tree, and an altered or missing segment is rejected by name.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use trace_archive::backup::{self, BackupError, BackupKey, Manifest};
+use trace_archive::backup_job::{self, BackupLocation};
+use trace_archive::entity::{chain_head, ledger_entry, merkle_hash};
+use trace_archive::ledger::{Incoming, append_batch};
+use trace_archive::migration::Migrator;
+
+async fn connect(url: &str) -> DatabaseConnection {
+    trace_runtime::db::connect_and_migrate::<Migrator>(url)
+        .await
+        .unwrap()
+}
+
+async fn sqlite(dir: &Path, name: &str) -> DatabaseConnection {
+    connect(&format!("sqlite://{}?mode=rwc", dir.join(name).display())).await
+}
+
+/// Appends envelopes `from..from + count` of the benchmark data in one batch.
+async fn append(db: &DatabaseConnection, from: u64, count: u64) {
+    let batch: Vec<Incoming> = (from..from + count)
+        .map(|index| {
+            let envelope = support::envelope(index);
+            Incoming {
+                stream_sequence: index + 1,
+                subject: envelope.subject.clone(),
+                raw: Bytes::from(envelope.encode_to_vec()),
+            }
+        })
+        .collect();
+    append_batch(db, 1_790_000_000_000_000, &batch)
+        .await
+        .unwrap();
+}
+
+/// A source ledger backed up in three runs of `counts` entries each, so in three segments.
+struct Backup {
+    source: DatabaseConnection,
+    location: BackupLocation,
+    key: BackupKey,
+    verifier_key: String,
+    dir: tempfile::TempDir,
+}
+
+async fn three_segment_backup(counts: [u64; 3]) -> Backup {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(dir.path(), "source.db").await;
+    let key = BackupKey::from_hex(&BackupKey::generate_hex()).unwrap();
+    let (signing_key, verifier_key) =
+        trace_archive::checkpoint::generate_key("test.archive").unwrap();
+    let signer = trace_archive::checkpoint::CheckpointSigner::new(&signing_key).unwrap();
+    let folder = dir.path().join("backup");
+    let location =
+        BackupLocation::open(&format!("file://{}", folder.display()), &Default::default()).unwrap();
+    let mut appended = 0;
+    for count in counts {
+        append(&source, appended, count).await;
+        appended += count;
+        let run = backup_job::run_backup(&source, &location, &key, Some(&signer), 1, &|_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(run.manifests.len(), 1, "one segment per run");
+        assert_eq!(run.manifests[0].to_sequence, appended as i64);
+    }
+    Backup {
+        source,
+        location,
+        key,
+        verifier_key,
+        dir,
+    }
+}
+
+impl Backup {
+    fn segment_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("backup/segments"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    async fn verify(&self) -> Result<backup_job::BackupCheck, BackupError> {
+        backup_job::read_backup(
+            &self.location,
+            &self.key,
+            Some(&self.verifier_key),
+            &mut |_, _| {},
+            |_| async { Ok(()) },
+        )
+        .await
+    }
+
+    async fn restore(
+        &self,
+        target: &DatabaseConnection,
+    ) -> Result<backup_job::BackupCheck, BackupError> {
+        backup_job::restore(
+            target,
+            &self.location,
+            &self.key,
+            Some(&self.verifier_key),
+            &mut |_, _| {},
+        )
+        .await
+    }
+}
+
+async fn entries(db: &DatabaseConnection) -> Vec<ledger_entry::Model> {
+    ledger_entry::Entity::find()
+        .order_by_asc(ledger_entry::Column::Sequence)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+async fn stored_hashes(db: &DatabaseConnection) -> Vec<merkle_hash::Model> {
+    merkle_hash::Entity::find()
+        .order_by_asc(merkle_hash::Column::StoredIndex)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+/// Restores `backup` into the empty `target` and checks that it contains the source's rows,
+/// stored Merkle hashes and chain head, and that the restored chain verifies.
+async fn restores_the_same_ledger(backup: &Backup, target: &DatabaseConnection, total: u64) {
+    let check = backup.restore(target).await.unwrap();
+    assert_eq!(check.segments, 3);
+    assert_eq!(check.entries, total);
+    assert_eq!(entries(target).await, entries(&backup.source).await);
+    assert_eq!(
+        stored_hashes(target).await,
+        stored_hashes(&backup.source).await
+    );
+    let head = chain_head::Entity::find_by_id(1)
+        .one(target)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.sequence, total as i64);
+    assert_eq!(head.entry_hash, check.chain_head);
+    let verification = trace_archive::verify::verify_range(target, 1, 0)
+        .await
+        .unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, total);
+    let root = trace_archive::merkle::root(target, total).await.unwrap();
+    assert_eq!(hex::encode(root.0), check.tree_root);
+}
+
+#[tokio::test]
+async fn three_segments_restore_on_sqlite() {
+    // The last segment is larger than one page of the backup's database reads, and the
+    // segment ends are not powers of two, so later segments extend partial subtrees.
+    let backup = three_segment_backup([5, 7, 10_013]).await;
+    let target = sqlite(backup.dir.path(), "restored.db").await;
+    restores_the_same_ledger(&backup, &target, 10_025).await;
+
+    let error = backup.restore(&target).await.unwrap_err().to_string();
+    assert!(error.contains("already holds 10025 entries"), "{error}");
+}
+
+#[tokio::test]
+async fn three_segments_restore_on_postgres() {
+    let Some(url) = trace_tests::postgres::fresh_database("archive_backup").unwrap() else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let backup = three_segment_backup([5, 7, 1_013]).await;
+    let target = connect(&url).await;
+    restores_the_same_ledger(&backup, &target, 1_025).await;
+}
+
+#[tokio::test]
+async fn altered_segment_is_rejected_by_name() {
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    assert_eq!(segments.len(), 3);
+    let mut bytes = std::fs::read(&segments[1]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segments[1], bytes).unwrap();
+    let name = segments[1].file_name().unwrap().to_str().unwrap();
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(name), "{error}");
+    assert!(error.contains("digest"), "{error}");
+
+    let target = sqlite(backup.dir.path(), "restored.db").await;
+    let error = backup.restore(&target).await.unwrap_err().to_string();
+    assert!(error.contains(name), "{error}");
+    let restored = entries(&target).await;
+    assert_eq!(
+        restored.len(),
+        3,
+        "only the segment before the altered one is restored"
+    );
+}
+
+#[tokio::test]
+async fn resealed_altered_entry_is_rejected() {
+    // Someone with the backup key alters an entry, seals the segment again and fixes the
+    // manifest's digest: the hash chain still rejects the segment.
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    let manifests = backup.location.manifests().await.unwrap();
+    let manifest = &manifests[2];
+    let sealed = std::fs::read(&segments[2]).unwrap();
+    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    rows[1].actor_name = "someone else".to_owned();
+    let resealed = backup::seal(&rows, &backup.key, &manifest.segment).unwrap();
+    let altered = Manifest {
+        sealed_sha256: trace_runtime::blob::sha256_hex(&resealed),
+        sealed_bytes: resealed.len() as u64,
+        ..manifest.clone()
+    };
+    std::fs::write(&segments[2], resealed).unwrap();
+    let manifest_path = segments[2].with_extension("manifest.json");
+    std::fs::write(&manifest_path, serde_json::to_vec(&altered).unwrap()).unwrap();
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(error.contains("entry 9 does not verify"), "{error}");
+}
+
+#[tokio::test]
+async fn missing_middle_segment_is_named() {
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    std::fs::remove_file(&segments[1]).unwrap();
+    std::fs::remove_file(segments[1].with_extension("manifest.json")).unwrap();
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains("segment starting at sequence 4"), "{error}");
+    assert!(error.contains("missing"), "{error}");
+}
