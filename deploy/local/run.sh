@@ -10,8 +10,8 @@
 #   TRACE_NATS_SERVER  nats-server binary (default .tools/venv/bin/nats-server,
 #                      installed by `make tools`)
 #   TRACE_BIN_DIR      directory of the service binaries (default target/debug)
-#   MALLOC_ARENA_MAX   glibc malloc arenas per process (default 1, which keeps each
-#                      domain service under 32 MiB resident; see BENCHMARKS.md)
+#   MALLOC_ARENA_MAX   glibc malloc arenas per process (default 1, which kept the
+#                      domain services at about 32 MiB resident; see BENCHMARKS.md)
 set -euo pipefail
 
 # Writing to a closed pipe fails with an error instead of killing the script, so shutdown

@@ -35,6 +35,7 @@ async fn append(db: &DatabaseConnection, from: u64, count: u64) {
                 stream_sequence: index + 1,
                 subject: envelope.subject.clone(),
                 raw: Bytes::from(envelope.encode_to_vec()),
+                previous_event_id: None,
             }
         })
         .collect();
