@@ -78,6 +78,28 @@ async fn revise(client: &mut DocumentServiceClient, document_id: &str, text: &st
 type DocumentServiceClient =
     document_service_client::DocumentServiceClient<tonic::transport::Channel>;
 
+/// Waits until the trace stream holds `count` messages.
+async fn wait_for_stream_messages(nats_url: &str, count: u64) {
+    let deadline = Instant::now() + TIMEOUT;
+    while stream_messages(nats_url).await < count {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} events were published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deletes the first message of the trace stream, as a broker that lost it would.
+async fn lose_first_message(nats_url: &str) {
+    let deleted = trace_stream(nats_url)
+        .await
+        .delete_message(1)
+        .await
+        .expect("delete message 1");
+    assert!(deleted, "message 1 was not in the stream");
+}
+
 /// Returns the previous event that the message at `sequence` of the trace stream names.
 async fn previous_event_header(nats_url: &str, sequence: u64) -> Option<String> {
     let message = trace_stream(nats_url)
@@ -105,14 +127,7 @@ async fn entity_order_survives_lost_event() {
 
     // No archive runs, so no receipt arrives, yet the relay publishes every event at once.
     // Each revision names the event of its document that it must follow.
-    let deadline = Instant::now() + TIMEOUT;
-    while stream_messages(&nats.url()).await < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the four events were not published"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_stream_messages(&nats.url(), 4).await;
     let mut headers = Vec::new();
     for sequence in 1..=4 {
         headers.push(previous_event_header(&nats.url(), sequence).await);
@@ -125,12 +140,7 @@ async fn entity_order_survives_lost_event() {
 
     // The broker loses the first draft's first event. Its revisions, still in the stream,
     // must wait in the archive until the relay publishes that event again.
-    let deleted = trace_stream(&nats.url())
-        .await
-        .delete_message(1)
-        .await
-        .expect("delete message 1");
-    assert!(deleted);
+    lose_first_message(&nats.url()).await;
 
     let archive = start_archive(&nats.url(), dir.path()).await;
     let events = [
@@ -217,6 +227,47 @@ async fn relay_recovers_lost_receipt() {
             .filter(|entry| entry.event_id == created)
             .count(),
         1
+    );
+    document.stop().await;
+    archive.stop().await;
+}
+
+/// A revision whose first event the broker lost, while the document service is down and
+/// cannot publish it again, waits `predecessor_wait_secs` in the archive and is then
+/// appended on its own. The lost event follows once the service runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_event_appended_after_wait() {
+    let nats = NatsServer::start().expect("start nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let document = start_document(&nats.url(), dir.path()).await;
+    let mut client = document_client(&document.address).await;
+    let (first, created) = create_draft(&mut client, "Key register").await;
+    let revised = revise(&mut client, &first, "second text").await;
+    wait_for_stream_messages(&nats.url(), 2).await;
+    document.stop().await;
+    lose_first_message(&nats.url()).await;
+
+    let archive = start_archive_with(&nats.url(), dir.path(), |config| {
+        config.archive.predecessor_wait_secs = 2;
+    })
+    .await;
+    wait_until_archived(&archive.address, std::slice::from_ref(&revised), TIMEOUT).await;
+    let ledger = read_ledger(&archive.address).await;
+    let stored: Vec<&str> = ledger.iter().map(|entry| entry.event_id.as_str()).collect();
+    assert_eq!(
+        stored,
+        vec![revised.as_str()],
+        "only the revision is archived"
+    );
+
+    let document = start_document(&nats.url(), dir.path()).await;
+    wait_until_archived(&archive.address, std::slice::from_ref(&created), TIMEOUT).await;
+    let ledger = read_ledger(&archive.address).await;
+    let versions: Vec<u64> = ledger.iter().map(|entry| entry.entity_version).collect();
+    assert_eq!(
+        versions,
+        vec![2, 1],
+        "the revision stays ahead of the late first event"
     );
     document.stop().await;
     archive.stop().await;
