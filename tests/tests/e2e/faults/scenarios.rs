@@ -662,6 +662,18 @@ fn fill_file_system(path: &Path) -> u64 {
     }
 }
 
+/// Returns the text of `log_file` once it contains `line`, or after 30 s without it.
+async fn wait_for_log_line(log_file: &Path, line: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(log_file).unwrap_or_default();
+        if log.contains(line) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "mounts a tmpfs as root; run by `make faults`"]
 async fn archive_disk_full_under_load() {
@@ -696,12 +708,14 @@ async fn archive_disk_full_under_load() {
         let filled = fill_file_system(&filler);
         assert!(filled > 0, "the filler must take the free space");
         wait_through_fault(&recorder).await;
-        let size_while_full = ledger_size(&archive.address).await;
-        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        // The fault window counts calls, and the calls can all return before the archive
+        // has tried to append, so wait for the archive's own report of the full disk.
+        let log = wait_for_log_line(&log_file, "disk is full").await;
         assert!(
             log.contains("disk is full"),
             "the archive log must name the full disk:\n{log}"
         );
+        let size_while_full = ledger_size(&archive.address).await;
         assert!(archive.is_running(), "the archive must survive a full disk");
         progress("freeing the archive's disk", &recorder);
         std::fs::remove_file(&filler).expect("remove the filler file");
