@@ -338,10 +338,20 @@ async fn one_call_is_one_trace_to_the_archive() {
         point_attribute(point, "method") == Some(&create_draft_path)
             && point_attribute(point, "reason") == Some("missing_token")
     };
+    // Each service exports on its own interval, so the archive's instruments can arrive
+    // after the document service's counters.
+    let expected_names = [
+        "trace.grpc.server.request.duration",
+        "trace.outbox.pending_rows",
+        "trace.archive.append.duration",
+        "trace.archive.ledger.entries",
+    ];
     let exports = metrics_until(&mut collector, Duration::from_secs(30), |exports| {
+        let names = metric_names(exports);
         sum_points(exports, requests).iter().any(is_both_drafts)
             && sum_points(exports, published).iter().any(is_document)
             && sum_points(exports, denied).iter().any(is_missing_token)
+            && expected_names.iter().all(|name| names.contains(name))
     })
     .await;
     let request_point = sum_points(&exports, requests)
@@ -364,12 +374,7 @@ async fn one_call_is_one_trace_to_the_archive() {
     assert_eq!(point_attribute(&denied_point, "service"), Some("document"));
     assert_eq!(denied_point["value"]["AsInt"], 1);
     let names = metric_names(&exports);
-    for expected in [
-        "trace.grpc.server.request.duration",
-        "trace.outbox.pending_rows",
-        "trace.archive.append.duration",
-        "trace.archive.ledger.entries",
-    ] {
+    for expected in expected_names {
         assert!(
             names.contains(&expected),
             "{expected} missing from {names:?}"
