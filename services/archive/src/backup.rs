@@ -114,6 +114,9 @@ pub struct BackupRow {
     pub entry_hash: String,
 }
 
+/// The row conversion that backups used before they wrote lines straight from the entries,
+/// kept for the tests that check the two produce the same bytes.
+#[cfg(test)]
 impl From<&ledger_entry::Model> for BackupRow {
     fn from(entry: &ledger_entry::Model) -> Self {
         Self {
