@@ -170,8 +170,8 @@ async fn versions_of(db: &DatabaseConnection, entity_id: &str) -> Vec<(i64, i64)
         .unwrap()
 }
 
-/// An event whose previous event is not in the ledger is held until that event arrives. Within
-/// one batch, an earlier message releases a later one.
+/// Checks that an event whose previous event is not in the ledger is held until that event
+/// arrives, and that within one batch an earlier message releases a later one.
 async fn holds_early_events(db: &DatabaseConnection) {
     let first = envelope("doc-order", 1, "drafted");
     let second = envelope("doc-order", 2, "revised");

@@ -78,7 +78,7 @@ async fn revise(client: &mut DocumentServiceClient, document_id: &str, text: &st
 type DocumentServiceClient =
     document_service_client::DocumentServiceClient<tonic::transport::Channel>;
 
-/// Waits until the trace stream holds `count` messages.
+/// Waits until the trace stream contains `count` messages.
 async fn wait_for_stream_messages(nats_url: &str, count: u64) {
     let deadline = Instant::now() + TIMEOUT;
     while stream_messages(nats_url).await < count {
