@@ -114,6 +114,9 @@ impl Default for ArchiveConfig {
     }
 }
 
+/// Maximum wait for a predecessor: one week.
+const MAX_PREDECESSOR_WAIT_SECS: u64 = 7 * 24 * 3600;
+
 fn default_predecessor_wait_secs() -> u64 {
     600
 }
@@ -139,6 +142,13 @@ impl ArchiveConfig {
             return Err(ConfigError::invalid(
                 "archive.ack_wait_secs",
                 "must be at least 5",
+            ));
+        }
+        // Zero would append every event at once, out of order after a lost message.
+        if !(1..=MAX_PREDECESSOR_WAIT_SECS).contains(&self.archive.predecessor_wait_secs) {
+            return Err(ConfigError::invalid(
+                "archive.predecessor_wait_secs",
+                "must be 1 to 604800 (one week)",
             ));
         }
         Ok(())
@@ -212,5 +222,26 @@ impl ArchiveConfig {
             anyhow::anyhow!("failed to read archive.checkpoint_signing_key_file {path}: {error}")
         })?;
         Ok(Some(crate::checkpoint::CheckpointSigner::new(&key)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predecessor_wait_out_of_range_is_rejected() {
+        for secs in [0, MAX_PREDECESSOR_WAIT_SECS + 1, u64::MAX] {
+            let mut config = ArchiveConfig::default();
+            config.archive.predecessor_wait_secs = secs;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("archive.predecessor_wait_secs"),
+                "{secs}: {error}"
+            );
+        }
+        let mut config = ArchiveConfig::default();
+        config.archive.predecessor_wait_secs = MAX_PREDECESSOR_WAIT_SECS;
+        config.validate().unwrap();
     }
 }
