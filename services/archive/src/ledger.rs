@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
-use trace_runtime::event::{envelope_digest, is_sealed_level, is_subject_token};
+use trace_runtime::event::{digest_form, envelope_digest, is_sealed_level, is_subject_token};
 
 use crate::entity::{chain_head, conflict, ledger_entry, merkle_hash, rejected};
 use crate::merkle;
@@ -161,16 +161,86 @@ fn check_envelope(envelope: &Envelope, subject: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The stored columns of one ledger entry, borrowed from a model or straight from a
+/// database row, so that verification can hash a row without copying it first.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryColumns<'a> {
+    pub sequence: i64,
+    pub event_id: &'a str,
+    pub stream_sequence: i64,
+    pub subject: &'a str,
+    pub source_service: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: &'a str,
+    pub entity_version: i64,
+    pub action: &'a str,
+    pub actor_id: &'a str,
+    pub actor_name: &'a str,
+    pub actor_department: &'a str,
+    pub actor_role: &'a str,
+    pub confidentiality: i32,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub correlation_id: &'a str,
+    pub causation_id: &'a str,
+    pub payload_type: &'a str,
+    pub payload_sha256: &'a str,
+    pub payload: Option<&'a [u8]>,
+    pub previous_hash: &'a str,
+    pub entry_hash: &'a str,
+}
+
+impl<'a> From<&'a ledger_entry::Model> for EntryColumns<'a> {
+    fn from(entry: &'a ledger_entry::Model) -> Self {
+        Self {
+            sequence: entry.sequence,
+            event_id: &entry.event_id,
+            stream_sequence: entry.stream_sequence,
+            subject: &entry.subject,
+            source_service: &entry.source_service,
+            entity_type: &entry.entity_type,
+            entity_id: &entry.entity_id,
+            entity_version: entry.entity_version,
+            action: &entry.action,
+            actor_id: &entry.actor_id,
+            actor_name: &entry.actor_name,
+            actor_department: &entry.actor_department,
+            actor_role: &entry.actor_role,
+            confidentiality: entry.confidentiality,
+            occurred_at: entry.occurred_at,
+            received_at: entry.received_at,
+            correlation_id: &entry.correlation_id,
+            causation_id: &entry.causation_id,
+            payload_type: &entry.payload_type,
+            payload_sha256: &entry.payload_sha256,
+            payload: entry.payload.as_deref(),
+            previous_hash: &entry.previous_hash,
+            entry_hash: &entry.entry_hash,
+        }
+    }
+}
+
 /// Returns true when the stored payload of `entry` matches its committed digest, or when
 /// disposition has cleared it.
 pub fn payload_matches_digest(entry: &ledger_entry::Model) -> bool {
-    entry.payload.as_ref().is_none_or(|payload| {
-        envelope_digest(payload, entry.confidentiality) == entry.payload_sha256
+    payload_matches(&EntryColumns::from(entry))
+}
+
+/// [`payload_matches_digest`] on borrowed columns, without allocating for the digest.
+pub fn payload_matches(entry: &EntryColumns<'_>) -> bool {
+    entry.payload.is_none_or(|payload| {
+        let digest = Sha256::digest(digest_form(payload, entry.confidentiality));
+        is_hex_of(&digest.into(), entry.payload_sha256)
     })
 }
 
 /// Computes the entry hash of `entry` from its stored columns and its previous hash.
 pub fn entry_hash(entry: &ledger_entry::Model) -> String {
+    hex::encode(entry_hash_bytes(&EntryColumns::from(entry)))
+}
+
+/// Computes the entry hash of `entry` as raw bytes. [`entry_hash`] returns its lowercase hex.
+pub fn entry_hash_bytes(entry: &EntryColumns<'_>) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(ENTRY_DOMAIN);
     let mut field = |bytes: &[u8]| {
@@ -198,7 +268,13 @@ pub fn entry_hash(entry: &ledger_entry::Model) -> String {
     field(entry.causation_id.as_bytes());
     field(entry.payload_type.as_bytes());
     field(entry.payload_sha256.as_bytes());
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
+}
+
+/// Returns true when `text` is the lowercase hex of `hash`.
+pub fn is_hex_of(hash: &[u8; 32], text: &str) -> bool {
+    let mut encoded = [0u8; 64];
+    hex::encode_to_slice(hash, &mut encoded).is_ok() && encoded.as_slice() == text.as_bytes()
 }
 
 /// Appends a batch in one transaction and returns one outcome per message, in order.

@@ -12,7 +12,7 @@ use trace_archive::entity::ledger_entry;
 use trace_archive::ledger::{Incoming, Outcome, append_batch};
 use trace_archive::migration::Migrator;
 use trace_archive::receipt_query::archived;
-use trace_archive::verify::verify_range;
+use trace_archive::verify::{verify_in_chunks, verify_range};
 use trace_proto::event::v1::{Actor, Envelope, ReceiptQuery};
 
 fn envelope(entity_id: &str, version: u64, action: &str) -> Envelope {
@@ -499,4 +499,137 @@ async fn receipt_query_names_own_archived_events() {
         .await
         .unwrap();
     assert!(empty.events.is_empty());
+}
+
+/// Runs `sql` on `db`, which must succeed.
+async fn execute(db: &DatabaseConnection, sql: String) {
+    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap();
+}
+
+/// Reads the stored entry hash of `sequence`.
+async fn stored_entry_hash(db: &DatabaseConnection, sequence: i64) -> String {
+    ledger_entry::Entity::find_by_id(sequence)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .entry_hash
+}
+
+/// Verifies 30 entries in three chunks of ten, the way `verify_range` splits a long range
+/// across cores, and checks that the result names the first failure wherever it sits.
+async fn split_verification_first_failure(db: &DatabaseConnection) {
+    let batch: Vec<Incoming> = (1..=30)
+        .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+        .collect();
+    for chunk in batch.chunks(7) {
+        append_batch(db, 10, chunk).await.unwrap();
+    }
+    let whole = verify_in_chunks(db, 1, 0, 3, 1).await.unwrap();
+    assert!(whole.ok(), "{whole:?}");
+    assert_eq!(whole.checked, 30);
+    assert_eq!(whole.head_hash, stored_entry_hash(db, 30).await);
+    assert_eq!(whole, verify_range(db, 1, 0).await.unwrap());
+
+    let part = verify_in_chunks(db, 5, 9, 3, 1).await.unwrap();
+    assert!(part.ok(), "{part:?}");
+    assert_eq!(
+        (part.from_sequence, part.to_sequence, part.checked),
+        (5, 9, 5)
+    );
+    assert_eq!(part.head_hash, stored_entry_hash(db, 9).await);
+
+    // The last entry of the first chunk, the first of the second, one inside the third.
+    for sequence in [10, 11, 25] {
+        execute(
+            db,
+            format!(
+                "UPDATE ledger_entries SET actor_id = 'someone.else' WHERE sequence = {sequence}"
+            ),
+        )
+        .await;
+        let verification = verify_in_chunks(db, 1, 0, 3, 1).await.unwrap();
+        let (broken, reason) = verification.broken.clone().unwrap();
+        assert_eq!(broken, sequence);
+        assert_eq!(reason, "entry hash does not match the entry's contents");
+        assert_eq!(verification.checked, sequence as u64 - 1);
+        assert_eq!(
+            verification.head_hash,
+            stored_entry_hash(db, sequence - 1).await
+        );
+        execute(
+            db,
+            format!("UPDATE ledger_entries SET actor_id = 'zhang.min' WHERE sequence = {sequence}"),
+        )
+        .await;
+    }
+
+    // Two edits in different chunks: the earlier one is reported.
+    for sequence in [25, 12] {
+        execute(
+            db,
+            format!("UPDATE ledger_entries SET action = 'altered' WHERE sequence = {sequence}"),
+        )
+        .await;
+    }
+    let verification = verify_in_chunks(db, 1, 0, 3, 1).await.unwrap();
+    assert_eq!(verification.broken.map(|(sequence, _)| sequence), Some(12));
+    assert_eq!(verification.checked, 11);
+    execute(
+        db,
+        "UPDATE ledger_entries SET action = 'read' WHERE sequence IN (12, 25)".to_owned(),
+    )
+    .await;
+    assert!(verify_in_chunks(db, 1, 0, 3, 1).await.unwrap().ok());
+
+    // A wrong Merkle leaf in the second chunk.
+    let leaf = tlog_tiles::tlog::stored_hash_index(0, 19);
+    let zeros = "00".repeat(32);
+    let literal = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => format!("decode('{zeros}', 'hex')"),
+        _ => format!("X'{zeros}'"),
+    };
+    execute(
+        db,
+        format!("UPDATE merkle_hashes SET hash = {literal} WHERE stored_index = {leaf}"),
+    )
+    .await;
+    let verification = verify_in_chunks(db, 1, 0, 3, 1).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 20);
+    assert_eq!(reason, "Merkle leaf hash does not match the entry hash");
+
+    // Deleted rows: the first of the second chunk, and the last of the ledger.
+    execute(
+        db,
+        "DELETE FROM ledger_entries WHERE sequence IN (11, 30)".to_owned(),
+    )
+    .await;
+    let verification = verify_in_chunks(db, 1, 0, 3, 1).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 11);
+    assert_eq!(reason, "entry is missing; the next stored sequence is 12");
+    assert_eq!(verification.checked, 10);
+    let verification = verify_in_chunks(db, 21, 0, 3, 1).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 30);
+    assert_eq!(reason, "entry is missing");
+    assert_eq!(verification.checked, 9);
+}
+
+#[tokio::test]
+async fn split_verification_first_failure_on_sqlite() {
+    let test = sqlite().await;
+    split_verification_first_failure(&test.db).await;
+}
+
+#[tokio::test]
+async fn split_verification_first_failure_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    split_verification_first_failure(&db).await;
 }
