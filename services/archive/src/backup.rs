@@ -19,6 +19,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::entity::ledger_entry;
+use crate::ledger::EntryColumns;
 
 /// Entries per segment at most; a backup of a larger range writes several segments.
 pub const SEGMENT_ENTRIES: u64 = 100_000;
@@ -236,21 +237,27 @@ pub fn write_lines(
     entries: &[ledger_entry::Model],
 ) -> Result<(), BackupError> {
     for entry in entries {
-        serde_json::to_writer(&mut *output, &EntryLine(entry))
-            .map_err(|error| BackupError::Other(error.to_string()))?;
-        output.push(b'\n');
+        write_line(output, EntryColumns::from(entry))?;
     }
     Ok(())
 }
 
+/// Writes one entry's line, with its newline, to `output`.
+pub fn write_line(output: &mut Vec<u8>, entry: EntryColumns<'_>) -> Result<(), BackupError> {
+    serde_json::to_writer(&mut *output, &EntryLine(entry))
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    output.push(b'\n');
+    Ok(())
+}
+
 /// A ledger entry serialised with the fields, names and order of [`BackupRow`].
-struct EntryLine<'a>(&'a ledger_entry::Model);
+struct EntryLine<'a>(EntryColumns<'a>);
 
 impl Serialize for EntryLine<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
 
-        let entry = self.0;
+        let entry = &self.0;
         let mut line = serializer.serialize_struct("BackupRow", 23)?;
         line.serialize_field("sequence", &entry.sequence)?;
         line.serialize_field("event_id", &entry.event_id)?;
@@ -272,7 +279,7 @@ impl Serialize for EntryLine<'_> {
         line.serialize_field("causation_id", &entry.causation_id)?;
         line.serialize_field("payload_type", &entry.payload_type)?;
         line.serialize_field("payload_sha256", &entry.payload_sha256)?;
-        line.serialize_field("payload", &entry.payload.as_deref().map(Base64Payload))?;
+        line.serialize_field("payload", &entry.payload.map(Base64Payload))?;
         line.serialize_field("previous_hash", &entry.previous_hash)?;
         line.serialize_field("entry_hash", &entry.entry_hash)?;
         line.end()

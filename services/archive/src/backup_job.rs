@@ -131,6 +131,7 @@ fn record_segment(
 
 /// Entry count, last entry hash, Merkle root and checkpoint of a segment read from the
 /// database.
+#[derive(Default)]
 struct SegmentRead {
     entries: u64,
     /// Entry hash of the segment's last entry.
@@ -142,8 +143,8 @@ struct SegmentRead {
 /// Sealed bytes of a segment, from the blocking thread that compresses and seals it.
 type Sealer = tokio::task::JoinHandle<Result<Vec<u8>, BackupError>>;
 
-/// Reads the entries `from..=to` in pages and hands them to a new blocking thread that
-/// serialises, compresses and seals them as segment `name`. Returns that thread, which may
+/// Reads the entries `from..=to` in pages as JSON lines and hands them to a new blocking
+/// thread that compresses and seals them as segment `name`. Returns that thread, which may
 /// still be running, with the Merkle root and signed checkpoint at `to`.
 async fn read_segment(
     db: &DatabaseConnection,
@@ -155,25 +156,87 @@ async fn read_segment(
 ) -> Result<(Sealer, SegmentRead), BackupError> {
     // Two pages in the channel let the database read run ahead of compression without
     // holding the whole segment in memory.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<ledger_entry::Model>>(2);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (sealer_key, sealer_name) = (key.clone(), name.to_owned());
     let sealer = tokio::task::spawn_blocking(move || {
         let mut writer = backup::SegmentWriter::new();
-        let mut lines = Vec::new();
-        while let Some(page) = receiver.blocking_recv() {
-            lines.clear();
-            backup::write_lines(&mut lines, &page)?;
+        while let Some(lines) = receiver.blocking_recv() {
             writer.write_lines(&lines)?;
         }
         writer.seal(&sealer_key, &sealer_name)
     });
 
-    let mut read = SegmentRead {
-        entries: 0,
-        last_hash: None,
-        root: Hash([0; 32]),
-        checkpoint: None,
+    let mut read = match crate::verify::sqlite_file(db) {
+        Some(path) => tokio::task::spawn_blocking(move || {
+            read_lines_from_file(&path, from, to, &sender).map_err(|error| {
+                BackupError::Other(format!(
+                    "failed to read {} for a backup: {error}",
+                    path.display()
+                ))
+            })
+        })
+        .await
+        .map_err(|error| BackupError::Other(format!("backup task failed: {error}")))??,
+        None => read_lines(db, from, to, sender).await?,
     };
+    read.root = merkle::root(db, to as u64)
+        .await
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    read.checkpoint = signer
+        .map(|signer| signer.sign(to as u64, read.root))
+        .transpose()
+        .map_err(|error| BackupError::Other(error.to_string()))?;
+    Ok((sealer, read))
+}
+
+/// Reads entries `from..=to` from the archive's SQLite file and sends their lines, a page at
+/// a time, to `sender`. Each line is written from the row where SQLite keeps it.
+fn read_lines_from_file(
+    path: &std::path::Path,
+    from: i64,
+    to: i64,
+    sender: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<SegmentRead, BackupError> {
+    let sqlite_error = |error: rusqlite::Error| BackupError::Other(error.to_string());
+    let connection = crate::verify::open_read_only(path).map_err(sqlite_error)?;
+    let mut statement = connection
+        .prepare(crate::verify::SQLITE_ENTRIES)
+        .map_err(sqlite_error)?;
+    let mut read = SegmentRead::default();
+    let mut last_hash = String::new();
+    let mut page_from = from;
+    while page_from <= to {
+        let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
+        let mut lines = Vec::new();
+        let mut rows = statement
+            .query((page_from, page_to))
+            .map_err(sqlite_error)?;
+        while let Some(row) = rows.next().map_err(sqlite_error)? {
+            let entry = crate::verify::sqlite_columns(row).map_err(sqlite_error)?;
+            backup::write_line(&mut lines, entry)?;
+            last_hash.clear();
+            last_hash.push_str(entry.entry_hash);
+            read.entries += 1;
+        }
+        if sender.blocking_send(lines).is_err() {
+            // The sealer stopped early; awaiting it returns its error.
+            break;
+        }
+        page_from = page_to + 1;
+    }
+    read.last_hash = (!last_hash.is_empty()).then_some(last_hash);
+    Ok(read)
+}
+
+/// Reads entries `from..=to` through the ORM, for PostgreSQL and in-memory SQLite, and
+/// sends their lines, a page at a time, to `sender`.
+async fn read_lines(
+    db: &DatabaseConnection,
+    from: i64,
+    to: i64,
+    sender: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<SegmentRead, BackupError> {
+    let mut read = SegmentRead::default();
     let mut page_from = from;
     while page_from <= to {
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
@@ -187,21 +250,15 @@ async fn read_segment(
         if let Some(last) = page.last() {
             read.last_hash = Some(last.entry_hash.clone());
         }
-        if sender.send(page).await.is_err() {
-            // The sealer stopped early; awaiting it below returns its error.
+        let mut lines = Vec::new();
+        backup::write_lines(&mut lines, &page)?;
+        if sender.send(lines).await.is_err() {
+            // The sealer stopped early; awaiting it returns its error.
             break;
         }
         page_from = page_to + 1;
     }
-    drop(sender);
-    read.root = merkle::root(db, to as u64)
-        .await
-        .map_err(|error| BackupError::Other(error.to_string()))?;
-    read.checkpoint = signer
-        .map(|signer| signer.sign(to as u64, read.root))
-        .transpose()
-        .map_err(|error| BackupError::Other(error.to_string()))?;
-    Ok((sealer, read))
+    Ok(read)
 }
 
 /// Waits for a segment's sealed bytes, completes its manifest with their digest and size,
