@@ -1,6 +1,6 @@
-//! Inserting a restored ledger: verified entries and their stored Merkle hashes, written with
-//! multi-row `INSERT` statements whose SQL text repeats, so that the driver prepares each
-//! statement once and only binds values afterwards.
+//! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
+//! restores, with multi-row `INSERT` statements whose SQL text repeats, so that the driver
+//! prepares each statement once and only binds values afterwards.
 
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, IdenStatic, Iterable, Statement,
@@ -38,13 +38,28 @@ pub async fn insert_restored(
         txn.execute_unprepared(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
             .await?;
     }
+    insert_entries(&txn, entries, stored_hashes).await?;
+    crate::ledger::set_chain_head(&txn, sequence, head_hash).await?;
+    txn.commit().await
+}
+
+/// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's
+/// transaction. Both the consumer's appends and restores write through here.
+pub(crate) async fn insert_entries<C>(
+    txn: &C,
+    entries: Vec<ledger_entry::Model>,
+    stored_hashes: &[(u64, Hash)],
+) -> Result<(), DbErr>
+where
+    C: ConnectionTrait,
+{
     let entry_columns: Vec<ledger_entry::Column> = ledger_entry::Column::iter().collect();
     let entry_table = Table {
         name: "ledger_entries",
         columns: entry_columns.iter().map(|column| column.as_str()).collect(),
     };
     entry_table
-        .insert(&txn, entries, |mut entry, values| {
+        .insert(txn, entries, |mut entry, values| {
             for column in &entry_columns {
                 values.push(take_column(&mut entry, *column));
             }
@@ -57,7 +72,7 @@ pub async fn insert_restored(
             .collect(),
     };
     hash_table
-        .insert(&txn, stored_hashes.iter(), |(index, hash), values| {
+        .insert(txn, stored_hashes.iter(), |(index, hash), values| {
             for column in merkle_hash::Column::iter() {
                 values.push(match column {
                     merkle_hash::Column::StoredIndex => Value::from(*index as i64),
@@ -65,9 +80,7 @@ pub async fn insert_restored(
                 });
             }
         })
-        .await?;
-    crate::ledger::set_chain_head(&txn, sequence, head_hash).await?;
-    txn.commit().await
+        .await
 }
 
 /// A table and the columns that an insert binds, in order.

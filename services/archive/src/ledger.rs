@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
 use trace_runtime::event::{digest_form, envelope_digest, is_sealed_level, is_subject_token};
 
-use crate::entity::{chain_head, conflict, ledger_entry, merkle_hash, rejected};
+use crate::entity::{chain_head, conflict, ledger_entry, rejected};
 use crate::merkle;
 
 /// Previous hash of the first entry.
@@ -27,8 +27,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Domain tag that starts every entry hash input.
 const ENTRY_DOMAIN: &[u8] = b"trace-ledger-entry-v1\0";
 
-/// Rows per multi-row insert; keeps statements under SQLite's bound-parameter limit.
-const INSERT_CHUNK: usize = 200;
+/// Event ids per lookup of stored entries, so that a statement stays under SQLite's limit
+/// of bound parameters.
+const LOOKUP_CHUNK: usize = 200;
 
 /// A message taken from the trace stream.
 #[derive(Debug, Clone)]
@@ -369,13 +370,8 @@ pub async fn append_batch(
         appended.push(entry);
     }
 
-    let merkle_rows = merkle_rows(&txn, &appended).await?;
-    insert_entries(&txn, appended).await?;
-    for chunk in merkle_rows.chunks(INSERT_CHUNK) {
-        merkle_hash::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    let stored_hashes = merkle_rows(&txn, &appended).await?;
+    crate::bulk_insert::insert_entries(&txn, appended, &stored_hashes).await?;
     insert_rejections(&txn, rejections).await?;
     insert_conflicts(&txn, conflicts).await?;
     set_chain_head(&txn, sequence, previous_hash).await?;
@@ -398,11 +394,11 @@ pub(crate) async fn set_chain_head(
     Ok(())
 }
 
-/// Stored Merkle hashes that the appended entries add, in append order.
+/// Stored Merkle hashes that the appended entries add, with their indexes, in append order.
 async fn merkle_rows(
     txn: &sea_orm::DatabaseTransaction,
     appended: &[ledger_entry::Model],
-) -> Result<Vec<merkle_hash::ActiveModel>, DbErr> {
+) -> Result<Vec<(u64, tlog_tiles::tlog::Hash)>, DbErr> {
     let mut cache = HashMap::new();
     let mut rows = Vec::new();
     for entry in appended {
@@ -435,7 +431,7 @@ async fn stored_digests(
     event_ids.sort_unstable();
     event_ids.dedup();
     let mut known = HashMap::new();
-    for chunk in event_ids.chunks(INSERT_CHUNK) {
+    for chunk in event_ids.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(i64, String, String)> = ledger_entry::Entity::find()
             .select_only()
             .columns([
@@ -452,19 +448,6 @@ async fn stored_digests(
         }
     }
     Ok(known)
-}
-
-async fn insert_entries(
-    txn: &sea_orm::DatabaseTransaction,
-    entries: Vec<ledger_entry::Model>,
-) -> Result<(), DbErr> {
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        let models = chunk.iter().cloned().map(ledger_entry::ActiveModel::from);
-        ledger_entry::Entity::insert_many(models)
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
 }
 
 fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::ActiveModel {

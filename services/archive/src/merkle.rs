@@ -126,13 +126,14 @@ pub fn leaf_hash(entry_hash_hex: &str) -> Hash {
 }
 
 /// Computes the stored hashes that appending leaf `index` (0-based) adds, records them in
-/// `cache`, and returns them as rows to insert in the caller's transaction.
+/// `cache`, and returns them with their stored indexes, for the caller to insert in its
+/// transaction.
 pub async fn append_leaf<C: ConnectionTrait>(
     db: &C,
     cache: &mut HashMap<u64, Hash>,
     index: u64,
     leaf: Hash,
-) -> Result<Vec<merkle_hash::ActiveModel>, MerkleError> {
+) -> Result<Vec<(u64, Hash)>, MerkleError> {
     let hashes = with_hashes(db, cache, |reader| {
         tlog::stored_hashes_for_record_hash(index, leaf, reader)
     })
@@ -142,10 +143,7 @@ pub async fn append_leaf<C: ConnectionTrait>(
     for (offset, hash) in hashes.into_iter().enumerate() {
         let stored_index = first + offset as u64;
         cache.insert(stored_index, hash);
-        rows.push(merkle_hash::ActiveModel {
-            stored_index: sea_orm::ActiveValue::Set(stored_index as i64),
-            hash: sea_orm::ActiveValue::Set(hash.0.to_vec()),
-        });
+        rows.push((stored_index, hash));
     }
     Ok(rows)
 }
