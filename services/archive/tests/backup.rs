@@ -269,7 +269,7 @@ async fn backup_rows(
         .unwrap();
     assert_eq!(run.manifests.len(), 1);
     let manifest = run.manifests[0].clone();
-    let sealed = std::fs::read(folder.join("segments").join(&manifest.segment)).unwrap();
+    let sealed = std::fs::read(folder.join(&manifest.segment)).unwrap();
     let rows = backup::open(&sealed, key, &manifest.segment).unwrap();
     (manifest, rows)
 }
