@@ -577,7 +577,7 @@ pub async fn restore(
         verifier_key,
         progress,
         |segment| async move {
-            crate::bulk_insert::insert_restored(db, segment.entries, &segment.stored_hashes)
+            crate::bulk_insert::insert_restored(db, segment.entries, segment.stored_hashes)
                 .await
                 .map_err(database_error)
         },

@@ -1,6 +1,7 @@
 //! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
 //! restores, with multi-row `INSERT` statements whose SQL text repeats, so that the driver
-//! prepares each statement once and only binds values afterwards.
+//! prepares each statement once and only binds values afterwards. A restore into a SQLite
+//! file writes through a `rusqlite` connection of its own instead.
 
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, IdenStatic, Iterable, Statement,
@@ -14,37 +15,107 @@ use crate::entity::{ledger_entry, merkle_hash};
 /// under the limits of SQLite (32,766 since 3.32) and PostgreSQL (65,535).
 const CHUNK_ROWS: usize = 1_000;
 
-/// Page cache of a SQLite connection that restores, in KiB.
+/// Page cache of the SQLite connection that restores, in KiB. SQLite's default of 2 MiB is
+/// far smaller than the ledger's indexes, so inserting a segment would read index pages back
+/// from the file. SQLite allocates the pages only as it uses them.
 const SQLITE_CACHE_KIB: u32 = 256 * 1024;
 
 /// Inserts entries read from a backup, already verified, after the current head, with the
-/// stored Merkle hashes that they add, and moves the chain head, in one transaction.
+/// stored Merkle hashes that they add, and moves the chain head, in one transaction. A SQLite
+/// file is written through [`insert_into_file`], other databases through the pool.
 pub async fn insert_restored(
     db: &DatabaseConnection,
     entries: Vec<ledger_entry::Model>,
-    stored_hashes: &[(u64, Hash)],
+    stored_hashes: Vec<(u64, Hash)>,
 ) -> Result<(), DbErr> {
     let Some(last) = entries.last() else {
         return Ok(());
     };
     let (sequence, head_hash) = (last.sequence, last.entry_hash.clone());
-    let txn = trace_runtime::db::begin_write(db).await?;
-    if txn.get_database_backend() == DatabaseBackend::Sqlite {
-        // SQLite's default page cache of 2 MiB is far smaller than the ledger's indexes, so
-        // inserting a segment reads index pages back from the file. The setting stays on this
-        // pooled connection, and SQLite allocates the pages only as it uses them.
-        // NOTE: the gain measured with 200,000 entries was about 5 %, within the noise of a
-        // shared two-core machine.
-        txn.execute_unprepared(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
-            .await?;
+    if let Some(path) = crate::verify::sqlite_file(db) {
+        return tokio::task::spawn_blocking(move || {
+            insert_into_file(&path, &entries, &stored_hashes).map_err(|error| {
+                DbErr::Custom(format!(
+                    "failed to insert restored entries into {}: {error}",
+                    path.display()
+                ))
+            })
+        })
+        .await
+        .map_err(|error| DbErr::Custom(format!("restore task failed: {error}")))?;
     }
-    insert_entries(&txn, entries, stored_hashes).await?;
+    let txn = trace_runtime::db::begin_write(db).await?;
+    insert_entries(&txn, entries, &stored_hashes).await?;
     crate::ledger::set_chain_head(&txn, sequence, head_hash).await?;
     txn.commit().await
 }
 
+/// Inserts restored entries, their stored Merkle hashes and the new chain head into a SQLite
+/// file in one transaction, through a `rusqlite` connection of its own. Each statement is
+/// prepared once and executed per row with values borrowed from the entries, which avoids
+/// sqlx's copies of every bound value.
+fn insert_into_file(
+    path: &std::path::Path,
+    entries: &[ledger_entry::Model],
+    stored_hashes: &[(u64, Hash)],
+) -> rusqlite::Result<()> {
+    let Some(last) = entries.last() else {
+        return Ok(());
+    };
+    let mut connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    connection.pragma_update(None, "cache_size", -i64::from(SQLITE_CACHE_KIB))?;
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert_entry = transaction.prepare(concat!(
+            "INSERT INTO ledger_entries (",
+            crate::verify::entry_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+        ))?;
+        for entry in entries {
+            insert_entry.execute(rusqlite::params![
+                entry.sequence,
+                entry.event_id,
+                entry.stream_sequence,
+                entry.subject,
+                entry.source_service,
+                entry.entity_type,
+                entry.entity_id,
+                entry.entity_version,
+                entry.action,
+                entry.actor_id,
+                entry.actor_name,
+                entry.actor_department,
+                entry.actor_role,
+                entry.confidentiality,
+                entry.occurred_at,
+                entry.received_at,
+                entry.correlation_id,
+                entry.causation_id,
+                entry.payload_type,
+                entry.payload_sha256,
+                entry.payload,
+                entry.previous_hash,
+                entry.entry_hash,
+            ])?;
+        }
+        let mut insert_hash = transaction
+            .prepare("INSERT INTO merkle_hashes (stored_index, hash) VALUES (?1, ?2)")?;
+        for (index, hash) in stored_hashes {
+            insert_hash.execute((*index as i64, hash.0.as_slice()))?;
+        }
+        transaction.execute(
+            "UPDATE chain_head SET sequence = ?1, entry_hash = ?2 WHERE id = 1",
+            (last.sequence, &last.entry_hash),
+        )?;
+    }
+    transaction.commit()
+}
+
 /// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's
-/// transaction. Both the consumer's appends and restores write through here.
+/// transaction. The consumer's appends and restores into PostgreSQL write through here.
 pub(crate) async fn insert_entries<C>(
     txn: &C,
     entries: Vec<ledger_entry::Model>,

@@ -35,6 +35,7 @@ macro_rules! entry_columns {
          payload_sha256, payload, previous_hash, entry_hash"
     };
 }
+pub(crate) use entry_columns;
 
 /// Query for the entries of a sequence range on SQLite, in sequence order.
 pub(crate) const SQLITE_ENTRIES: &str = concat!(
