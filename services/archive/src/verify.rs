@@ -25,6 +25,10 @@ const PAGE: i64 = 5_000;
 /// A range shorter than this is checked in one chunk.
 const MIN_CHUNK: i64 = 10_000;
 
+/// Chunks checked at the same time at most, whatever the core count, so that verification on
+/// PostgreSQL leaves most of the pool's eight connections to the consumer.
+const MAX_CHUNKS: i64 = 4;
+
 /// Columns of `ledger_entries` in the order [`EntryColumns`] reads them, as a macro so that
 /// the queries stay literal strings.
 macro_rules! entry_columns {
@@ -76,12 +80,12 @@ pub async fn verify_range(
     to: i64,
 ) -> Result<Verification, DbErr> {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get() as i64);
-    verify_in_chunks(db, from, to, cores, MIN_CHUNK).await
+    verify_in_chunks(db, from, to, cores.min(MAX_CHUNKS), MIN_CHUNK).await
 }
 
 /// [`verify_range`] split into at most `max_chunks` chunks of at least `min_chunk` entries
-/// each, checked at the same time. `verify_range` uses one chunk per core and at least
-/// 10,000 entries per chunk. Tests and benchmarks choose their own split.
+/// each, checked at the same time. `verify_range` uses one chunk per core, at most four, and
+/// at least 10,000 entries per chunk. Tests and benchmarks choose their own split.
 pub async fn verify_in_chunks(
     db: &DatabaseConnection,
     from: i64,
