@@ -203,7 +203,7 @@ fn read_lines_from_file(
         .prepare(crate::verify::SQLITE_ENTRIES)
         .map_err(sqlite_error)?;
     let mut read = SegmentRead::default();
-    let mut last_hash = String::new();
+    let mut last_hash: Option<String> = None;
     let mut page_from = from;
     while page_from <= to {
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
@@ -214,8 +214,9 @@ fn read_lines_from_file(
         while let Some(row) = rows.next().map_err(sqlite_error)? {
             let entry = crate::verify::sqlite_columns(row).map_err(sqlite_error)?;
             backup::write_line(&mut lines, entry)?;
-            last_hash.clear();
-            last_hash.push_str(entry.entry_hash);
+            let last = last_hash.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(entry.entry_hash);
             read.entries += 1;
         }
         if sender.blocking_send(lines).is_err() {
@@ -224,7 +225,7 @@ fn read_lines_from_file(
         }
         page_from = page_to + 1;
     }
-    read.last_hash = (!last_hash.is_empty()).then_some(last_hash);
+    read.last_hash = last_hash;
     Ok(read)
 }
 

@@ -126,18 +126,28 @@ pub async fn verify_in_chunks(
         broken: None,
         head_hash: before_range,
     };
-    for task in tasks {
+    let mut tasks = tasks.into_iter();
+    while let Some(task) = tasks.next() {
         let outcome = task
             .await
-            .map_err(|error| DbErr::Custom(format!("verification task failed: {error}")))??;
-        if result.broken.is_some() {
-            // Chunks after the first failure still run to the end; their findings are not
-            // part of the result.
-            continue;
-        }
+            .map_err(|error| DbErr::Custom(format!("verification task failed: {error}")))
+            .and_then(|outcome| outcome);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tasks.for_each(|task| task.abort());
+                return Err(error);
+            }
+        };
         result.checked += outcome.checked;
         result.head_hash = outcome.head_hash;
-        result.broken = outcome.broken;
+        if outcome.broken.is_some() {
+            result.broken = outcome.broken;
+            // The first failure in sequence order is the result, so what later chunks
+            // find, errors included, no longer matters.
+            tasks.for_each(|task| task.abort());
+            break;
+        }
     }
     Ok(result)
 }
@@ -380,13 +390,19 @@ fn verify_sqlite(path: &std::path::Path, chunk: &Chunk) -> rusqlite::Result<Chun
             leaves.query_map((leaf_index(page_start), leaf_index(page_end)), |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
-                    leaf_of_bytes(row.get_ref(1)?.as_blob()?),
+                    leaf_of_bytes(row.get_ref(1)?.as_bytes()?),
                 ))
             })?;
         let mut cursor = LeafCursor::new(leaf_rows);
         let mut rows = entries.query((page_start, page_end))?;
         while let Some(row) = rows.next()? {
-            let entry = sqlite_columns(row)?;
+            let entry = match sqlite_columns(row) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let reason = format!("entry cannot be read: {error}");
+                    return Ok(check.broken_at_next(reason));
+                }
+            };
             let leaf = cursor.leaf_of(entry.sequence)?;
             if let Some(reason) = check.check(&entry, leaf) {
                 let sequence = check.next;
@@ -405,8 +421,11 @@ fn verify_sqlite(path: &std::path::Path, chunk: &Chunk) -> rusqlite::Result<Chun
 
 /// Reads the columns of a row of [`SQLITE_ENTRIES`] where SQLite keeps them, without copying.
 pub(crate) fn sqlite_columns<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<EntryColumns<'r>> {
+    // SQLite lets any column store any type, so a text column read as bytes also accepts an
+    // altered value stored as a blob, and the checks then report it at its sequence.
     let text = |index: usize| -> rusqlite::Result<&'r str> {
-        row.get_ref(index)?.as_str().map_err(Into::into)
+        let bytes = row.get_ref(index)?.as_bytes()?;
+        std::str::from_utf8(bytes).map_err(|error| rusqlite::Error::Utf8Error(index, error))
     };
     Ok(EntryColumns {
         sequence: row.get(0)?,
@@ -429,7 +448,7 @@ pub(crate) fn sqlite_columns<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result
         causation_id: text(17)?,
         payload_type: text(18)?,
         payload_sha256: text(19)?,
-        payload: row.get_ref(20)?.as_blob_or_null()?,
+        payload: row.get_ref(20)?.as_bytes_or_null()?,
         previous_hash: text(21)?,
         entry_hash: text(22)?,
     })
@@ -457,7 +476,13 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
             Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, leaf_of_bytes(row.try_get(1)?)))
         }));
         for row in &rows {
-            let entry = postgres_columns(row)?;
+            let entry = match postgres_columns(row) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let reason = format!("entry cannot be read: {error}");
+                    return Ok(check.broken_at_next(reason));
+                }
+            };
             let leaf = cursor.leaf_of(entry.sequence)?;
             if let Some(reason) = check.check(&entry, leaf) {
                 let sequence = check.next;

@@ -633,3 +633,56 @@ async fn split_verification_first_failure_on_postgres() {
     };
     split_verification_first_failure(&db).await;
 }
+
+#[tokio::test]
+async fn retyped_sqlite_values_fail_at_their_row() {
+    // SQLite stores any type in any column, so an edit can turn a blob into text or text into
+    // a blob. Verification must name the row instead of failing to read it.
+    async fn five_entries() -> TestDb {
+        let test = sqlite().await;
+        let batch: Vec<Incoming> = (1..=5)
+            .map(|version| incoming(version, &envelope("doc-1", version, "read")))
+            .collect();
+        append_batch(&test.db, 10, &batch).await.unwrap();
+        test
+    }
+
+    let cases = [
+        (
+            "UPDATE ledger_entries SET payload = 'text' WHERE sequence = 2",
+            2,
+            "payload does not match its committed digest",
+        ),
+        (
+            "UPDATE ledger_entries SET actor_id = X'41' WHERE sequence = 3",
+            3,
+            "entry hash does not match the entry's contents",
+        ),
+        (
+            "UPDATE ledger_entries SET actor_id = X'FF' WHERE sequence = 3",
+            3,
+            "entry cannot be read",
+        ),
+    ];
+    for (edit, sequence, reason) in cases {
+        let test = five_entries().await;
+        execute(&test.db, edit.to_owned()).await;
+        let verification = verify_range(&test.db, 1, 0).await.unwrap();
+        let (broken, found) = verification.broken.unwrap();
+        assert_eq!(broken, sequence, "{edit}");
+        assert!(found.starts_with(reason), "{edit}: {found}");
+        assert_eq!(verification.checked, sequence as u64 - 1, "{edit}");
+    }
+
+    let test = five_entries().await;
+    let leaf = tlog_tiles::tlog::stored_hash_index(0, 0);
+    execute(
+        &test.db,
+        format!("UPDATE merkle_hashes SET hash = 'text' WHERE stored_index = {leaf}"),
+    )
+    .await;
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    let (sequence, reason) = verification.broken.unwrap();
+    assert_eq!(sequence, 1);
+    assert_eq!(reason, "Merkle leaf hash does not match the entry hash");
+}
