@@ -11,13 +11,10 @@ mod support;
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use prost::Message;
-use support::envelope;
 use trace_archive::backup::BackupKey;
 use trace_archive::backup_job::{self, BackupLocation};
 use trace_archive::checkpoint::{CheckpointSigner, generate_key};
-use trace_archive::ledger::{Incoming, append_batch};
+use trace_archive::ledger::append_batch;
 use trace_archive::migration::Migrator;
 
 /// Returns the peak resident set size in MiB since the last [`reset_peak_rss`], read from
@@ -85,13 +82,7 @@ async fn main() {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(batch as usize);
     for index in 0..entries {
-        let envelope = envelope(index);
-        pending.push(Incoming {
-            stream_sequence: index + 1,
-            subject: envelope.subject.clone(),
-            raw: Bytes::from(envelope.encode_to_vec()),
-            previous_event_id: None,
-        });
+        pending.push(support::incoming(index));
         if pending.len() as u64 == batch || index + 1 == entries {
             append_batch(&db, 1, &pending).await.expect("append");
             pending.clear();

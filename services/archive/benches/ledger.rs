@@ -11,26 +11,13 @@ mod support;
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sha2::{Digest, Sha256};
-use support::envelope;
 use trace_archive::ledger::{Incoming, append_batch};
 use trace_archive::migration::Migrator;
 
 async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
-    let messages: Vec<Incoming> = (0..entries)
-        .map(|index| {
-            let envelope = envelope(index);
-            Incoming {
-                stream_sequence: index + 1,
-                subject: envelope.subject.clone(),
-                raw: Bytes::from(envelope.encode_to_vec()),
-                previous_event_id: None,
-            }
-        })
-        .collect();
+    let messages: Vec<Incoming> = (0..entries).map(support::incoming).collect();
     let bytes: usize = messages.iter().map(|message| message.raw.len()).sum();
 
     let started = Instant::now();

@@ -12,30 +12,19 @@ mod support;
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use tlog_tiles::tlog::{self, Hash};
-use trace_archive::ledger::{self, Incoming};
+use trace_archive::ledger;
 use trace_archive::merkle::{MapReader, leaf_hash};
 use trace_proto::event::v1::Envelope;
 
 /// Leaves in the in-memory tree that the Merkle benchmarks work on.
 const TREE_SIZE: u64 = 100_000;
 
-fn incoming(index: u64) -> Incoming {
-    let envelope = support::envelope(index);
-    Incoming {
-        stream_sequence: index + 1,
-        subject: envelope.subject.clone(),
-        raw: Bytes::from(envelope.encode_to_vec()),
-        previous_event_id: None,
-    }
-}
-
 fn encoding(criterion: &mut Criterion) {
     let envelope = support::envelope(7);
-    let message = incoming(7);
+    let message = support::incoming(7);
     let mut group = criterion.benchmark_group("envelope");
     group.throughput(Throughput::Bytes(message.raw.len() as u64));
     group.bench_function("encode", |bencher| {
@@ -53,7 +42,7 @@ fn encoding(criterion: &mut Criterion) {
 }
 
 fn hash_chain(criterion: &mut Criterion) {
-    let (_, mut entry) = ledger::decode(&incoming(7)).unwrap();
+    let (_, mut entry) = ledger::decode(&support::incoming(7)).unwrap();
     entry.sequence = 8;
     entry.received_at = 1_790_000_000_000_000;
     entry.previous_hash = ledger::GENESIS_HASH.to_owned();

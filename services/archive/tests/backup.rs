@@ -7,8 +7,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use prost::Message;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use trace_archive::backup::{self, BackupError, BackupKey, Manifest};
 use trace_archive::backup_job::{self, BackupLocation};
@@ -35,17 +33,7 @@ async fn append(db: &DatabaseConnection, from: u64, count: u64) {
 
 /// Envelopes `from..from + count` of the benchmark data, as the stream delivers them.
 fn batch(from: u64, count: u64) -> Vec<Incoming> {
-    (from..from + count)
-        .map(|index| {
-            let envelope = support::envelope(index);
-            Incoming {
-                stream_sequence: index + 1,
-                subject: envelope.subject.clone(),
-                raw: Bytes::from(envelope.encode_to_vec()),
-                previous_event_id: None,
-            }
-        })
-        .collect()
+    (from..from + count).map(support::incoming).collect()
 }
 
 /// A source ledger backed up in three runs of `counts` entries each, so in three segments.

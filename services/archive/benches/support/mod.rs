@@ -1,5 +1,8 @@
 //! Test data shared by the archive benchmarks.
 
+use bytes::Bytes;
+use prost::Message;
+use trace_archive::ledger::Incoming;
 use trace_proto::event::v1::{Actor, Envelope};
 
 /// Subject of every envelope that [`envelope`] builds.
@@ -42,5 +45,19 @@ pub fn envelope(index: u64) -> Envelope {
         trace_context: None,
         payload: Some(trace_runtime::event::pack(&payload)),
         sealed_payload: None,
+    }
+}
+
+/// Builds envelope number `index` as the trace stream delivers it, at stream sequence
+/// `index + 1`.
+// The drain benchmark publishes envelopes instead, so it compiles this module without a caller.
+#[allow(dead_code)]
+pub fn incoming(index: u64) -> Incoming {
+    let envelope = envelope(index);
+    Incoming {
+        stream_sequence: index + 1,
+        subject: envelope.subject.clone(),
+        raw: Bytes::from(envelope.encode_to_vec()),
+        previous_event_id: None,
     }
 }
