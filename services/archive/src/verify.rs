@@ -237,6 +237,25 @@ impl ChainCheck {
         None
     }
 
+    /// Checks the next row, decoded or not, with its leaf from `leaves`, and returns the
+    /// reason it fails, if any. A row whose columns cannot be decoded fails at its sequence.
+    fn check_row<I, E>(
+        &mut self,
+        entry: Result<EntryColumns<'_>, impl std::fmt::Display>,
+        leaves: &mut LeafCursor<I>,
+    ) -> Result<Option<String>, E>
+    where
+        I: Iterator<Item = Result<(i64, Leaf), E>>,
+    {
+        match entry {
+            Ok(entry) => {
+                let leaf = leaves.leaf_of(entry.sequence)?;
+                Ok(self.check(&entry, leaf))
+            }
+            Err(error) => Ok(Some(format!("entry cannot be read: {error}"))),
+        }
+    }
+
     fn finish(self, broken: Option<(i64, String)>) -> ChunkOutcome {
         ChunkOutcome {
             checked: self.checked,
@@ -396,17 +415,8 @@ fn verify_sqlite(path: &std::path::Path, chunk: &Chunk) -> rusqlite::Result<Chun
         let mut cursor = LeafCursor::new(leaf_rows);
         let mut rows = entries.query((page_start, page_end))?;
         while let Some(row) = rows.next()? {
-            let entry = match sqlite_columns(row) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    let reason = format!("entry cannot be read: {error}");
-                    return Ok(check.broken_at_next(reason));
-                }
-            };
-            let leaf = cursor.leaf_of(entry.sequence)?;
-            if let Some(reason) = check.check(&entry, leaf) {
-                let sequence = check.next;
-                return Ok(check.finish(Some((sequence, reason))));
+            if let Some(reason) = check.check_row(sqlite_columns(row), &mut cursor)? {
+                return Ok(check.broken_at_next(reason));
             }
         }
         if check.next <= page_end {
@@ -476,17 +486,8 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
             Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, leaf_of_bytes(row.try_get(1)?)))
         }));
         for row in &rows {
-            let entry = match postgres_columns(row) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    let reason = format!("entry cannot be read: {error}");
-                    return Ok(check.broken_at_next(reason));
-                }
-            };
-            let leaf = cursor.leaf_of(entry.sequence)?;
-            if let Some(reason) = check.check(&entry, leaf) {
-                let sequence = check.next;
-                return Ok(check.finish(Some((sequence, reason))));
+            if let Some(reason) = check.check_row(postgres_columns(row), &mut cursor)? {
+                return Ok(check.broken_at_next(reason));
             }
         }
         if check.next <= page_end {
