@@ -394,7 +394,8 @@ pub(crate) async fn set_chain_head(
     Ok(())
 }
 
-/// Stored Merkle hashes that the appended entries add, with their indexes, in append order.
+/// Computes the stored Merkle hashes that the appended entries add, with their indexes, in
+/// append order.
 async fn merkle_rows(
     txn: &sea_orm::DatabaseTransaction,
     appended: &[ledger_entry::Model],

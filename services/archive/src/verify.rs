@@ -2,7 +2,7 @@
 //! recomputed entry hash, the payload digest wherever the payload is still stored, and the
 //! stored Merkle leaf.
 //!
-//! The range is split into one chunk per core, and the chunks are checked at the same time.
+//! The range is split into one chunk per core, at most four, checked at the same time.
 //! A chunk starts from the stored entry hash before it, which the chunk before it checks as
 //! its last entry, so the chunks together check every link. Rows are read without the ORM:
 //! on SQLite through a read-only `rusqlite` connection to the same file on a blocking thread,
