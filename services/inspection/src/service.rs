@@ -25,6 +25,7 @@ use trace_proto::inspection::v1::*;
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::{CallContext, role};
+use trace_runtime::db::WriteTransaction;
 use trace_runtime::directory::Directory;
 use trace_runtime::outbox::Outbox;
 use trace_runtime::seal::Keyring;
@@ -100,7 +101,7 @@ impl InspectionHandler {
     }
 
     /// Commits and wakes the outbox relay.
-    async fn commit(&self, transaction: DatabaseTransaction) -> ServiceResult<()> {
+    async fn commit(&self, transaction: WriteTransaction) -> ServiceResult<()> {
         transaction.commit().await?;
         self.outbox.notify();
         Ok(())

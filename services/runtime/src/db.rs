@@ -2,15 +2,28 @@
 //!
 //! SQLite runs in WAL mode with a busy timeout, and write transactions start with
 //! `BEGIN IMMEDIATE` so that they take the write lock up front instead of failing on upgrade.
+//!
+//! SQLite lets one connection write a file at a time. A connection that finds the file
+//! locked sleeps in SQLite's busy handler, 1, 2, 5, 10 ms and longer between attempts (the
+//! `delays` table of `sqliteDefaultBusyCallback` in the bundled `sqlite3.c`), even when the
+//! writer it waits for runs only a few statements. So the writers of one process
+//! first take turns on an async lock per file ([`write_turn`]), and only writers of other
+//! processes meet the busy handler.
 
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
+use tokio::sync::OwnedMutexGuard;
 
 /// Opens the database at `url`, creating a SQLite file and its folder when missing, and
 /// applies the migrations of `M`.
@@ -44,7 +57,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL in WAL mode syncs at checkpoints, not on every commit.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .create_if_missing(true)
     });
@@ -75,13 +88,128 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
 /// Connection attempts when SQLite reports the file locked while opening it.
 const CONNECT_ATTEMPTS: u32 = 5;
 
-/// Starts a write transaction that holds the write lock from its first statement on SQLite.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
+/// How long SQLite retries a locked file before a statement fails with "database is
+/// locked", and how long a writer waits for its turn before it goes on without one.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This process's turn to write one SQLite file, held until it is dropped.
+pub type WriteTurn = OwnedMutexGuard<()>;
+
+/// One async lock per SQLite file that this process writes, by the file name the pool was
+/// opened with. In-memory databases get a distinct name per pool from sqlx, so they do not
+/// share a lock either.
+static WRITE_TURNS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// Waits for this process's turn to write `db`'s SQLite file; `None` on PostgreSQL, which
+/// locks rows rather than files. Writers wait in the order they asked. A writer that waits
+/// longer than the busy timeout (a task that already has a turn and writes again through
+/// another connection, say) goes on without a turn and meets SQLite's busy handler as
+/// before, so a mistake there fails after the timeout instead of hanging.
+pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let file = db
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_path_buf();
+    let lock = WRITE_TURNS
+        .lock()
+        .expect("write turn registry lock")
+        .entry(file)
+        .or_default()
+        .clone();
+    match tokio::time::timeout(BUSY_TIMEOUT, lock.lock_owned()).await {
+        Ok(turn) => Some(turn),
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = BUSY_TIMEOUT.as_secs(),
+                "waited too long for a turn to write the database, writing without one"
+            );
+            None
+        }
+    }
+}
+
+/// A write transaction. On SQLite it keeps this process's [`write_turn`] for the file
+/// until it commits, rolls back or is dropped. It reads and writes like the
+/// [`DatabaseTransaction`] it wraps, which it also dereferences to.
+pub struct WriteTransaction {
+    // Fields drop in order: a transaction dropped without a commit starts its rollback
+    // before the next writer gets the turn.
+    txn: DatabaseTransaction,
+    turn: Option<WriteTurn>,
+}
+
+impl std::fmt::Debug for WriteTransaction {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("WriteTransaction")
+            .field("holds_turn", &self.turn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriteTransaction {
+    /// Commits the transaction, then gives up the turn.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Rolls the transaction back, then gives up the turn.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, statement: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(statement).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(statement).await
+    }
+
+    async fn query_all_raw(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(statement).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
+/// Starts a write transaction that holds the write lock from its first statement on SQLite,
+/// after waiting for this process's turn to write the file.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
+    let turn = write_turn(db).await;
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    Ok(WriteTransaction { txn, turn })
 }
 
 /// Returns true for errors that a retry can cure: SQLite lock timeouts and PostgreSQL
@@ -140,6 +268,105 @@ mod tests {
             redact("sqlite://var/a.db?mode=rwc"),
             "sqlite://var/a.db?mode=rwc"
         );
+    }
+
+    async fn open_file(folder: &tempfile::TempDir, name: &str) -> DatabaseConnection {
+        let url = format!("sqlite://{}?mode=rwc", folder.path().join(name).display());
+        let db = connect(&url).await.expect("open SQLite file");
+        db.execute_unprepared("CREATE TABLE IF NOT EXISTS step (n INTEGER NOT NULL)")
+            .await
+            .expect("create table");
+        db
+    }
+
+    async fn steps(db: &DatabaseConnection) -> Vec<i64> {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT n FROM step ORDER BY rowid",
+            ))
+            .await
+            .expect("read steps");
+        rows.iter()
+            .map(|row| row.try_get::<i64>("", "n").expect("n"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn write_turns_follow_request_order() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let db = open_file(&folder, "turns.db").await;
+        let first = begin_write(&db).await.expect("first writer");
+        first
+            .execute_unprepared("INSERT INTO step (n) VALUES (0)")
+            .await
+            .expect("first write");
+
+        // Writers that ask while the first has its turn wait for it, then write in the
+        // order they asked, each seeing what the one before committed.
+        let mut waiting = Vec::new();
+        for n in 1..=20_i64 {
+            let db = db.clone();
+            waiting.push(tokio::spawn(async move {
+                let txn = begin_write(&db).await.expect("later writer");
+                let count = txn
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Sqlite,
+                        "SELECT count(*) AS c FROM step",
+                    ))
+                    .await
+                    .expect("count")
+                    .expect("a row")
+                    .try_get::<i64>("", "c")
+                    .expect("c");
+                txn.execute_unprepared(&format!("INSERT INTO step (n) VALUES ({n})"))
+                    .await
+                    .expect("later write");
+                txn.commit().await.expect("later commit");
+                count
+            }));
+            // Let the task ask for its turn before the next one is spawned.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(steps(&db).await, Vec::<i64>::new(), "nothing committed yet");
+        first.commit().await.expect("first commit");
+
+        let mut seen = Vec::new();
+        for task in waiting {
+            seen.push(task.await.expect("writer task"));
+        }
+        assert_eq!(seen, (1..=20).collect::<Vec<i64>>());
+        assert_eq!(steps(&db).await, (0..=20).collect::<Vec<i64>>());
+    }
+
+    #[tokio::test]
+    async fn write_turn_freed_by_dropped_transaction() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let db = open_file(&folder, "dropped.db").await;
+        let other = open_file(&folder, "other.db").await;
+
+        let dropped = begin_write(&db).await.expect("writer");
+        dropped
+            .execute_unprepared("INSERT INTO step (n) VALUES (1)")
+            .await
+            .expect("write");
+        // Another file has its own turn.
+        let beside = tokio::time::timeout(Duration::from_secs(5), begin_write(&other))
+            .await
+            .expect("another file does not wait")
+            .expect("writer of another file");
+        beside.commit().await.expect("commit beside");
+        drop(dropped);
+
+        let next = tokio::time::timeout(Duration::from_secs(5), begin_write(&db))
+            .await
+            .expect("the turn is free after a drop")
+            .expect("next writer");
+        next.execute_unprepared("INSERT INTO step (n) VALUES (2)")
+            .await
+            .expect("next write");
+        next.commit().await.expect("next commit");
+        assert_eq!(steps(&db).await, vec![2]);
     }
 
     #[test]

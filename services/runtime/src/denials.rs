@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use sea_orm::TransactionTrait;
 use tokio::sync::Semaphore;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
@@ -118,7 +117,7 @@ pub async fn record_access_denied(
         payload: pack(denial),
     };
     let envelope = event::envelope(service, context, outbox.clock().as_ref(), spec);
-    let txn = outbox.db().begin().await?;
+    let txn = crate::db::begin_write(outbox.db()).await?;
     outbox.stage(&txn, &envelope).await?;
     txn.commit().await?;
     outbox.notify();

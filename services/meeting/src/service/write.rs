@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use trace_proto::common::v1::Confidentiality;
 use trace_runtime::context::CallContext;
+use trace_runtime::db::WriteTransaction;
 use trace_runtime::event::{self, EventSpec};
 use trace_runtime::seal::Keyring;
 use trace_runtime::sealed_text::{SealedRow, open_rows};
@@ -205,12 +206,12 @@ pub(super) fn require_organiser(
 
 impl MeetingHandler {
     /// Starts a write transaction; on SQLite it holds the write lock from the start.
-    pub(super) async fn begin(&self) -> AttemptResult<DatabaseTransaction> {
+    pub(super) async fn begin(&self) -> AttemptResult<WriteTransaction> {
         Ok(trace_runtime::db::begin_write(&self.db).await?)
     }
 
     /// Commits and wakes the outbox relay.
-    pub(super) async fn commit(&self, txn: DatabaseTransaction) -> AttemptResult<()> {
+    pub(super) async fn commit(&self, txn: WriteTransaction) -> AttemptResult<()> {
         txn.commit().await?;
         self.outbox.notify();
         Ok(())

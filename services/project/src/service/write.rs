@@ -8,6 +8,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter};
 use trace_proto::common::v1::Confidentiality;
 use trace_runtime::context::CallContext;
+use trace_runtime::db::WriteTransaction;
 use trace_runtime::event::{self, EventSpec};
 use trace_runtime::{ServiceError, ServiceResult};
 
@@ -187,7 +188,7 @@ pub(super) async fn require_team<C: ConnectionTrait>(
 
 impl ProjectHandler {
     /// Starts a write transaction; on SQLite it holds the write lock from the start.
-    pub(super) async fn begin(&self) -> AttemptResult<DatabaseTransaction> {
+    pub(super) async fn begin(&self) -> AttemptResult<WriteTransaction> {
         Ok(trace_runtime::db::begin_write(&self.db).await?)
     }
 
@@ -273,7 +274,7 @@ impl ProjectHandler {
     }
 
     /// Commits and wakes the outbox relay.
-    pub(super) async fn commit(&self, txn: DatabaseTransaction) -> AttemptResult<()> {
+    pub(super) async fn commit(&self, txn: WriteTransaction) -> AttemptResult<()> {
         txn.commit().await?;
         self.outbox.notify();
         Ok(())

@@ -79,6 +79,7 @@ pub async fn prune(
     retention_days: u64,
 ) -> Result<u64, sea_orm::DbErr> {
     let cutoff = clock.now().timestamp_micros() - (retention_days as i64) * 86_400 * 1_000_000;
+    let _turn = crate::db::write_turn(db).await;
     let deleted = event::Entity::delete_many()
         .filter(event::Column::ArchivedAt.lt(cutoff))
         .exec(db)

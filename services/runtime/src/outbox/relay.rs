@@ -210,6 +210,7 @@ impl Relay {
         }
         self.metrics
             .record_publishes(round.published as u64, round.failed as u64);
+        let txn = crate::db::begin_write(&self.db).await?;
         for (attempts, seqs) in published_by_attempts {
             let due = now + self.receipt_timeout(attempts).as_micros() as i64;
             event::Entity::update_many()
@@ -221,9 +222,10 @@ impl Relay {
                     Expr::value(Option::<String>::None),
                 )
                 .filter(event::Column::Seq.is_in(seqs))
-                .exec(&self.db)
+                .exec(&txn)
                 .await?;
         }
+        txn.commit().await?;
         Ok(round)
     }
 
@@ -303,6 +305,7 @@ impl Relay {
     }
 
     async fn record_failure(&self, seq: i64, error: &str) -> anyhow::Result<()> {
+        let _turn = crate::db::write_turn(&self.db).await;
         event::Entity::update_many()
             .col_expr(
                 event::Column::Attempts,
@@ -320,6 +323,7 @@ impl Relay {
     async fn expire_receipts(&self) -> anyhow::Result<()> {
         let now = self.clock.now().timestamp_micros();
         self.query_receipts(now).await?;
+        let _turn = crate::db::write_turn(&self.db).await;
         let expired = event::Entity::update_many()
             .col_expr(event::Column::PublishedAt, Expr::value(Option::<i64>::None))
             .filter(event::Column::ArchivedAt.is_null())
@@ -417,6 +421,7 @@ impl Relay {
     async fn hold_lease(&self) -> anyhow::Result<bool> {
         let now = self.clock.now().timestamp_micros();
         let expires = now + LEASE_DURATION.as_micros() as i64;
+        let _turn = crate::db::write_turn(&self.db).await;
         let updated = lease::Entity::update_many()
             .col_expr(lease::Column::Holder, Expr::value(self.holder.clone()))
             .col_expr(lease::Column::ExpiresAt, Expr::value(expires))
@@ -432,6 +437,7 @@ impl Relay {
     }
 
     async fn release_lease(&self) {
+        let _turn = crate::db::write_turn(&self.db).await;
         let released = lease::Entity::update_many()
             .col_expr(lease::Column::ExpiresAt, Expr::value(0i64))
             .filter(lease::Column::Name.eq("relay"))

@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTr
 use trace_proto::common::v1::Confidentiality;
 use trace_runtime::access_approval;
 use trace_runtime::context::CallContext;
+use trace_runtime::db::WriteTransaction;
 use trace_runtime::event::{self, EventSpec};
 use trace_runtime::{ServiceError, ServiceResult};
 
@@ -106,7 +107,7 @@ pub(super) struct EventTarget<'a> {
 
 impl WorklogHandler {
     /// Starts a write transaction; on SQLite it holds the write lock from the start.
-    pub(super) async fn begin(&self) -> AttemptResult<DatabaseTransaction> {
+    pub(super) async fn begin(&self) -> AttemptResult<WriteTransaction> {
         Ok(trace_runtime::db::begin_write(&self.db).await?)
     }
 
@@ -194,7 +195,7 @@ impl WorklogHandler {
     }
 
     /// Commits and wakes the outbox relay.
-    pub(super) async fn commit(&self, txn: DatabaseTransaction) -> AttemptResult<()> {
+    pub(super) async fn commit(&self, txn: WriteTransaction) -> AttemptResult<()> {
         txn.commit().await?;
         self.outbox.notify();
         Ok(())
