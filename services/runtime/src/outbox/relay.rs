@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -94,6 +95,8 @@ pub struct Relay {
     /// Event ids that the archive's last reply to a receipt query did not name: overdue
     /// events the archive lacks, republished under a new message id.
     missing: std::sync::Mutex<HashSet<String>>,
+    /// Expiry, in microseconds, of the lease this relay last wrote, or 0 without a lease.
+    lease_expires: AtomicI64,
 }
 
 /// Result of one relay round.
@@ -126,6 +129,7 @@ impl Relay {
             holder: uuid::Uuid::now_v7().to_string(),
             metrics,
             missing: std::sync::Mutex::default(),
+            lease_expires: AtomicI64::new(0),
         }
     }
 
@@ -210,6 +214,9 @@ impl Relay {
         }
         self.metrics
             .record_publishes(round.published as u64, round.failed as u64);
+        if published_by_attempts.is_empty() {
+            return Ok(round);
+        }
         let txn = crate::db::begin_write(&self.db).await?;
         for (attempts, seqs) in published_by_attempts {
             let due = now + self.receipt_timeout(attempts).as_micros() as i64;
@@ -322,7 +329,9 @@ impl Relay {
     /// then marks those still without a receipt as unpublished again.
     async fn expire_receipts(&self) -> anyhow::Result<()> {
         let now = self.clock.now().timestamp_micros();
-        self.query_receipts(now).await?;
+        if !self.query_receipts(now).await? {
+            return Ok(());
+        }
         let _turn = crate::db::write_turn(&self.db).await;
         let expired = event::Entity::update_many()
             .col_expr(event::Column::PublishedAt, Expr::value(Option::<i64>::None))
@@ -342,8 +351,9 @@ impl Relay {
 
     /// Sends the ids of up to [`crate::nats::RECEIPT_QUERY_LIMIT`] overdue rows to the archive
     /// and applies the receipt it replies with. Without a reply (archive down, no responders,
-    /// timeout) the rows are simply published again.
-    async fn query_receipts(&self, now: i64) -> anyhow::Result<()> {
+    /// timeout) the rows are simply published again. Returns false when no row was overdue,
+    /// so that the round writes nothing.
+    async fn query_receipts(&self, now: i64) -> anyhow::Result<bool> {
         let event_ids: Vec<String> = event::Entity::find()
             .select_only()
             .column(event::Column::EventId)
@@ -356,7 +366,7 @@ impl Relay {
             .all(&self.db)
             .await?;
         if event_ids.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let overdue = event_ids.len();
         let query = ReceiptQuery { event_ids };
@@ -371,16 +381,16 @@ impl Relay {
                 Ok(receipt) => receipt,
                 Err(error) => {
                     tracing::warn!(%error, "undecodable reply to a receipt query");
-                    return Ok(());
+                    return Ok(true);
                 }
             },
             Ok(Err(error)) => {
                 tracing::debug!(%error, "receipt query failed");
-                return Ok(());
+                return Ok(true);
             }
             Err(_) => {
                 tracing::debug!("receipt query timed out");
-                return Ok(());
+                return Ok(true);
             }
         };
         let named: HashSet<&str> = receipt
@@ -403,7 +413,7 @@ impl Relay {
             );
             super::receipts::apply(&self.db, &self.clock, &receipt).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Receipt timeout for a row published for the `attempts + 1`-th time: doubles per
@@ -417,10 +427,15 @@ impl Relay {
         ))
     }
 
-    /// Takes or renews the relay lease; returns false while another replica holds it.
+    /// Takes or renews the relay lease; returns false while another replica holds it. A
+    /// lease with more than half its duration left is kept without a write.
     async fn hold_lease(&self) -> anyhow::Result<bool> {
         let now = self.clock.now().timestamp_micros();
-        let expires = now + LEASE_DURATION.as_micros() as i64;
+        let duration = LEASE_DURATION.as_micros() as i64;
+        if self.lease_expires.load(Ordering::Relaxed) - now > duration / 2 {
+            return Ok(true);
+        }
+        let expires = now + duration;
         let _turn = crate::db::write_turn(&self.db).await;
         let updated = lease::Entity::update_many()
             .col_expr(lease::Column::Holder, Expr::value(self.holder.clone()))
@@ -433,10 +448,14 @@ impl Relay {
             )
             .exec(&self.db)
             .await?;
-        Ok(updated.rows_affected == 1)
+        let taken = updated.rows_affected == 1;
+        self.lease_expires
+            .store(if taken { expires } else { 0 }, Ordering::Relaxed);
+        Ok(taken)
     }
 
     async fn release_lease(&self) {
+        self.lease_expires.store(0, Ordering::Relaxed);
         let _turn = crate::db::write_turn(&self.db).await;
         let released = lease::Entity::update_many()
             .col_expr(lease::Column::ExpiresAt, Expr::value(0i64))
@@ -487,4 +506,101 @@ fn publish_span(row: &PendingRow) -> tracing::Span {
     );
     propagation::set_remote_parent(&span, propagation::extract_text(&row.traceparent, ""));
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use sea_orm::DatabaseConnection;
+    use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::ServiceSettings;
+
+    /// The outbox tables alone.
+    struct OutboxTables;
+
+    impl MigratorTrait for OutboxTables {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(super::super::migration::CreateOutbox)]
+        }
+    }
+
+    /// Builds a relay on `db` whose broker connection is never established, because the
+    /// lease needs only the database.
+    async fn relay(db: &DatabaseConnection, clock: &Arc<ManualClock>) -> Relay {
+        let settings = ServiceSettings::defaults("document", 50051);
+        let shared: SharedClock = clock.clone();
+        let outbox = Outbox::new(db.clone(), shared, settings.outbox.max_event_bytes);
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("client that connects in the background");
+        let jetstream = jetstream::new(client.clone());
+        Relay::new(
+            &outbox,
+            client,
+            jetstream,
+            "document",
+            settings.nats,
+            settings.outbox,
+            Metrics::new("document"),
+        )
+    }
+
+    async fn lease_row(db: &DatabaseConnection) -> lease::Model {
+        lease::Entity::find_by_id("relay".to_owned())
+            .one(db)
+            .await
+            .expect("read lease")
+            .expect("lease row")
+    }
+
+    #[tokio::test]
+    async fn lease_renewed_at_half_duration() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            folder.path().join("lease.db").display()
+        );
+        let db = crate::db::connect_and_migrate::<OutboxTables>(&url)
+            .await
+            .expect("outbox database");
+        let start = Utc.with_ymd_and_hms(2026, 12, 5, 8, 0, 0).unwrap();
+        let clock = ManualClock::new(start);
+        let first = relay(&db, &clock).await;
+        let second = relay(&db, &clock).await;
+        let seconds = |n: i64| start.timestamp_micros() + n * 1_000_000;
+
+        assert!(first.hold_lease().await.expect("first takes the lease"));
+        assert_eq!(lease_row(&db).await.holder, first.holder);
+        assert_eq!(lease_row(&db).await.expires_at, seconds(15));
+
+        // With more than half the lease left, the holder keeps it without a write.
+        clock.advance(chrono::Duration::seconds(1));
+        assert!(first.hold_lease().await.expect("first keeps the lease"));
+        assert_eq!(lease_row(&db).await.expires_at, seconds(15));
+        assert!(!second.hold_lease().await.expect("second asks"));
+
+        // With less than half left, the holder writes a new expiry.
+        clock.advance(chrono::Duration::seconds(7));
+        assert!(first.hold_lease().await.expect("first renews"));
+        assert_eq!(lease_row(&db).await.expires_at, seconds(23));
+
+        // Once the lease has expired, another relay takes it, and the old holder, whose
+        // own record of the lease has run out too, fails to renew it.
+        clock.advance(chrono::Duration::seconds(16));
+        assert!(second.hold_lease().await.expect("second takes over"));
+        assert_eq!(lease_row(&db).await.holder, second.holder);
+        assert!(!first.hold_lease().await.expect("first asks again"));
+
+        // After a release, the next relay to try takes the lease.
+        first.release_lease().await;
+        assert_eq!(lease_row(&db).await.holder, second.holder);
+        second.release_lease().await;
+        assert!(first.hold_lease().await.expect("first takes it back"));
+        assert_eq!(lease_row(&db).await.holder, first.holder);
+    }
 }
