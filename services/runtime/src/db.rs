@@ -4,11 +4,11 @@
 //! `BEGIN IMMEDIATE` so that they take the write lock up front instead of failing on upgrade.
 //!
 //! SQLite lets one connection write a file at a time. A connection that finds the file
-//! locked sleeps in SQLite's busy handler, 1, 2, 5, 10 ms and longer between attempts (the
-//! `delays` table of `sqliteDefaultBusyCallback` in the bundled `sqlite3.c`), even when the
-//! writer it waits for runs only a few statements. So the writers of one process
-//! first take turns on an async lock per file ([`write_turn`]), and only writers of other
-//! processes meet the busy handler.
+//! locked sleeps in SQLite's busy handler for 1, 2, 5, 10 ms and longer between attempts
+//! (the `delays` table of `sqliteDefaultBusyCallback` in the bundled `sqlite3.c`). It
+//! sleeps that long even when the writer it waits for runs only a few statements. So the
+//! writers of one process first take turns on an async lock per file ([`write_turn`]), and
+//! only writers of other processes meet the busy handler.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -103,9 +103,10 @@ static WRITE_TURNS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>
 
 /// Waits for this process's turn to write `db`'s SQLite file; `None` on PostgreSQL, which
 /// locks rows rather than files. Writers wait in the order they asked. A writer that waits
-/// longer than the busy timeout (a task that already has a turn and writes again through
-/// another connection, say) goes on without a turn and meets SQLite's busy handler as
-/// before, so a mistake there fails after the timeout instead of hanging.
+/// longer than the busy timeout goes on without a turn and meets SQLite's busy handler as
+/// before. So a task that already has a turn and writes again through another connection
+/// fails after twice the timeout instead of hanging, and every other writer of the file
+/// waits behind it meanwhile.
 pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
@@ -137,8 +138,9 @@ pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
 /// until it commits, rolls back or is dropped. It reads and writes like the
 /// [`DatabaseTransaction`] it wraps, which it also dereferences to.
 pub struct WriteTransaction {
-    // Fields drop in order: a transaction dropped without a commit starts its rollback
-    // before the next writer gets the turn.
+    // Fields drop in order: a transaction dropped without a commit queues its rollback
+    // before the next writer gets the turn. The rollback may still be running when the
+    // next `BEGIN IMMEDIATE` arrives, which then waits in SQLite's busy handler.
     txn: DatabaseTransaction,
     turn: Option<WriteTurn>,
 }

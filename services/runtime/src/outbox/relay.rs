@@ -428,15 +428,18 @@ impl Relay {
     }
 
     /// Takes or renews the relay lease; returns false while another replica holds it. A
-    /// lease with more than half its duration left is kept without a write.
+    /// lease with more than two thirds of its duration left is kept without a write, so a
+    /// round always starts with at least 10 of the 15 seconds ahead of it.
     async fn hold_lease(&self) -> anyhow::Result<bool> {
-        let now = self.clock.now().timestamp_micros();
         let duration = LEASE_DURATION.as_micros() as i64;
-        if self.lease_expires.load(Ordering::Relaxed) - now > duration / 2 {
+        let left = self.lease_expires.load(Ordering::Relaxed) - self.clock.now().timestamp_micros();
+        if left > duration * 2 / 3 {
             return Ok(true);
         }
-        let expires = now + duration;
         let _turn = crate::db::write_turn(&self.db).await;
+        // Read after the wait for the turn, so the expiry written counts from the write.
+        let now = self.clock.now().timestamp_micros();
+        let expires = now + duration;
         let updated = lease::Entity::update_many()
             .col_expr(lease::Column::Holder, Expr::value(self.holder.clone()))
             .col_expr(lease::Column::ExpiresAt, Expr::value(expires))
@@ -559,7 +562,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lease_renewed_at_half_duration() {
+    async fn lease_renewed_at_two_thirds() {
         let folder = tempfile::tempdir().expect("temp dir");
         let url = format!(
             "sqlite://{}?mode=rwc",
@@ -578,16 +581,16 @@ mod tests {
         assert_eq!(lease_row(&db).await.holder, first.holder);
         assert_eq!(lease_row(&db).await.expires_at, seconds(15));
 
-        // With more than half the lease left, the holder keeps it without a write.
+        // With more than two thirds of the lease left, the holder keeps it without a write.
         clock.advance(chrono::Duration::seconds(1));
         assert!(first.hold_lease().await.expect("first keeps the lease"));
         assert_eq!(lease_row(&db).await.expires_at, seconds(15));
         assert!(!second.hold_lease().await.expect("second asks"));
 
-        // With less than half left, the holder writes a new expiry.
-        clock.advance(chrono::Duration::seconds(7));
+        // With less than two thirds left, the holder writes a new expiry.
+        clock.advance(chrono::Duration::seconds(5));
         assert!(first.hold_lease().await.expect("first renews"));
-        assert_eq!(lease_row(&db).await.expires_at, seconds(23));
+        assert_eq!(lease_row(&db).await.expires_at, seconds(21));
 
         // Once the lease has expired, another relay takes it, and the old holder, whose
         // own record of the lease has run out too, fails to renew it.
@@ -596,11 +599,29 @@ mod tests {
         assert_eq!(lease_row(&db).await.holder, second.holder);
         assert!(!first.hold_lease().await.expect("first asks again"));
 
-        // After a release, the next relay to try takes the lease.
-        first.release_lease().await;
-        assert_eq!(lease_row(&db).await.holder, second.holder);
-        second.release_lease().await;
-        assert!(first.hold_lease().await.expect("first takes it back"));
+        // Once the new holder's lease has run out too, the old holder takes it back.
+        clock.advance(chrono::Duration::seconds(16));
+        assert!(
+            first
+                .hold_lease()
+                .await
+                .expect("first takes the lease again")
+        );
         assert_eq!(lease_row(&db).await.holder, first.holder);
+        assert!(!second.hold_lease().await.expect("second asks again"));
+
+        // Only the holder's release counts, and after it the next relay to try takes the
+        // lease.
+        second.release_lease().await;
+        assert_eq!(lease_row(&db).await.holder, first.holder);
+        assert_eq!(lease_row(&db).await.expires_at, seconds(53));
+        first.release_lease().await;
+        assert!(
+            second
+                .hold_lease()
+                .await
+                .expect("second takes it after the release")
+        );
+        assert_eq!(lease_row(&db).await.holder, second.holder);
     }
 }
