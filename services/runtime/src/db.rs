@@ -102,7 +102,7 @@ static WRITE_TURNS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>
     LazyLock::new(Mutex::default);
 
 /// Waits for this process's turn to write `db`'s SQLite file; `None` on PostgreSQL, which
-/// locks rows rather than files. Writers wait in the order they asked. A writer that waits
+/// locks rows rather than files. Writers wait in the order of their requests. A writer that waits
 /// longer than the busy timeout goes on without a turn and meets SQLite's busy handler as
 /// before. So a task that already has a turn and writes again through another connection
 /// fails after twice the timeout instead of hanging, and every other writer of the file
@@ -111,17 +111,15 @@ pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
     }
-    let file = db
-        .get_sqlite_connection_pool()
-        .connect_options()
-        .get_filename()
-        .to_path_buf();
-    let lock = WRITE_TURNS
-        .lock()
-        .expect("write turn registry lock")
-        .entry(file)
-        .or_default()
-        .clone();
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let file = options.get_filename();
+    let lock = {
+        let mut turns = WRITE_TURNS.lock().expect("write turn registry lock");
+        match turns.get(file) {
+            Some(lock) => lock.clone(),
+            None => turns.entry(file.to_path_buf()).or_default().clone(),
+        }
+    };
     match tokio::time::timeout(BUSY_TIMEOUT, lock.lock_owned()).await {
         Ok(turn) => Some(turn),
         Err(_) => {
@@ -137,21 +135,13 @@ pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
 /// A write transaction. On SQLite it keeps this process's [`write_turn`] for the file
 /// until it commits, rolls back or is dropped. It reads and writes like the
 /// [`DatabaseTransaction`] it wraps, which it also dereferences to.
+#[derive(Debug)]
 pub struct WriteTransaction {
     // Fields drop in order: a transaction dropped without a commit queues its rollback
     // before the next writer gets the turn. The rollback may still be running when the
     // next `BEGIN IMMEDIATE` arrives, which then waits in SQLite's busy handler.
     txn: DatabaseTransaction,
-    turn: Option<WriteTurn>,
-}
-
-impl std::fmt::Debug for WriteTransaction {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("WriteTransaction")
-            .field("holds_turn", &self.turn.is_some())
-            .finish_non_exhaustive()
-    }
+    _turn: Option<WriteTurn>,
 }
 
 impl WriteTransaction {
@@ -211,7 +201,7 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
             ..TransactionOptions::default()
         })
         .await?;
-    Ok(WriteTransaction { txn, turn })
+    Ok(WriteTransaction { txn, _turn: turn })
 }
 
 /// Returns true for errors that a retry can cure: SQLite lock timeouts and PostgreSQL
@@ -304,8 +294,8 @@ mod tests {
             .await
             .expect("first write");
 
-        // Writers that ask while the first has its turn wait for it, then write in the
-        // order they asked, each seeing what the one before committed.
+        // Writers that request a turn while the first has it wait, then write in the order
+        // of their requests, each seeing what the one before committed.
         let mut waiting = Vec::new();
         for n in 1..=20_i64 {
             let db = db.clone();
@@ -327,7 +317,7 @@ mod tests {
                 txn.commit().await.expect("later commit");
                 count
             }));
-            // Let the task ask for its turn before the next one is spawned.
+            // Let the task request its turn before the next one is spawned.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(steps(&db).await, Vec::<i64>::new(), "nothing committed yet");

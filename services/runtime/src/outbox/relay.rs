@@ -451,10 +451,10 @@ impl Relay {
             )
             .exec(&self.db)
             .await?;
-        let taken = updated.rows_affected == 1;
+        let lease_taken = updated.rows_affected == 1;
         self.lease_expires
-            .store(if taken { expires } else { 0 }, Ordering::Relaxed);
-        Ok(taken)
+            .store(if lease_taken { expires } else { 0 }, Ordering::Relaxed);
+        Ok(lease_taken)
     }
 
     async fn release_lease(&self) {
