@@ -172,6 +172,7 @@ Environment variables (TRACE_DATABASE_URL from a Secret) override its keys.
 {{- $values := $root.Values -}}
 # Rendered by the trace Helm chart. TRACE_-prefixed environment variables override these keys.
 grpc_addr = {{ printf "0.0.0.0:%d" (int64 $service.port) | toJson }}
+grpc_max_concurrent_streams = {{ int64 $values.grpcMaxConcurrentStreams }}
 blob_store_url = "file:///data/blobs"
 {{- if not $service.database.existingSecret }}
 database_url = {{ printf "sqlite:///data/%s.db?mode=rwc" $service.name | toJson }}

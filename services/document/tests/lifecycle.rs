@@ -917,6 +917,49 @@ async fn run_lifecycle(database_url: Option<&str>) -> Result<()> {
     service.stop().await
 }
 
+/// The server advertises to each client connection how many calls it may have in flight
+/// (`grpc_max_concurrent_streams`) in the SETTINGS frame that opens the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_advertises_its_stream_limit() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let nats = Nats::start()?;
+    let service = Service::start_with(&nats.url(), None, |config| {
+        config.service.grpc_max_concurrent_streams = 7;
+    })
+    .await?;
+
+    // An HTTP/2 client preface with empty SETTINGS; the server replies with its own
+    // SETTINGS frame (type 4) before anything else.
+    let mut stream = tokio::net::TcpStream::connect(service.address).await?;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await?;
+    let mut header = [0_u8; 9];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut header)).await??;
+    assert_eq!(header[3], 4, "first frame type");
+    let length =
+        usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0_u8; length];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut payload)).await??;
+    // Each setting is a 16-bit id and a 32-bit value; 3 is SETTINGS_MAX_CONCURRENT_STREAMS.
+    let advertised: Vec<(u16, u32)> = payload
+        .chunks_exact(6)
+        .map(|setting| {
+            (
+                u16::from_be_bytes([setting[0], setting[1]]),
+                u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]),
+            )
+        })
+        .filter(|(id, _)| *id == 3)
+        .collect();
+
+    assert_eq!(advertised, [(3, 7)]);
+    // An open connection would hold the graceful shutdown.
+    drop(stream);
+    service.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn illegal_transition_writes_nothing() -> Result<()> {
     let nats = Nats::start()?;

@@ -228,7 +228,8 @@ impl ServiceRuntime {
             self.outbox.clone(),
             self.authenticator.clone(),
         );
-        let mut server = Server::builder();
+        let mut server =
+            Server::builder().max_concurrent_streams(self.settings.grpc_max_concurrent_streams);
         if let Some(tls) = &self.settings.tls {
             server = server.tls_config(crate::tls::server_config(tls)?)?;
         }

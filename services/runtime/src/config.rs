@@ -26,11 +26,23 @@ impl ConfigError {
     }
 }
 
+/// Highest accepted `grpc_max_concurrent_streams`.
+const MAX_CONCURRENT_STREAMS_LIMIT: u32 = 10_000;
+
+fn default_max_concurrent_streams() -> u32 {
+    128
+}
+
 /// Settings every service has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSettings {
     /// Address the gRPC server binds.
     pub grpc_addr: SocketAddr,
+    /// Calls one client connection may have in flight at once (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`). A client past the limit waits before it sends,
+    /// so an overload queues at the clients instead of in this process's memory.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub grpc_max_concurrent_streams: u32,
     /// sea-orm database URL: `sqlite://PATH?mode=rwc` or `postgres://...`.
     pub database_url: String,
     /// Blob storage URL: `file:///absolute/folder` or `memory:///`.
@@ -224,6 +236,7 @@ impl ServiceSettings {
     pub fn defaults(service: &str, port: u16) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            grpc_max_concurrent_streams: default_max_concurrent_streams(),
             database_url: format!("sqlite://var/{service}.db?mode=rwc"),
             blob_store_url: format!("file://{}", absolute("var/blobs").join(service).display()),
             business_time_zone: "Asia/Shanghai".to_owned(),
@@ -263,6 +276,12 @@ impl ServiceSettings {
     /// Checks values that deserialisation cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.time_zone()?;
+        if !(1..=MAX_CONCURRENT_STREAMS_LIMIT).contains(&self.grpc_max_concurrent_streams) {
+            return Err(ConfigError::invalid(
+                "grpc_max_concurrent_streams",
+                format!("must be 1 to {MAX_CONCURRENT_STREAMS_LIMIT}"),
+            ));
+        }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             return Err(ConfigError::invalid(
@@ -452,6 +471,30 @@ mod tests {
         settings.hs256_secret = DEVELOPMENT_SECRET.to_owned();
         let debug_output = format!("{settings:?}");
         assert!(!debug_output.contains(DEVELOPMENT_SECRET), "{debug_output}");
+    }
+
+    #[test]
+    fn stream_limit_missing_from_a_file_is_128() {
+        let text = toml::to_string(&ServiceSettings::defaults("document", 50051)).unwrap();
+        let older = text.replace("grpc_max_concurrent_streams = 128\n", "");
+        assert_ne!(older, text);
+
+        let parsed: ServiceSettings = toml::from_str(&older).unwrap();
+
+        assert_eq!(parsed.grpc_max_concurrent_streams, 128);
+    }
+
+    #[test]
+    fn stream_limit_of_zero_names_the_key() {
+        let mut settings = ServiceSettings::defaults("document", 50051);
+        settings.grpc_max_concurrent_streams = 0;
+
+        let error = settings.validate().unwrap_err().to_string();
+
+        assert_eq!(
+            error,
+            "invalid configuration key grpc_max_concurrent_streams: must be 1 to 10000"
+        );
     }
 
     #[test]
