@@ -9,6 +9,8 @@ pub mod migration;
 pub mod receipts;
 pub mod relay;
 pub mod service;
+#[cfg(test)]
+mod test_tables;
 
 use std::sync::Arc;
 

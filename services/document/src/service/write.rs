@@ -152,20 +152,19 @@ impl DocumentHandler {
         payload: prost_types::Any,
     ) -> AttemptResult<(document::Model, String)> {
         changes.entity_version = Set(loaded.entity_version + 1);
+        // RETURNING gives the row as written, without a second read.
         let updated = document::Entity::update_many()
             .set(changes)
             .filter(document::Column::Id.eq(loaded.id.as_str()))
             .filter(document::Column::EntityVersion.eq(loaded.entity_version))
-            .exec(txn)
+            .exec_with_returning(txn)
             .await?;
-        if updated.rows_affected == 0 {
+        let Some(document) = updated.into_iter().next() else {
             return Err(AttemptError::Conflict(format!(
                 "document {} changed after it was loaded at version {}",
                 loaded.id, loaded.entity_version
             )));
-        }
-
-        let document = find_document(txn, &loaded.id).await?;
+        };
         let event_id = self
             .stage_event(txn, context, &document, action, payload)
             .await?;

@@ -205,20 +205,19 @@ impl ProjectHandler {
         payload: prost_types::Any,
     ) -> AttemptResult<(project::Model, String)> {
         changes.entity_version = Set(loaded.entity_version + 1);
+        // RETURNING gives the row as written, without a second read.
         let updated = project::Entity::update_many()
             .set(changes)
             .filter(project::Column::Id.eq(loaded.id.as_str()))
             .filter(project::Column::EntityVersion.eq(loaded.entity_version))
-            .exec(txn)
+            .exec_with_returning(txn)
             .await?;
-        if updated.rows_affected == 0 {
+        let Some(project) = updated.into_iter().next() else {
             return Err(AttemptError::Conflict(format!(
                 "project {} changed after it was loaded at version {}",
                 loaded.id, loaded.entity_version
             )));
-        }
-
-        let project = find_project(txn, &loaded.id).await?;
+        };
         let event_id = self
             .stage_event(txn, context, &project, action, payload)
             .await?;

@@ -515,20 +515,10 @@ fn publish_span(row: &PendingRow) -> tracing::Span {
 mod tests {
     use chrono::{TimeZone, Utc};
     use sea_orm::DatabaseConnection;
-    use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::ServiceSettings;
-
-    /// The outbox tables alone.
-    struct OutboxTables;
-
-    impl MigratorTrait for OutboxTables {
-        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-            vec![Box::new(super::super::migration::CreateOutbox)]
-        }
-    }
 
     /// Builds a relay on `db` whose broker connection is never established, because the
     /// lease needs only the database.
@@ -564,13 +554,7 @@ mod tests {
     #[tokio::test]
     async fn lease_renewed_at_two_thirds() {
         let folder = tempfile::tempdir().expect("temp dir");
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            folder.path().join("lease.db").display()
-        );
-        let db = crate::db::connect_and_migrate::<OutboxTables>(&url)
-            .await
-            .expect("outbox database");
+        let db = super::super::test_tables::database(folder.path()).await;
         let start = Utc.with_ymd_and_hms(2026, 12, 5, 8, 0, 0).unwrap();
         let clock = ManualClock::new(start);
         let first = relay(&db, &clock).await;

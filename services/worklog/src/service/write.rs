@@ -124,20 +124,19 @@ impl WorklogHandler {
         payload: prost_types::Any,
     ) -> AttemptResult<(report::Model, String)> {
         changes.entity_version = Set(loaded.entity_version + 1);
+        // RETURNING gives the row as written, without a second read.
         let updated = report::Entity::update_many()
             .set(changes)
             .filter(report::Column::Id.eq(loaded.id.as_str()))
             .filter(report::Column::EntityVersion.eq(loaded.entity_version))
-            .exec(txn)
+            .exec_with_returning(txn)
             .await?;
-        if updated.rows_affected == 0 {
+        let Some(report) = updated.into_iter().next() else {
             return Err(AttemptError::Conflict(format!(
                 "report {} changed after it was loaded at version {}",
                 loaded.id, loaded.entity_version
             )));
-        }
-
-        let report = find_report(txn, &loaded.id).await?;
+        };
         let event_id = self
             .stage_report_event(txn, context, &report, action, payload)
             .await?;
