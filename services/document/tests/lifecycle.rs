@@ -929,8 +929,11 @@ async fn server_advertises_its_stream_limit() -> Result<()> {
     })
     .await?;
 
-    // An HTTP/2 client preface with empty SETTINGS; the server replies with its own
-    // SETTINGS frame (type 4) before anything else.
+    /// HTTP/2 identifier of the SETTINGS_MAX_CONCURRENT_STREAMS parameter.
+    const MAX_CONCURRENT_STREAMS: u16 = 3;
+
+    // The client preface is followed by an empty SETTINGS frame. The server replies with
+    // its own SETTINGS frame (type 4) before anything else.
     let mut stream = tokio::net::TcpStream::connect(service.address).await?;
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
@@ -942,7 +945,7 @@ async fn server_advertises_its_stream_limit() -> Result<()> {
         usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
     let mut payload = vec![0_u8; length];
     tokio::time::timeout(DEADLINE, stream.read_exact(&mut payload)).await??;
-    // Each setting is a 16-bit id and a 32-bit value; 3 is SETTINGS_MAX_CONCURRENT_STREAMS.
+    // Each setting is a 16-bit identifier followed by a 32-bit value.
     let advertised: Vec<(u16, u32)> = payload
         .chunks_exact(6)
         .map(|setting| {
@@ -951,11 +954,11 @@ async fn server_advertises_its_stream_limit() -> Result<()> {
                 u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]),
             )
         })
-        .filter(|(id, _)| *id == 3)
+        .filter(|(id, _)| *id == MAX_CONCURRENT_STREAMS)
         .collect();
 
-    assert_eq!(advertised, [(3, 7)]);
-    // An open connection would hold the graceful shutdown.
+    assert_eq!(advertised, [(MAX_CONCURRENT_STREAMS, 7)]);
+    // An open connection would delay the graceful shutdown.
     drop(stream);
     service.stop().await
 }

@@ -29,6 +29,7 @@ impl ConfigError {
 /// Highest accepted `grpc_max_concurrent_streams`.
 const MAX_CONCURRENT_STREAMS_LIMIT: u32 = 10_000;
 
+/// Default of `grpc_max_concurrent_streams`.
 fn default_max_concurrent_streams() -> u32 {
     128
 }
@@ -279,7 +280,10 @@ impl ServiceSettings {
         if !(1..=MAX_CONCURRENT_STREAMS_LIMIT).contains(&self.grpc_max_concurrent_streams) {
             return Err(ConfigError::invalid(
                 "grpc_max_concurrent_streams",
-                format!("must be 1 to {MAX_CONCURRENT_STREAMS_LIMIT}"),
+                format!(
+                    "is {}; must be 1 to {MAX_CONCURRENT_STREAMS_LIMIT}",
+                    self.grpc_max_concurrent_streams
+                ),
             ));
         }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
@@ -493,7 +497,7 @@ mod tests {
 
         assert_eq!(
             error,
-            "invalid configuration key grpc_max_concurrent_streams: must be 1 to 10000"
+            "invalid configuration key grpc_max_concurrent_streams: is 0; must be 1 to 10000"
         );
     }
 

@@ -13,17 +13,17 @@ use trace_proto::event::v1::Receipt;
 use super::entity::event;
 use crate::clock::SharedClock;
 
-/// A transaction takes no further receipt once it has this many receipts or events, so
-/// that it keeps the write turn for a bounded time.
+/// Maximum number of receipts in one transaction, so that it keeps the write turn for a
+/// bounded time.
 const MAX_RECEIPTS_PER_WRITE: usize = 64;
+
+/// Number of events after which a transaction takes no further receipt.
 const MAX_EVENTS_PER_WRITE: usize = 2_000;
 
-/// Applies receipts for `service` until cancelled, waking the relay after each write, since
-/// a receipt can release the next event of an entity. Receipts that have already arrived
-/// when one is taken are applied with it in one transaction, so a burst of archive batches
-/// costs one commit. If that transaction fails, each receipt is tried on its own.
-/// The core NATS subscription is re-created by the client after reconnects; a receipt lost
-/// meanwhile is recovered by the relay's receipt query.
+/// Applies receipts for `service` until cancelled, and wakes the relay after each write
+/// because a receipt can release the next event of an entity. Receipts already queued
+/// share one transaction. A receipt lost while the client reconnects is recovered by the
+/// relay's receipt query.
 pub async fn run(
     client: async_nats::Client,
     service: &str,
@@ -41,29 +41,9 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             message = subscription.next() => message,
         };
-        let Some(mut message) = message else { break };
-        let mut ended = false;
-        let mut events = 0;
-        loop {
-            match Receipt::decode(message.payload.as_ref()) {
-                Ok(receipt) => {
-                    events += receipt.events.len();
-                    receipts.push(receipt);
-                }
-                Err(error) => tracing::warn!(%error, "undecodable archive receipt"),
-            }
-            if receipts.len() == MAX_RECEIPTS_PER_WRITE || events >= MAX_EVENTS_PER_WRITE {
-                break;
-            }
-            match subscription.next().now_or_never() {
-                Some(Some(next)) => message = next,
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
+        let Some(message) = message else { break };
+        let ended = take_queued(&mut subscription, message, &mut receipts);
+
         if !receipts.is_empty() {
             apply_or_each(&db, &clock, &receipts).await;
             relay.notify_one();
@@ -76,26 +56,69 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies `receipts` together, or one by one when that fails, so that one failed write
-/// loses no more than one receipt to the relay's receipt query.
+/// Decodes `first` and the receipts already queued behind it into `receipts`, up to the
+/// per-transaction maximums. Returns whether the subscription has ended.
+fn take_queued(
+    subscription: &mut async_nats::Subscriber,
+    first: async_nats::Message,
+    receipts: &mut Vec<Receipt>,
+) -> bool {
+    let mut message = first;
+    let mut events = 0;
+    loop {
+        match Receipt::decode(message.payload.as_ref()) {
+            Ok(receipt) => {
+                events += receipt.events.len();
+                receipts.push(receipt);
+            }
+            Err(error) => tracing::warn!(%error, "undecodable archive receipt"),
+        }
+        if receipts.len() == MAX_RECEIPTS_PER_WRITE || events >= MAX_EVENTS_PER_WRITE {
+            return false;
+        }
+
+        match subscription.next().now_or_never() {
+            Some(Some(next)) => message = next,
+            Some(None) => return true,
+            None => return false,
+        }
+    }
+}
+
+/// Applies `receipts` in one transaction, or each in its own when that fails, so that a
+/// failed write leaves at most one receipt to the relay's receipt query.
 async fn apply_or_each(db: &DatabaseConnection, clock: &SharedClock, receipts: &[Receipt]) {
     let Err(error) = apply_all(db, clock, receipts).await else {
         return;
     };
-    if receipts.len() == 1 {
-        tracing::warn!(%error, "failed to apply an archive receipt");
-        return;
+    if receipts.len() > 1 {
+        tracing::warn!(
+            %error,
+            receipts = receipts.len(),
+            "failed to apply archive receipts in one transaction; applying each in its own"
+        );
+        for receipt in receipts {
+            if let Err(error) = apply(db, clock, receipt).await {
+                warn_unapplied(&error, receipt);
+            }
+        }
+    } else if let Some(receipt) = receipts.first() {
+        warn_unapplied(&error, receipt);
     }
+}
+
+/// Logs a receipt that could not be applied, with its first event id.
+fn warn_unapplied(error: &sea_orm::DbErr, receipt: &Receipt) {
+    let first_event_id = receipt
+        .events
+        .first()
+        .map_or("", |archived| archived.event_id.as_str());
     tracing::warn!(
         %error,
-        receipts = receipts.len(),
-        "failed to apply archive receipts together; applying each on its own"
+        first_event_id,
+        events = receipt.events.len(),
+        "failed to apply an archive receipt; the relay's receipt query recovers its events"
     );
-    for receipt in receipts {
-        if let Err(error) = apply(db, clock, receipt).await {
-            tracing::warn!(%error, "failed to apply an archive receipt");
-        }
-    }
 }
 
 /// Marks every event in `receipt` archived, in one transaction.
@@ -107,11 +130,8 @@ pub async fn apply(
     apply_all(db, clock, std::slice::from_ref(receipt)).await
 }
 
-/// Marks every event of every receipt archived, in one transaction. A row already marked
-/// keeps its first sequence, and so does a row that the receipts name twice. Each event has
-/// its own `UPDATE` of one fixed text, which a connection prepares once and keeps. One
-/// statement per batch would have a new text for each batch size, so a new prepared
-/// statement.
+/// Marks every event of every receipt archived, in one transaction. A row already marked,
+/// or named twice, keeps its first sequence.
 pub async fn apply_all(
     db: &DatabaseConnection,
     clock: &SharedClock,
@@ -130,6 +150,9 @@ pub async fn apply_all(
                 event::Column::ReceiptDueAt,
                 Expr::value(Option::<i64>::None),
             )
+            // One statement text per event, which each connection prepares once. A single
+            // statement for the batch would have a new text, so a new prepared statement,
+            // for every batch size.
             .filter(event::Column::EventId.eq(archived.event_id.clone()))
             .filter(event::Column::ArchivedAt.is_null())
             .exec(&txn)
