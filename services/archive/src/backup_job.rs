@@ -11,7 +11,7 @@ use crate::backup::{self, BackupError, BackupKey, BackupRow, Manifest, SEGMENT_E
 pub use crate::backup_location::BackupLocation;
 use crate::checkpoint::CheckpointSigner;
 use crate::entity::{chain_head, ledger_entry};
-use crate::ledger::{GENESIS_HASH, entry_hash};
+use crate::ledger::GENESIS_HASH;
 use crate::merkle;
 
 /// Format version written into manifests.
@@ -329,12 +329,19 @@ struct ChainState {
     /// Stored hashes that later segments and roots still read: the roots of the complete
     /// subtrees of the tree so far, plus the current segment's while it is verified.
     tree: HashMap<u64, Hash>,
-    expected_from: i64,
 }
 
+/// Segments decoded at once, each on a blocking thread, so that two cores stay busy while
+/// the consumer inserts. Each holds up to [`SEGMENT_ENTRIES`] entries in memory.
+const DECODE_AHEAD: usize = 2;
+
 /// Reads and verifies segments as [`read_backup`] does, and hands each one to `on_segment`.
-/// A blocking thread decrypts, parses and verifies the next segment while `on_segment`
-/// handles the one before it.
+///
+/// Three stages overlap. Up to [`DECODE_AHEAD`] segments are fetched, decrypted, parsed
+/// and checked entry by entry at once, and their results come out in segment order. One
+/// blocking thread then checks each segment against the chain and Merkle tree before it,
+/// while `on_segment` handles the segment before that. The first problem in segment order
+/// fails the read.
 async fn read_verified<F, Fut>(
     location: &BackupLocation,
     key: &BackupKey,
@@ -346,9 +353,18 @@ where
     F: FnMut(VerifiedSegment) -> Fut,
     Fut: Future<Output = Result<(), BackupError>>,
 {
+    use futures::StreamExt;
+
     let manifests = location.manifests().await?;
     let total: u64 = manifests.iter().map(|manifest| manifest.entries).sum();
     progress(0, total);
+    // Where each segment must start if none is missing: right after the one before it.
+    let starts: Vec<i64> = std::iter::once(1)
+        .chain(manifests.iter().map(|manifest| manifest.to_sequence + 1))
+        .collect();
+    let mut decoded = futures::stream::iter(manifests.into_iter().zip(starts))
+        .map(|(manifest, start)| decode_segment(location, key, manifest, start))
+        .buffered(DECODE_AHEAD);
     // One verified segment waits in the channel while the next is verified.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<VerifiedSegment>(1);
 
@@ -356,32 +372,12 @@ where
         let mut state = ChainState {
             chain_head: GENESIS_HASH.to_owned(),
             tree: HashMap::new(),
-            expected_from: 1,
         };
-        for manifest in manifests {
-            let name = manifest.segment.clone();
-            if manifest.from_sequence != state.expected_from {
-                return Err(BackupError::MissingSegment {
-                    name: format!(
-                        "segment starting at sequence {} (next found: {name})",
-                        state.expected_from
-                    ),
-                });
-            }
-            if manifest.key_id != key.key_id {
-                return Err(BackupError::Tampered {
-                    reason: format!(
-                        "sealed with key {}, not with key {}",
-                        manifest.key_id, key.key_id
-                    ),
-                    name,
-                });
-            }
-            let sealed = location.get(&name).await?;
-            let (key, verifier_key) = (key.clone(), verifier_key.map(str::to_owned));
+        while let Some(segment) = decoded.next().await {
+            let segment = segment?;
+            let verifier_key = verifier_key.map(str::to_owned);
             let (returned, segment) = tokio::task::spawn_blocking(move || {
-                let segment =
-                    verify_segment(&sealed, &key, verifier_key.as_deref(), manifest, &mut state);
+                let segment = link_segment(segment, verifier_key.as_deref(), &mut state);
                 (state, segment)
             })
             .await
@@ -392,7 +388,7 @@ where
                 break;
             }
         }
-        Ok(())
+        Ok::<_, BackupError>(())
     };
 
     let consumer = async move {
@@ -419,27 +415,69 @@ where
     Ok(check)
 }
 
-/// Verifies one sealed segment against its manifest and the chain and tree in `state`, and
-/// advances `state` past it.
-fn verify_segment(
-    sealed: &[u8],
-    key: &BackupKey,
-    verifier_key: Option<&str>,
+/// One segment, opened and checked on its own, not yet against the segments before it.
+struct DecodedSegment {
     manifest: Manifest,
+    entries: Vec<ledger_entry::Model>,
+}
+
+/// Fetches one segment and, on a blocking thread, checks its digest and seal, parses its
+/// entries and checks each entry's hash and payload digest. `start` is the sequence that
+/// the segment must begin at to follow the one before it.
+async fn decode_segment(
+    location: &BackupLocation,
+    key: &BackupKey,
+    manifest: Manifest,
+    start: i64,
+) -> Result<DecodedSegment, BackupError> {
+    let name = manifest.segment.clone();
+    if manifest.from_sequence != start {
+        return Err(BackupError::MissingSegment {
+            name: format!("segment starting at sequence {start} (next found: {name})"),
+        });
+    }
+    if manifest.key_id != key.key_id {
+        return Err(BackupError::Tampered {
+            reason: format!(
+                "sealed with key {}, not with key {}",
+                manifest.key_id, key.key_id
+            ),
+            name,
+        });
+    }
+    let sealed = location.get(&name).await?;
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || {
+        let tampered = |reason: String| BackupError::Tampered {
+            name: manifest.segment.clone(),
+            reason,
+        };
+        if trace_runtime::blob::sha256_hex(&sealed) != manifest.sealed_sha256 {
+            return Err(tampered(
+                "its bytes do not match the manifest digest".to_owned(),
+            ));
+        }
+        let rows = backup::open(&sealed, &key, &manifest.segment)?;
+        let entries = check_entries(rows, &manifest).map_err(tampered)?;
+        Ok(DecodedSegment { manifest, entries })
+    })
+    .await
+    .map_err(|error| BackupError::Other(format!("verification task failed: {error}")))?
+}
+
+/// Checks a decoded segment against the chain and Merkle tree in `state`, and the signed
+/// checkpoint in its manifest given `verifier_key`, and advances `state` past it.
+fn link_segment(
+    segment: DecodedSegment,
+    verifier_key: Option<&str>,
     state: &mut ChainState,
 ) -> Result<VerifiedSegment, BackupError> {
-    let name = manifest.segment.clone();
+    let DecodedSegment { manifest, entries } = segment;
     let tampered = |reason: String| BackupError::Tampered {
-        name: name.clone(),
+        name: manifest.segment.clone(),
         reason,
     };
-    if trace_runtime::blob::sha256_hex(sealed) != manifest.sealed_sha256 {
-        return Err(tampered(
-            "its bytes do not match the manifest digest".to_owned(),
-        ));
-    }
-    let rows = backup::open(sealed, key, &name)?;
-    let entries = check_rows(rows, &manifest, &state.chain_head).map_err(tampered)?;
+    check_links(&entries, &manifest, &state.chain_head).map_err(tampered)?;
     let mut stored_hashes = Vec::with_capacity(entries.len() * 2);
     for entry in &entries {
         extend_tree(&mut state.tree, entry, &mut stored_hashes).map_err(tampered)?;
@@ -462,7 +500,6 @@ fn verify_segment(
     }
     keep_frontier(&mut state.tree, size);
     state.chain_head = manifest.chain_head.clone();
-    state.expected_from = manifest.to_sequence + 1;
     Ok(VerifiedSegment {
         manifest,
         entries,
@@ -470,15 +507,12 @@ fn verify_segment(
     })
 }
 
-/// Checks one segment's rows against its manifest and the chain so far.
-fn check_rows(
+/// Parses one segment's rows and checks what each entry proves on its own: its place in
+/// the segment's range, its entry hash over its own columns and its payload digest.
+fn check_entries(
     rows: Vec<BackupRow>,
     manifest: &Manifest,
-    previous: &str,
 ) -> Result<Vec<ledger_entry::Model>, String> {
-    if manifest.previous_hash != previous {
-        return Err("it does not continue the chain of the segment before it".to_owned());
-    }
     if rows.len() as u64 != manifest.entries {
         return Err(format!(
             "it holds {} entries, its manifest says {}",
@@ -493,8 +527,8 @@ fn check_rows(
         if entry.sequence != sequence {
             return Err(format!("entry {sequence} is missing"));
         }
-        let expected_previous = entries.last().map_or(previous, |last| &last.entry_hash);
-        if entry.previous_hash != expected_previous || entry_hash(&entry) != entry.entry_hash {
+        let hash = crate::ledger::entry_hash_bytes(&(&entry).into());
+        if !crate::ledger::is_hex_of(&hash, &entry.entry_hash) {
             return Err(format!("entry {sequence} does not verify"));
         }
         if !crate::ledger::payload_matches_digest(&entry) {
@@ -504,11 +538,31 @@ fn check_rows(
         }
         entries.push(entry);
     }
-    let last_hash = entries.last().map_or(previous, |last| &last.entry_hash);
-    if last_hash != manifest.chain_head {
+    Ok(entries)
+}
+
+/// Checks that a segment's entries, already checked by [`check_entries`], link to each
+/// other and to `previous`, the last entry hash of the segment before, and end at the
+/// manifest's chain head.
+fn check_links(
+    entries: &[ledger_entry::Model],
+    manifest: &Manifest,
+    previous: &str,
+) -> Result<(), String> {
+    if manifest.previous_hash != previous {
+        return Err("it does not continue the chain of the segment before it".to_owned());
+    }
+    let mut expected_previous = previous;
+    for entry in entries {
+        if entry.previous_hash != expected_previous {
+            return Err(format!("entry {} does not verify", entry.sequence));
+        }
+        expected_previous = &entry.entry_hash;
+    }
+    if expected_previous != manifest.chain_head {
         return Err("its last entry hash differs from the manifest's chain head".to_owned());
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// Adds the stored hashes that appending `entry` creates to `tree` and to `added`.

@@ -214,19 +214,66 @@ async fn resealed_altered_entry_is_rejected() {
     let sealed = std::fs::read(&segments[2]).unwrap();
     let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
     rows[1].actor_name = "someone else".to_owned();
-    let resealed = backup::seal(&rows, &backup.key, &manifest.segment).unwrap();
+    reseal(&backup, &segments[2], manifest, &rows);
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(error.contains("entry 9 does not verify"), "{error}");
+}
+
+#[tokio::test]
+async fn relinked_entry_is_rejected() {
+    // An entry that hashes correctly over its own columns but points at the wrong previous
+    // entry: only the check of the links between entries finds it.
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    let manifests = backup.location.manifests().await.unwrap();
+    let manifest = &manifests[1];
+    let sealed = std::fs::read(&segments[1]).unwrap();
+    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    rows[2].previous_hash = "0".repeat(64);
+    rows[2].entry_hash = trace_archive::ledger::entry_hash(&rows[2].to_model().unwrap());
+    reseal(&backup, &segments[1], manifest, &rows);
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(error.contains("entry 6 does not verify"), "{error}");
+}
+
+#[tokio::test]
+async fn first_bad_segment_in_order_is_named() {
+    // Segments are decoded in parallel, so a later bad segment may fail first. The error
+    // still names the earliest one.
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    for segment in &segments[1..] {
+        let mut bytes = std::fs::read(segment).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(segment, bytes).unwrap();
+    }
+    let first_bad = segments[1].file_name().unwrap().to_str().unwrap();
+    let later = segments[2].file_name().unwrap().to_str().unwrap();
+
+    for _ in 0..5 {
+        let error = backup.verify().await.unwrap_err().to_string();
+        assert!(error.contains(first_bad), "{error}");
+        assert!(!error.contains(later), "{error}");
+    }
+}
+
+/// Seals `rows` again in place of the segment at `path` and rewrites its manifest's digest
+/// and size to match, as someone holding the backup key could.
+fn reseal(backup: &Backup, path: &Path, manifest: &Manifest, rows: &[backup::BackupRow]) {
+    let resealed = backup::seal(rows, &backup.key, &manifest.segment).unwrap();
     let altered = Manifest {
         sealed_sha256: trace_runtime::blob::sha256_hex(&resealed),
         sealed_bytes: resealed.len() as u64,
         ..manifest.clone()
     };
-    std::fs::write(&segments[2], resealed).unwrap();
-    let manifest_path = segments[2].with_extension("manifest.json");
+    std::fs::write(path, resealed).unwrap();
+    let manifest_path = path.with_extension("manifest.json");
     std::fs::write(&manifest_path, serde_json::to_vec(&altered).unwrap()).unwrap();
-
-    let error = backup.verify().await.unwrap_err().to_string();
-    assert!(error.contains(&manifest.segment), "{error}");
-    assert!(error.contains("entry 9 does not verify"), "{error}");
 }
 
 #[tokio::test]
