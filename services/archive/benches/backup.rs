@@ -1,7 +1,9 @@
 //! Backup and restore benchmark. It appends N envelopes to a fresh SQLite ledger and writes a
 //! full backup to a local folder, in sealed segments of at most 100,000 entries with a signed
 //! checkpoint each. Then it verifies the backup and restores it into a second, empty SQLite
-//! database, and prints the time and the peak resident memory of each phase.
+//! database, and prints the time and the peak resident memory of each phase. With
+//! `TRACE_BENCH_DATABASE_URL` naming a PostgreSQL server where it may create databases, it
+//! does the same from one new database on that server into another.
 //!
 //! ```text
 //! cargo bench -p trace-archive --bench backup -- [entries] [batch]
@@ -10,6 +12,8 @@
 mod support;
 
 use std::time::Instant;
+
+use sea_orm::DatabaseConnection;
 
 use trace_archive::backup::BackupKey;
 use trace_archive::backup_job::{self, BackupLocation};
@@ -61,11 +65,17 @@ fn reset_peak_rss() {
     std::fs::write("/proc/self/clear_refs", "5").ok();
 }
 
-async fn sqlite(path: &std::path::Path) -> sea_orm::DatabaseConnection {
+async fn sqlite(path: &std::path::Path) -> DatabaseConnection {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     trace_runtime::db::connect_and_migrate::<Migrator>(&url)
         .await
         .expect("sqlite")
+}
+
+async fn postgres(url: &str) -> DatabaseConnection {
+    trace_runtime::db::connect_and_migrate::<Migrator>(url)
+        .await
+        .expect("postgres")
 }
 
 #[tokio::main]
@@ -78,7 +88,43 @@ async fn main() {
     let batch = arguments.get(1).copied().unwrap_or(500);
 
     let dir = tempfile::tempdir().expect("temporary folder");
-    let db = sqlite(&dir.path().join("ledger.db")).await;
+    let source = sqlite(&dir.path().join("ledger.db")).await;
+    let target = sqlite(&dir.path().join("restored.db")).await;
+    run(
+        "sqlite",
+        source,
+        target,
+        &dir.path().join("sqlite"),
+        entries,
+        batch,
+    )
+    .await;
+
+    if let Ok(base) = std::env::var("TRACE_BENCH_DATABASE_URL") {
+        let (source_db, target_db) = (
+            support::ScratchDatabase::create(&base).await,
+            support::ScratchDatabase::create(&base).await,
+        );
+        let source = postgres(&source_db.url).await;
+        let target = postgres(&target_db.url).await;
+        let folder = dir.path().join("postgres");
+        run("postgres", source, target, &folder, entries, batch).await;
+        source_db.drop_database().await;
+        target_db.drop_database().await;
+    }
+}
+
+/// Appends `entries` envelopes to `db`, backs them up into `folder`, verifies the backup
+/// and restores it into `target`, printing each phase's time, CPU and peak memory. Both
+/// connections are closed at the end.
+async fn run(
+    label: &str,
+    db: DatabaseConnection,
+    target: DatabaseConnection,
+    folder: &std::path::Path,
+    entries: u64,
+    batch: u64,
+) {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(batch as usize);
     for index in 0..entries {
@@ -89,14 +135,13 @@ async fn main() {
         }
     }
     println!(
-        "appended {entries} entries in batches of {batch}: {:.2} s",
+        "{label}: appended {entries} entries in batches of {batch}: {:.2} s",
         started.elapsed().as_secs_f64()
     );
 
     let key = BackupKey::from_hex(&BackupKey::generate_hex()).expect("backup key");
     let (signing_key, verifier_key) = generate_key("bench.archive").expect("checkpoint key");
     let signer = CheckpointSigner::new(&signing_key).expect("signer");
-    let folder = dir.path().join("backup");
     let location =
         BackupLocation::open(&format!("file://{}", folder.display()), &Default::default())
             .expect("backup location");
@@ -110,7 +155,7 @@ async fn main() {
     let backup = started.elapsed();
     let sealed_bytes: u64 = run.manifests.iter().map(|m| m.sealed_bytes).sum();
     println!(
-        "backup: {} segments, {sealed_bytes} sealed bytes, {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
+        "{label}: backup: {} segments, {sealed_bytes} sealed bytes, {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         run.manifests.len(),
         backup.as_secs_f64(),
         entries as f64 / backup.as_secs_f64(),
@@ -134,14 +179,13 @@ async fn main() {
     let verify = started.elapsed();
     assert_eq!(check.entries, entries);
     println!(
-        "verify backup: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
+        "{label}: verify backup: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         verify.as_secs_f64(),
         entries as f64 / verify.as_secs_f64(),
         cpu_seconds() - cpu,
         peak_rss_mib(),
     );
 
-    let target = sqlite(&dir.path().join("restored.db")).await;
     reset_peak_rss();
     let cpu = cpu_seconds();
     let started = Instant::now();
@@ -154,13 +198,13 @@ async fn main() {
     )
     .await
     .expect("restore");
-    // Closing checkpoints the write-ahead log into the database file, as `tracectl restore`
-    // does, so the time includes a complete file.
+    // Closing checkpoints a SQLite write-ahead log into the database file, as `tracectl
+    // restore` does, so the time includes a complete file.
     target.close().await.expect("close");
     let restore = started.elapsed();
     assert_eq!(check.entries, entries);
     println!(
-        "restore: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
+        "{label}: restore: {:.2} s ({:.0} entries/s), CPU {:.2} s, peak RSS {:.0} MiB",
         restore.as_secs_f64(),
         entries as f64 / restore.as_secs_f64(),
         cpu_seconds() - cpu,

@@ -309,9 +309,14 @@ where
     F: FnMut(Vec<ledger_entry::Model>) -> Fut,
     Fut: Future<Output = Result<(), BackupError>>,
 {
-    read_verified(location, key, verifier_key, progress, |segment| {
-        on_segment(segment.entries)
-    })
+    read_verified(
+        location,
+        key,
+        verifier_key,
+        DECODE_AHEAD,
+        progress,
+        |segment| on_segment(segment.entries),
+    )
     .await
 }
 
@@ -331,13 +336,17 @@ struct ChainState {
     tree: HashMap<u64, Hash>,
 }
 
-/// Segments decoded at once, each on a blocking thread, so that two cores stay busy while
-/// the consumer inserts. Each holds up to [`SEGMENT_ENTRIES`] entries in memory.
+/// Segments that verification decodes at once, each on a blocking thread, so that two
+/// cores stay busy. Each holds up to [`SEGMENT_ENTRIES`] entries in memory.
 const DECODE_AHEAD: usize = 2;
+
+/// Segments that a restore decodes at once. Its inserts on one thread are the slower stage,
+/// so a second segment decoding would only hold more memory (BENCHMARKS.md).
+const RESTORE_DECODE_AHEAD: usize = 1;
 
 /// Reads and verifies segments as [`read_backup`] does, and hands each one to `on_segment`.
 ///
-/// Three stages overlap. Up to [`DECODE_AHEAD`] segments are fetched, decrypted, parsed
+/// Three stages overlap. Up to `ahead` segments are fetched, decrypted, parsed
 /// and checked entry by entry at once, and their results come out in segment order. One
 /// blocking thread then checks each segment against the chain and Merkle tree before it,
 /// while `on_segment` handles the segment before that. The first problem in segment order
@@ -346,6 +355,7 @@ async fn read_verified<F, Fut>(
     location: &BackupLocation,
     key: &BackupKey,
     verifier_key: Option<&str>,
+    ahead: usize,
     progress: ProgressHook<'_>,
     mut on_segment: F,
 ) -> Result<BackupCheck, BackupError>
@@ -364,7 +374,7 @@ where
         .collect();
     let mut decoded = futures::stream::iter(manifests.into_iter().zip(starts))
         .map(|(manifest, start)| decode_segment(location, key, manifest, start))
-        .buffered(DECODE_AHEAD);
+        .buffered(ahead);
     // One verified segment waits in the channel while the next is verified.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<VerifiedSegment>(1);
 
@@ -630,6 +640,7 @@ pub async fn restore(
         location,
         key,
         verifier_key,
+        RESTORE_DECODE_AHEAD,
         progress,
         |segment| async move {
             crate::bulk_insert::insert_restored(db, segment.entries, segment.stored_hashes)

@@ -61,3 +61,43 @@ pub fn incoming(index: u64) -> Incoming {
         previous_event_id: None,
     }
 }
+
+/// A PostgreSQL database created for one benchmark run on the server of a given URL, and
+/// dropped by [`ScratchDatabase::drop_database`].
+// Only the benchmarks that also measure PostgreSQL call it.
+#[allow(dead_code)]
+pub struct ScratchDatabase {
+    admin: sea_orm::DatabaseConnection,
+    name: String,
+    /// URL of the new database, on the same server as the one it was created from.
+    pub url: String,
+}
+
+#[allow(dead_code)]
+impl ScratchDatabase {
+    /// Creates a database with a unique name on the server of `base`, a URL of a database
+    /// where the user may run `CREATE DATABASE`.
+    pub async fn create(base: &str) -> Self {
+        use sea_orm::ConnectionTrait;
+
+        let admin = trace_runtime::db::connect(base).await.expect("postgres");
+        let name = format!("trace_bench_{}", uuid::Uuid::now_v7().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let (server, _) = base.rsplit_once('/').expect("database URL with a path");
+        let url = format!("{server}/{name}");
+        Self { admin, name, url }
+    }
+
+    /// Drops the database; every connection to it must be closed first.
+    pub async fn drop_database(self) {
+        use sea_orm::ConnectionTrait;
+
+        self.admin
+            .execute_unprepared(&format!("DROP DATABASE {}", self.name))
+            .await
+            .ok();
+    }
+}
