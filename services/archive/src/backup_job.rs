@@ -337,7 +337,8 @@ struct ChainState {
 }
 
 /// Segments that verification decodes at once, each on a blocking thread, so that two
-/// cores stay busy. Each holds up to [`SEGMENT_ENTRIES`] entries in memory.
+/// cores stay busy. With one more being linked and one waiting for `on_segment`, up to four
+/// segments of [`SEGMENT_ENTRIES`] entries are in memory.
 const DECODE_AHEAD: usize = 2;
 
 /// Segments that a restore decodes at once. Its inserts on one thread are the slower stage,
@@ -374,7 +375,8 @@ where
         .collect();
     let mut decoded = futures::stream::iter(manifests.into_iter().zip(starts))
         .map(|(manifest, start)| decode_segment(location, key, manifest, start))
-        .buffered(ahead);
+        // `buffered(0)` would never poll a segment, so at least one decodes.
+        .buffered(ahead.max(1));
     // One verified segment waits in the channel while the next is verified.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<VerifiedSegment>(1);
 

@@ -242,24 +242,28 @@ async fn relinked_entry_is_rejected() {
 
 #[tokio::test]
 async fn first_bad_segment_in_order_is_named() {
-    // Segments are decoded in parallel, so a later bad segment may fail first. The error
-    // still names the earliest one.
-    let backup = three_segment_backup([3, 4, 5]).await;
+    // Segments are decoded in parallel. The later bad segment here is small and fails its
+    // digest check at once, while the earlier one is large and fails only when linked, so
+    // the later failure comes first. The error still names the earlier segment.
+    let backup = three_segment_backup([3, 2_000, 5]).await;
     let segments = backup.segment_files();
-    for segment in &segments[1..] {
-        let mut bytes = std::fs::read(segment).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x01;
-        std::fs::write(segment, bytes).unwrap();
-    }
-    let first_bad = segments[1].file_name().unwrap().to_str().unwrap();
+    let manifests = backup.location.manifests().await.unwrap();
+    let manifest = &manifests[1];
+    let sealed = std::fs::read(&segments[1]).unwrap();
+    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    rows[1_500].previous_hash = "0".repeat(64);
+    rows[1_500].entry_hash = trace_archive::ledger::entry_hash(&rows[1_500].to_model().unwrap());
+    reseal(&backup, &segments[1], manifest, &rows);
+    let mut bytes = std::fs::read(&segments[2]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segments[2], bytes).unwrap();
     let later = segments[2].file_name().unwrap().to_str().unwrap();
 
-    for _ in 0..5 {
-        let error = backup.verify().await.unwrap_err().to_string();
-        assert!(error.contains(first_bad), "{error}");
-        assert!(!error.contains(later), "{error}");
-    }
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(error.contains("entry 1504 does not verify"), "{error}");
+    assert!(!error.contains(later), "{error}");
 }
 
 /// Seals `rows` again in place of the segment at `path` and rewrites its manifest's digest

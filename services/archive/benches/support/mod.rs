@@ -95,9 +95,12 @@ impl ScratchDatabase {
     pub async fn drop_database(self) {
         use sea_orm::ConnectionTrait;
 
-        self.admin
-            .execute_unprepared(&format!("DROP DATABASE {}", self.name))
-            .await
-            .ok();
+        let drop = format!("DROP DATABASE {}", self.name);
+        if let Err(error) = self.admin.execute_unprepared(&drop).await {
+            eprintln!(
+                "failed to drop the benchmark database {}: {error}",
+                self.name
+            );
+        }
     }
 }
