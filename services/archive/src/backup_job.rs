@@ -347,11 +347,12 @@ const RESTORE_DECODE_AHEAD: usize = 1;
 
 /// Reads and verifies segments as [`read_backup`] does, and hands each one to `on_segment`.
 ///
-/// Three stages overlap. Up to `ahead` segments are fetched, decrypted, parsed
-/// and checked entry by entry at once, and their results come out in segment order. One
-/// blocking thread then checks each segment against the chain and Merkle tree before it,
-/// while `on_segment` handles the segment before that. The first problem in segment order
-/// fails the read.
+/// Three stages overlap. Up to `ahead` segments are decrypted, parsed and checked entry by
+/// entry at once, and their results come out in segment order. A segment is fetched only
+/// while the stream is polled, so a slow store delays the next decode. One blocking thread
+/// then checks each segment against the chain and Merkle tree before it, while
+/// `on_segment` handles the segment before that. The first problem in segment order fails
+/// the read.
 async fn read_verified<F, Fut>(
     location: &BackupLocation,
     key: &BackupKey,
