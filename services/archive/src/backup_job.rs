@@ -520,8 +520,10 @@ fn link_segment(
     })
 }
 
-/// Parses one segment's rows and checks what each entry proves on its own: its place in
-/// the segment's range, its entry hash over its own columns and its payload digest.
+/// Parses one segment's rows and checks each entry in sequence order without the segments
+/// before it. The checks are the entry's place in the segment's range, its entry hash over
+/// its own columns, its payload digest, and its link to the entry before it (for the first
+/// entry, to the manifest's previous hash). The error names the first entry that fails.
 fn check_entries(
     rows: Vec<BackupRow>,
     manifest: &Manifest,
@@ -540,8 +542,11 @@ fn check_entries(
         if entry.sequence != sequence {
             return Err(format!("entry {sequence} is missing"));
         }
+        let previous = entries
+            .last()
+            .map_or(manifest.previous_hash.as_str(), |entry| &entry.entry_hash);
         let hash = crate::ledger::entry_hash_bytes(&(&entry).into());
-        if !crate::ledger::is_hex_of(&hash, &entry.entry_hash) {
+        if entry.previous_hash != previous || !crate::ledger::is_hex_of(&hash, &entry.entry_hash) {
             return Err(format!("entry {sequence} does not verify"));
         }
         if !crate::ledger::payload_matches_digest(&entry) {
@@ -554,9 +559,9 @@ fn check_entries(
     Ok(entries)
 }
 
-/// Checks that a segment's entries, already checked by [`check_entries`], link to each
-/// other and to `previous`, the last entry hash of the segment before, and end at the
-/// manifest's chain head.
+/// Checks that a segment continues `previous`, the last entry hash of the segment before,
+/// and ends at the manifest's chain head. [`check_entries`] has already linked its entries
+/// to each other and to the manifest's previous hash.
 fn check_links(
     entries: &[ledger_entry::Model],
     manifest: &Manifest,
@@ -565,14 +570,8 @@ fn check_links(
     if manifest.previous_hash != previous {
         return Err("it does not continue the chain of the segment before it".to_owned());
     }
-    let mut expected_previous = previous;
-    for entry in entries {
-        if entry.previous_hash != expected_previous {
-            return Err(format!("entry {} does not verify", entry.sequence));
-        }
-        expected_previous = &entry.entry_hash;
-    }
-    if expected_previous != manifest.chain_head {
+    let last = entries.last().map_or(previous, |entry| &entry.entry_hash);
+    if last != manifest.chain_head {
         return Err("its last entry hash differs from the manifest's chain head".to_owned());
     }
     Ok(())

@@ -241,6 +241,28 @@ async fn relinked_entry_is_rejected() {
 }
 
 #[tokio::test]
+async fn first_bad_entry_in_segment_is_named() {
+    // Two faults in one segment: a relinked entry, then an entry altered without a new hash.
+    // The altered one fails its own hash, a check that needs no other entry; the relinked
+    // one fails only against the entry before it. The earlier entry is still named.
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    let manifests = backup.location.manifests().await.unwrap();
+    let manifest = &manifests[2];
+    let sealed = std::fs::read(&segments[2]).unwrap();
+    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    rows[1].previous_hash = "0".repeat(64);
+    rows[1].entry_hash = trace_archive::ledger::entry_hash(&rows[1].to_model().unwrap());
+    rows[3].actor_name = "someone else".to_owned();
+    reseal(&backup, &segments[2], manifest, &rows);
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(error.contains("entry 9 does not verify"), "{error}");
+    assert!(!error.contains("entry 11"), "{error}");
+}
+
+#[tokio::test]
 async fn first_bad_segment_in_order_is_named() {
     // Segments are decoded in parallel. The later bad segment here is small and fails its
     // digest check at once, while the earlier one is large and fails only when linked, so
