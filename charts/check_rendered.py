@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "ArchiveBackupTooOld",
     "ArchiveConsumerLagHigh",
     "OutboxBacklogGrowing",
+    "ServiceRejectingCalls",
 }
 # Metric names in PromQL expressions and in the README.
 METRIC_NAME = re.compile(r"\btrace_[a-z0-9_]+\b")

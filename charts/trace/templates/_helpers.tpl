@@ -173,6 +173,7 @@ Environment variables (TRACE_DATABASE_URL from a Secret) override its keys.
 # Rendered by the trace Helm chart. TRACE_-prefixed environment variables override these keys.
 grpc_addr = {{ printf "0.0.0.0:%d" (int64 $service.port) | toJson }}
 grpc_max_concurrent_streams = {{ int64 $values.grpcMaxConcurrentStreams }}
+grpc_max_calls_in_flight = {{ int64 $values.grpcMaxCallsInFlight }}
 blob_store_url = "file:///data/blobs"
 {{- if not $service.database.existingSecret }}
 database_url = {{ printf "sqlite:///data/%s.db?mode=rwc" $service.name | toJson }}

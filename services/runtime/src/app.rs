@@ -18,6 +18,7 @@ use tower::layer::util::{Identity, Stack};
 use trace_proto::event::v1::outbox_service_server::OutboxServiceServer;
 
 use crate::auth::Authenticator;
+use crate::call_limit::CallLimitLayer;
 use crate::clock::SharedClock;
 use crate::config::ServiceSettings;
 use crate::denials::{DenialLayer, DenialRecorder};
@@ -30,8 +31,10 @@ use crate::outbox::service::OutboxStatus;
 use crate::seal::Keyring;
 
 /// The router that [`ServiceRuntime::serve`] hands to a service to add its gRPC services,
-/// with the shared layers: denial recording outside, telemetry inside.
-pub type ServiceRouter = Router<Stack<DenialLayer, Stack<GrpcTelemetryLayer, Identity>>>;
+/// with the shared layers from the outside in: telemetry, denial recording, and the limit
+/// on calls in flight, so that the calls it rejects are counted and traced.
+pub type ServiceRouter =
+    Router<Stack<CallLimitLayer, Stack<DenialLayer, Stack<GrpcTelemetryLayer, Identity>>>>;
 
 /// How often the outbox backlog gauges are refreshed while metrics are exported.
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
@@ -203,7 +206,8 @@ impl ServiceRuntime {
 
     /// Serves gRPC on `listener` with health, reflection (v1 and v1alpha) and the outbox
     /// status service, plus the services `add_services` adds. Every call gets a server span
-    /// and request metrics from [`GrpcTelemetryLayer`]. Returns after shutdown, once
+    /// and request metrics from [`GrpcTelemetryLayer`], and [`CallLimitLayer`] rejects calls
+    /// past `grpc_max_calls_in_flight`. Returns after shutdown, once
     /// in-flight calls and background tasks finished or the grace period ran out.
     pub async fn serve(
         self,
@@ -236,6 +240,9 @@ impl ServiceRuntime {
         let router = server
             .layer(GrpcTelemetryLayer::new(self.metrics.clone()))
             .layer(denials.layer())
+            .layer(CallLimitLayer::new(
+                self.settings.grpc_max_calls_in_flight as usize,
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -34,6 +34,14 @@ fn default_max_concurrent_streams() -> u32 {
     128
 }
 
+/// Highest accepted `grpc_max_calls_in_flight`.
+const MAX_CALLS_IN_FLIGHT_LIMIT: u32 = 100_000;
+
+/// Default of `grpc_max_calls_in_flight`.
+fn default_max_calls_in_flight() -> u32 {
+    1_024
+}
+
 /// Settings every service has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSettings {
@@ -44,6 +52,10 @@ pub struct ServiceSettings {
     /// so an overload queues at the clients instead of in this process's memory.
     #[serde(default = "default_max_concurrent_streams")]
     pub grpc_max_concurrent_streams: u32,
+    /// Calls the service handles at once across all connections. A call past the limit
+    /// fails at once with `RESOURCE_EXHAUSTED`; health checks are never rejected.
+    #[serde(default = "default_max_calls_in_flight")]
+    pub grpc_max_calls_in_flight: u32,
     /// sea-orm database URL: `sqlite://PATH?mode=rwc` or `postgres://...`.
     pub database_url: String,
     /// Blob storage URL: `file:///absolute/folder` or `memory:///`.
@@ -238,6 +250,7 @@ impl ServiceSettings {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             grpc_max_concurrent_streams: default_max_concurrent_streams(),
+            grpc_max_calls_in_flight: default_max_calls_in_flight(),
             database_url: format!("sqlite://var/{service}.db?mode=rwc"),
             blob_store_url: format!("file://{}", absolute("var/blobs").join(service).display()),
             business_time_zone: "Asia/Shanghai".to_owned(),
@@ -283,6 +296,15 @@ impl ServiceSettings {
                 format!(
                     "is {}; must be 1 to {MAX_CONCURRENT_STREAMS_LIMIT}",
                     self.grpc_max_concurrent_streams
+                ),
+            ));
+        }
+        if !(1..=MAX_CALLS_IN_FLIGHT_LIMIT).contains(&self.grpc_max_calls_in_flight) {
+            return Err(ConfigError::invalid(
+                "grpc_max_calls_in_flight",
+                format!(
+                    "is {}; must be 1 to {MAX_CALLS_IN_FLIGHT_LIMIT}",
+                    self.grpc_max_calls_in_flight
                 ),
             ));
         }
@@ -486,6 +508,35 @@ mod tests {
         let parsed: ServiceSettings = toml::from_str(&older).unwrap();
 
         assert_eq!(parsed.grpc_max_concurrent_streams, 128);
+    }
+
+    #[test]
+    fn call_limit_missing_from_a_file_is_1024() {
+        let text = toml::to_string(&ServiceSettings::defaults("document", 50051)).unwrap();
+        let older = text.replace("grpc_max_calls_in_flight = 1024\n", "");
+        assert_ne!(older, text);
+
+        let parsed: ServiceSettings = toml::from_str(&older).unwrap();
+
+        assert_eq!(parsed.grpc_max_calls_in_flight, 1_024);
+    }
+
+    #[test]
+    fn call_limit_out_of_range_names_the_key() {
+        let mut settings = ServiceSettings::defaults("document", 50051);
+        for (limit, value) in [(0, "0"), (100_001, "100001")] {
+            settings.grpc_max_calls_in_flight = limit;
+
+            let error = settings.validate().unwrap_err().to_string();
+
+            assert_eq!(
+                error,
+                format!(
+                    "invalid configuration key grpc_max_calls_in_flight: is {value}; must be 1 \
+                     to 100000"
+                )
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod access_approval;
 pub mod app;
 pub mod auth;
 pub mod blob;
+pub mod call_limit;
 pub mod clock;
 pub mod config;
 pub mod context;
