@@ -169,10 +169,15 @@ fuzz-run:
 	done
 
 # Runs the checked-in seeds through each target's check as ordinary tests, without
-# libFuzzer. The build shares target/ with the workspace and reuses its dependencies. Only
-# the seeds test runs, so the output ends on its count and not on an empty doc-test run.
+# libFuzzer, then FUZZ_ROUNDS inputs per target mutated from those seeds with a new random
+# seed each run (printed; TRACE_FUZZ_SEED replays it). The build shares target/ with the
+# workspace and reuses its dependencies. Only these two tests run, so the output ends on
+# their counts and not on an empty doc-test run.
+FUZZ_ROUNDS ?= 2000
+
 fuzz-seeds:
-	CARGO_TARGET_DIR=$(abspath target) cargo test --manifest-path fuzz/Cargo.toml --no-default-features --test seeds
+	CARGO_TARGET_DIR=$(abspath target) TRACE_FUZZ_ROUNDS=$(FUZZ_ROUNDS) \
+		cargo test --manifest-path fuzz/Cargo.toml --no-default-features --test seeds --test mutations
 
 fuzz-lint:
 	CARGO_TARGET_DIR=$(abspath target) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings

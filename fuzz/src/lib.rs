@@ -17,6 +17,25 @@ pub const TARGETS: [&str; 4] = [
     "config_parse",
 ];
 
+/// Lists the checked-in seeds of the fuzz target `name`: the files of `corpus/<name>/`,
+/// sorted by path.
+///
+/// # Panics
+///
+/// Panics when the folder cannot be read.
+pub fn seed_files(name: &str) -> Vec<std::path::PathBuf> {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|error| panic!("failed to read {}: {error}", folder.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
 /// Runs the check of the fuzz target `name` on `data`.
 ///
 /// # Panics

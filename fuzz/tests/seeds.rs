@@ -2,23 +2,10 @@
 //! that `make test` exercises the checks and keeps every crash the fuzzer found fixed,
 //! without libFuzzer or a nightly compiler.
 
-use std::path::{Path, PathBuf};
-
-fn corpus(target: &str) -> Vec<PathBuf> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|error| panic!("failed to read {}: {error}", folder.display()))
-        .map(|entry| entry.expect("a corpus entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    files
-}
+use std::path::Path;
 
 fn run_seeds(target: &str) {
-    let files = corpus(target);
+    let files = trace_fuzz::seed_files(target);
     assert!(!files.is_empty(), "corpus/{target} has no seeds");
     for file in files {
         let data = std::fs::read(&file).expect("a readable seed");
