@@ -2,8 +2,9 @@
 //!
 //! `grpc_max_concurrent_streams` bounds the calls of one connection; a caller that opens
 //! many connections is bounded only by this layer. A call past the bound fails at once with
-//! `RESOURCE_EXHAUSTED` before its request message is read, so an overload keeps neither
-//! memory nor a queue in the service, and the caller retries with backoff. Health checks
+//! `RESOURCE_EXHAUSTED` before its request message is read, and the caller retries with
+//! backoff. A call keeps its permit until its response has been sent, so at most that many
+//! requests and responses are in the service's memory at once. Health checks
 //! are never rejected, so that a busy pod does not fail its probes and get restarted.
 
 use std::future::Future;
@@ -11,7 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 /// Method paths that the limit never rejects.
@@ -59,9 +61,9 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Default + Send + 'static,
+    R: Body + Default + Unpin + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<PermitBody<R>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -75,17 +77,23 @@ where
             .iter()
             .any(|prefix| path.starts_with(prefix))
         {
-            return Box::pin(self.inner.call(request));
+            let future = self.inner.call(request);
+            return Box::pin(async move {
+                let response = future.await?;
+                Ok(response.map(|body| PermitBody { body, permit: None }))
+            });
         }
-        // Every unary call's handler finishes before its response future does, so holding
-        // the permit until then bounds the calls being handled.
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let future = self.inner.call(request);
                 Box::pin(async move {
-                    let response = future.await;
-                    drop(permit);
-                    response
+                    let response = future.await?;
+                    // tonic encodes the response message in the body, so the permit stays
+                    // with the body until the message has been sent or the client leaves.
+                    Ok(response.map(|body| PermitBody {
+                        body,
+                        permit: Some(permit),
+                    }))
                 })
             }
             Err(_) => {
@@ -94,9 +102,43 @@ where
                      with backoff",
                     self.limit
                 ));
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                let response = status.into_http::<R>();
+                Box::pin(std::future::ready(Ok(
+                    response.map(|body| PermitBody { body, permit: None })
+                )))
             }
         }
+    }
+}
+
+/// A response body that holds its call's permit until the body ends or is dropped.
+#[derive(Debug)]
+pub struct PermitBody<R> {
+    body: R,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<R: Body + Unpin> Body for PermitBody<R> {
+    type Data = R::Data;
+    type Error = R::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<R::Data>, R::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(context);
+        if let Poll::Ready(None) = polled {
+            self.permit = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -129,16 +171,26 @@ mod tests {
     }
 
     /// Calls method `path` through `service` and waits for the response.
-    async fn call(service: &mut CallLimit<GatedService>, path: &str) -> http::Response<String> {
+    async fn call(
+        service: &mut CallLimit<GatedService>,
+        path: &str,
+    ) -> http::Response<PermitBody<String>> {
         let request = http::Request::builder().uri(path).body(()).unwrap();
         service.ready().await.unwrap().call(request).await.unwrap()
     }
 
-    fn grpc_status(response: &http::Response<String>) -> Option<&str> {
+    fn grpc_status<R>(response: &http::Response<R>) -> Option<&str> {
         response
             .headers()
             .get("grpc-status")
             .map(|value| value.to_str().unwrap())
+    }
+
+    /// Reads the next frame of `body`, or `None` at its end.
+    async fn next_frame(body: &mut PermitBody<String>) -> Option<Frame<bytes::Bytes>> {
+        std::future::poll_fn(|context| Pin::new(&mut *body).poll_frame(context))
+            .await
+            .map(|frame| frame.unwrap())
     }
 
     #[tokio::test]
@@ -169,15 +221,27 @@ mod tests {
 
         let probe = call(&mut service, HEALTH).await;
         assert_eq!(grpc_status(&probe), None);
-        assert_eq!(probe.body(), &format!("answered {HEALTH}"));
+        assert_eq!(probe.body().body, format!("answered {HEALTH}"));
 
         release.send(()).unwrap();
-        let first = first.await.unwrap().unwrap();
-        assert_eq!(first.body(), &format!("answered {GET}"));
+        let mut first = first.await.unwrap().unwrap();
+        assert_eq!(first.body().body, format!("answered {GET}"));
+        // The handler has finished, but its response body is still unsent.
+        assert_eq!(layer.permits.available_permits(), 0);
+        let still_rejected = call(&mut service, LIST).await;
+        assert_eq!(grpc_status(&still_rejected), Some("8"));
+
+        let data = next_frame(first.body_mut()).await.unwrap();
+        assert_eq!(data.into_data().unwrap(), format!("answered {GET}"));
+        assert_eq!(layer.permits.available_permits(), 0);
+        assert!(next_frame(first.body_mut()).await.is_none());
         assert_eq!(layer.permits.available_permits(), 1);
 
         let after = call(&mut service, LIST).await;
         assert_eq!(grpc_status(&after), None);
-        assert_eq!(after.body(), &format!("answered {LIST}"));
+        assert_eq!(after.body().body, format!("answered {LIST}"));
+        assert_eq!(layer.permits.available_permits(), 0);
+        drop(after);
+        assert_eq!(layer.permits.available_permits(), 1);
     }
 }
