@@ -3,11 +3,12 @@
 //! are random and not guided by coverage, so these runs only complement libFuzzer's in
 //! `make fuzz`, whose sanitizer build is too slow for CI.
 //!
-//! Each run draws a new seed for its mutations and prints it. `TRACE_FUZZ_SEED` replays a
-//! run, and `TRACE_FUZZ_ROUNDS` sets the inputs tried per target. An input whose check fails
+//! Each run draws a new seed for its mutations and prints it to standard error past the
+//! test harness's capture, so that every log has it. `TRACE_FUZZ_SEED` replays a run, and `TRACE_FUZZ_ROUNDS` sets the inputs tried per target. An input whose check fails
 //! is written to `target/fuzz-mutations/<target>/` before the test fails, ready to become a
 //! seed in `corpus/<target>/` once the code is fixed.
 
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,7 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Inputs tried per target when `TRACE_FUZZ_ROUNDS` is not set.
 const DEFAULT_ROUNDS: u64 = 2_000;
 
-/// Each input is a seed with one up to this many mutations applied.
+/// Each input is a seed with one up to this many mutations applied. A mutation inserts,
+/// removes or swaps bytes, or changes one byte.
 const MAX_MUTATIONS: u64 = 8;
 
 /// Maximum input length in bytes, as libFuzzer's default `-max_len`.
@@ -48,7 +50,12 @@ fn run_mutations(target: &str) {
         since_epoch.as_nanos() as u64
     });
     let rounds = env_number("TRACE_FUZZ_ROUNDS").unwrap_or(DEFAULT_ROUNDS);
-    eprintln!("{target}: {rounds} mutated inputs, replay with TRACE_FUZZ_SEED={seed}");
+    // The harness captures `eprintln!` and shows it only for a failed test.
+    writeln!(
+        std::io::stderr(),
+        "{target}: {rounds} mutated inputs, replay with TRACE_FUZZ_SEED={seed}"
+    )
+    .expect("standard error written");
     let seeds: Vec<Vec<u8>> = trace_fuzz::seed_files(target)
         .iter()
         .map(|file| std::fs::read(file).expect("a readable seed"))
@@ -58,11 +65,15 @@ fn run_mutations(target: &str) {
     let mut session = mutatis::Session::new().seed(seed);
     let mut changed = 0u64;
     for round in 0..rounds {
-        let original = &seeds[(round % seeds.len() as u64) as usize];
+        // Every seed gets each count of mutations in turn, whatever the number of seeds.
+        let count = seeds.len() as u64;
+        let original = &seeds[(round % count) as usize];
+        let mutations = (round / count) % MAX_MUTATIONS + 1;
         let mut input = original.clone();
-        for _ in 0..=round % MAX_MUTATIONS {
-            // A mutation that finds nothing to change, as on an empty input, is skipped.
-            let _ = session.mutate(&mut input);
+        for _ in 0..mutations {
+            session
+                .mutate(&mut input)
+                .expect("a mutation of a byte vector");
         }
         input.truncate(MAX_LEN);
         if input != *original {
@@ -74,10 +85,12 @@ fn run_mutations(target: &str) {
             std::fs::create_dir_all(&folder).expect("a folder for the failing input");
             let path = folder.join(format!("seed-{seed}-round-{round}"));
             std::fs::write(&path, &input).expect("the failing input written");
-            eprintln!(
+            writeln!(
+                std::io::stderr(),
                 "{target}: round {round} of TRACE_FUZZ_SEED={seed} failed; input in {}",
                 path.display()
-            );
+            )
+            .expect("standard error written");
             resume_unwind(panic);
         }
     }
