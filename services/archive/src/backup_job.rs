@@ -435,7 +435,7 @@ struct DecodedSegment {
 }
 
 /// Fetches one segment and, on a blocking thread, checks its digest and seal, parses its
-/// entries and checks each entry's hash and payload digest. `start` is the sequence that
+/// entries and checks each entry's hash, payload digest and link to the entry before it. `start` is the sequence that
 /// the segment must begin at to follow the one before it.
 async fn decode_segment(
     location: &BackupLocation,
@@ -542,12 +542,21 @@ fn check_entries(
         if entry.sequence != sequence {
             return Err(format!("entry {sequence} is missing"));
         }
-        let previous = entries
-            .last()
-            .map_or(manifest.previous_hash.as_str(), |entry| &entry.entry_hash);
         let hash = crate::ledger::entry_hash_bytes(&(&entry).into());
-        if entry.previous_hash != previous || !crate::ledger::is_hex_of(&hash, &entry.entry_hash) {
+        if !crate::ledger::is_hex_of(&hash, &entry.entry_hash) {
             return Err(format!("entry {sequence} does not verify"));
+        }
+        match entries.last() {
+            Some(before) if entry.previous_hash != before.entry_hash => {
+                return Err(format!("entry {sequence} does not verify"));
+            }
+            // Either the entry or the manifest was altered; the message names both.
+            None if entry.previous_hash != manifest.previous_hash => {
+                return Err(format!(
+                    "entry {sequence} does not link to the manifest's previous hash"
+                ));
+            }
+            _ => {}
         }
         if !crate::ledger::payload_matches_digest(&entry) {
             return Err(format!(

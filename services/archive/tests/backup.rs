@@ -241,6 +241,27 @@ async fn relinked_entry_is_rejected() {
 }
 
 #[tokio::test]
+async fn altered_manifest_previous_hash_is_named() {
+    // Only the manifest changes, so its segment's first entry no longer links to it.
+    let backup = three_segment_backup([3, 4, 5]).await;
+    let segments = backup.segment_files();
+    let manifests = backup.location.manifests().await.unwrap();
+    let manifest = &manifests[1];
+    let altered = Manifest {
+        previous_hash: "0".repeat(64),
+        ..manifest.clone()
+    };
+    write_manifest(&segments[1], &altered);
+
+    let error = backup.verify().await.unwrap_err().to_string();
+    assert!(error.contains(&manifest.segment), "{error}");
+    assert!(
+        error.contains("entry 4 does not link to the manifest's previous hash"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn first_bad_entry_in_segment_is_named() {
     // Two faults in one segment: a relinked entry, then an entry altered without a new hash.
     // The altered one fails its own hash, a check that needs no other entry; the relinked
@@ -265,17 +286,18 @@ async fn first_bad_entry_in_segment_is_named() {
 #[tokio::test]
 async fn first_bad_segment_in_order_is_named() {
     // Segments are decoded in parallel. The later bad segment here is small and fails its
-    // digest check at once, while the earlier one is large and fails only when linked, so
-    // the later failure comes first. The error still names the earlier segment.
+    // digest check at once, while the earlier one is large, decodes without fault and fails
+    // only against the Merkle root of its manifest, after decoding. So the later failure
+    // comes first. The error still names the earlier segment.
     let backup = three_segment_backup([3, 2_000, 5]).await;
     let segments = backup.segment_files();
     let manifests = backup.location.manifests().await.unwrap();
     let manifest = &manifests[1];
-    let sealed = std::fs::read(&segments[1]).unwrap();
-    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
-    rows[1_500].previous_hash = "0".repeat(64);
-    rows[1_500].entry_hash = trace_archive::ledger::entry_hash(&rows[1_500].to_model().unwrap());
-    reseal(&backup, &segments[1], manifest, &rows);
+    let altered = Manifest {
+        tree_root: "0".repeat(64),
+        ..manifest.clone()
+    };
+    write_manifest(&segments[1], &altered);
     let mut bytes = std::fs::read(&segments[2]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -284,7 +306,7 @@ async fn first_bad_segment_in_order_is_named() {
 
     let error = backup.verify().await.unwrap_err().to_string();
     assert!(error.contains(&manifest.segment), "{error}");
-    assert!(error.contains("entry 1504 does not verify"), "{error}");
+    assert!(error.contains("Merkle root differs"), "{error}");
     assert!(!error.contains(later), "{error}");
 }
 
@@ -298,8 +320,13 @@ fn reseal(backup: &Backup, path: &Path, manifest: &Manifest, rows: &[backup::Bac
         ..manifest.clone()
     };
     std::fs::write(path, resealed).unwrap();
+    write_manifest(path, &altered);
+}
+
+/// Replaces the manifest of the segment at `path` with `manifest`.
+fn write_manifest(path: &Path, manifest: &Manifest) {
     let manifest_path = path.with_extension("manifest.json");
-    std::fs::write(&manifest_path, serde_json::to_vec(&altered).unwrap()).unwrap();
+    std::fs::write(&manifest_path, serde_json::to_vec(manifest).unwrap()).unwrap();
 }
 
 #[tokio::test]
