@@ -230,36 +230,66 @@ fn read_lines_from_file(
 }
 
 /// Reads entries `from..=to` through the ORM, for PostgreSQL and in-memory SQLite, and
-/// sends their lines, a page at a time, to `sender`.
+/// sends their lines, a page at a time, to `sender`. The next page is fetched on a task of
+/// its own while a blocking thread writes the lines of the page before it, so that the
+/// database read and the JSON writing overlap.
 async fn read_lines(
     db: &DatabaseConnection,
     from: i64,
     to: i64,
     sender: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<SegmentRead, BackupError> {
-    let mut read = SegmentRead::default();
-    let mut page_from = from;
-    while page_from <= to {
+    let fetch = |page_from: i64| {
+        let db = db.clone();
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
-        let page = ledger_entry::Entity::find()
-            .filter(ledger_entry::Column::Sequence.between(page_from, page_to))
-            .order_by_asc(ledger_entry::Column::Sequence)
-            .all(db)
-            .await
-            .map_err(database_error)?;
+        let page = tokio::spawn(async move {
+            ledger_entry::Entity::find()
+                .filter(ledger_entry::Column::Sequence.between(page_from, page_to))
+                .order_by_asc(ledger_entry::Column::Sequence)
+                .all(&db)
+                .await
+                .map_err(database_error)
+        });
+        (page_to, page)
+    };
+    let mut read = SegmentRead::default();
+    let mut next = (from <= to).then(|| fetch(from));
+    while let Some((page_to, page)) = next.take() {
+        let page = join_task(page).await?;
+        if page_to < to {
+            next = Some(fetch(page_to + 1));
+        }
         read.entries += page.len() as u64;
         if let Some(last) = page.last() {
             read.last_hash = Some(last.entry_hash.clone());
         }
-        let mut lines = Vec::new();
-        backup::write_lines(&mut lines, &page)?;
-        if sender.send(lines).await.is_err() {
+        let lines = join_task(tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            backup::write_lines(&mut lines, &page)?;
+            Ok(lines)
+        }))
+        .await;
+        let sent = match lines {
+            Ok(lines) => sender.send(lines).await.is_ok(),
+            Err(error) => {
+                abort_fetch(next);
+                return Err(error);
+            }
+        };
+        if !sent {
             // The sealer stopped early; awaiting it returns its error.
+            abort_fetch(next);
             break;
         }
-        page_from = page_to + 1;
     }
     Ok(read)
+}
+
+/// Stops the fetch of a page that will not be used.
+fn abort_fetch<T>(fetch: Option<(i64, tokio::task::JoinHandle<T>)>) {
+    if let Some((_, page)) = fetch {
+        page.abort();
+    }
 }
 
 /// Waits for a segment's sealed bytes, completes its manifest with their digest and size,
