@@ -3,8 +3,9 @@
 //! `grpc_max_concurrent_streams` bounds the calls of one connection; a caller that opens
 //! many connections is bounded only by this layer. A call past the bound fails at once with
 //! `RESOURCE_EXHAUSTED` before its request message is read, and the caller retries with
-//! backoff. A call keeps its permit until its response has been sent, so at most that many
-//! requests and responses are in the service's memory at once. Health checks
+//! backoff. A call keeps its permit until its response body has been handed to HTTP/2 in
+//! frames of at most 64 KiB, which flow control paces, so a slow reader cannot pile up
+//! large responses past the bound. Health checks
 //! are never rejected, so that a busy pod does not fail its probes and get restarted.
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
@@ -61,7 +63,7 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Body + Default + Unpin + Send + 'static,
+    R: Body<Data = Bytes> + Default + Unpin + Send + 'static,
 {
     type Response = http::Response<PermitBody<R>>;
     type Error = S::Error;
@@ -80,7 +82,7 @@ where
             let future = self.inner.call(request);
             return Box::pin(async move {
                 let response = future.await?;
-                Ok(response.map(|body| PermitBody { body, permit: None }))
+                Ok(response.map(|body| PermitBody::new(body, None)))
             });
         }
         match self.permits.clone().try_acquire_owned() {
@@ -89,11 +91,8 @@ where
                 Box::pin(async move {
                     let response = future.await?;
                     // tonic encodes the response message in the body, so the permit stays
-                    // with the body until the message has been sent or the client leaves.
-                    Ok(response.map(|body| PermitBody {
-                        body,
-                        permit: Some(permit),
-                    }))
+                    // with the body until the body ends or the client leaves.
+                    Ok(response.map(|body| PermitBody::new(body, Some(permit))))
                 })
             }
             Err(_) => {
@@ -104,41 +103,87 @@ where
                 ));
                 let response = status.into_http::<R>();
                 Box::pin(std::future::ready(Ok(
-                    response.map(|body| PermitBody { body, permit: None })
+                    response.map(|body| PermitBody::new(body, None))
                 )))
             }
         }
     }
 }
 
-/// A response body that holds its call's permit until the body ends or is dropped.
+/// Maximum size in bytes of a data frame that [`PermitBody`] passes on. hyper 1 hands each
+/// frame whole to h2 once the stream may send one byte (`PipeToSendStream` in its
+/// `proto/h2/mod.rs`), and h2 buffers what the client has not yet accepted.
+/// Smaller frames make hyper wait for flow control between them, so that most of a large
+/// message is still in this body, under its permit, while a slow client reads it.
+const FRAME_BYTES: usize = 64 * 1024;
+
+/// A response body that holds its call's permit until the body ends or is dropped, and
+/// passes its data on in frames of at most [`FRAME_BYTES`].
 #[derive(Debug)]
 pub struct PermitBody<R> {
     body: R,
+    /// Data of the inner body's last frame that is not yet passed on.
+    rest: Bytes,
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl<R: Body + Unpin> Body for PermitBody<R> {
-    type Data = R::Data;
+impl<R> PermitBody<R> {
+    fn new(body: R, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            body,
+            rest: Bytes::new(),
+            permit,
+        }
+    }
+
+    /// Returns the next frame of at most [`FRAME_BYTES`] from `data`, keeping the rest.
+    fn slice(&mut self, mut data: Bytes) -> Frame<Bytes> {
+        if data.len() > FRAME_BYTES {
+            self.rest = data.split_off(FRAME_BYTES);
+        }
+        Frame::data(data)
+    }
+}
+
+impl<R: Body<Data = Bytes> + Unpin> Body for PermitBody<R> {
+    type Data = Bytes;
     type Error = R::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<R::Data>, R::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(context);
-        if let Poll::Ready(None) = polled {
+    ) -> Poll<Option<Result<Frame<Bytes>, R::Error>>> {
+        if !self.rest.is_empty() {
+            let rest = std::mem::take(&mut self.rest);
+            return Poll::Ready(Some(Ok(self.slice(rest))));
+        }
+        let polled = match Pin::new(&mut self.body).poll_frame(context) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => Some(Ok(self.slice(data))),
+                Err(frame) => Some(Ok(frame)),
+            },
+            Poll::Ready(other) => other,
+            Poll::Pending => return Poll::Pending,
+        };
+        if polled.is_none() {
             self.permit = None;
         }
-        polled
+        Poll::Ready(polled)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -243,5 +288,33 @@ mod tests {
         assert_eq!(layer.permits.available_permits(), 0);
         drop(after);
         assert_eq!(layer.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn permit_body_slices_large_data() {
+        let permits = Arc::new(Semaphore::new(1));
+        let permit = permits.clone().try_acquire_owned().unwrap();
+        let message = "x".repeat(FRAME_BYTES * 2 + 10);
+        let mut body = PermitBody::new(message.clone(), Some(permit));
+        assert_eq!(body.size_hint().exact(), Some(message.len() as u64));
+
+        let mut lengths = Vec::new();
+        let mut received = Vec::new();
+        while let Some(frame) = next_frame(&mut body).await {
+            let data = frame.into_data().unwrap();
+            lengths.push(data.len());
+            received.extend_from_slice(&data);
+            if !body.is_end_stream() {
+                assert_eq!(permits.available_permits(), 0);
+                assert_eq!(
+                    body.size_hint().exact(),
+                    Some((message.len() - received.len()) as u64)
+                );
+            }
+        }
+
+        assert_eq!(lengths, [FRAME_BYTES, FRAME_BYTES, 10]);
+        assert_eq!(received, message.as_bytes());
+        assert_eq!(permits.available_permits(), 1);
     }
 }
