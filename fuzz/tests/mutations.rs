@@ -4,8 +4,9 @@
 //! `make fuzz`, whose sanitizer build is too slow for CI.
 //!
 //! Each run draws a new seed for its mutations and prints it to standard error past the
-//! test harness's capture, so that every log has it. `TRACE_FUZZ_SEED` replays a run, and `TRACE_FUZZ_ROUNDS` sets the inputs tried per target. An input whose check fails
-//! is written to `target/fuzz-mutations/<target>/` before the test fails, ready to become a
+//! test harness's capture, so that every log has it. `TRACE_FUZZ_SEED` replays a run, and
+//! `TRACE_FUZZ_ROUNDS` sets the inputs tried per target. An input whose check fails is
+//! written to `target/fuzz-mutations/<target>/` before the test fails, ready to become a
 //! seed in `corpus/<target>/` once the code is fixed.
 
 use std::io::Write;

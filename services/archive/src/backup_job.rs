@@ -465,8 +465,8 @@ struct DecodedSegment {
 }
 
 /// Fetches one segment and, on a blocking thread, checks its digest and seal, parses its
-/// entries and checks each entry's hash, payload digest and link to the entry before it. `start` is the sequence that
-/// the segment must begin at to follow the one before it.
+/// entries and checks each entry's hash, payload digest and link to the entry before it.
+/// `start` is the sequence that the segment must begin at to follow the one before it.
 async fn decode_segment(
     location: &BackupLocation,
     key: &BackupKey,
