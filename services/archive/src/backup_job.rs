@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tlog_tiles::tlog::{self, Hash};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backup::{self, BackupError, BackupKey, BackupRow, Manifest, SEGMENT_ENTRIES};
 pub use crate::backup_location::BackupLocation;
@@ -242,20 +243,23 @@ async fn read_lines(
     let fetch = |page_from: i64| {
         let db = db.clone();
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
-        let page = tokio::spawn(async move {
+        // Dropping the handle stops the fetch, when the backup fails or is dropped itself.
+        let page = AbortOnDropHandle::new(tokio::spawn(async move {
             ledger_entry::Entity::find()
                 .filter(ledger_entry::Column::Sequence.between(page_from, page_to))
                 .order_by_asc(ledger_entry::Column::Sequence)
                 .all(&db)
                 .await
                 .map_err(database_error)
-        });
+        }));
         (page_to, page)
     };
     let mut read = SegmentRead::default();
     let mut next = (from <= to).then(|| fetch(from));
     while let Some((page_to, page)) = next.take() {
-        let page = join_task(page).await?;
+        let page = page
+            .await
+            .map_err(|error| BackupError::Other(format!("backup task failed: {error}")))??;
         if page_to < to {
             next = Some(fetch(page_to + 1));
         }
@@ -268,28 +272,13 @@ async fn read_lines(
             backup::write_lines(&mut lines, &page)?;
             Ok(lines)
         }))
-        .await;
-        let sent = match lines {
-            Ok(lines) => sender.send(lines).await.is_ok(),
-            Err(error) => {
-                abort_fetch(next);
-                return Err(error);
-            }
-        };
-        if !sent {
+        .await?;
+        if sender.send(lines).await.is_err() {
             // The sealer stopped early; awaiting it returns its error.
-            abort_fetch(next);
             break;
         }
     }
     Ok(read)
-}
-
-/// Stops the fetch of a page that will not be used.
-fn abort_fetch<T>(fetch: Option<(i64, tokio::task::JoinHandle<T>)>) {
-    if let Some((_, page)) = fetch {
-        page.abort();
-    }
 }
 
 /// Waits for a segment's sealed bytes, completes its manifest with their digest and size,
