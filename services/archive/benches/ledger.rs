@@ -1,7 +1,8 @@
 //! Archive hot-path benchmark: appends N envelopes in batches (the consumer's transaction
 //! size) into a fresh ledger, then verifies the whole chain, and compares verification with
-//! SHA-256 alone, once over the envelopes and once over every stored column of the entries. SQLite always; PostgreSQL too when
-//! `TRACE_BENCH_DATABASE_URL` names a server where it may create a database.
+//! SHA-256 alone, once over the envelopes and once over every stored column of the entries.
+//! SQLite always; PostgreSQL too when `TRACE_BENCH_DATABASE_URL` names a server where it may
+//! create a database.
 //!
 //! ```text
 //! cargo bench -p trace-archive --bench ledger -- [entries] [batch]

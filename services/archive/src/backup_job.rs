@@ -106,7 +106,7 @@ fn database_error(error: sea_orm::DbErr) -> BackupError {
 }
 
 async fn join_task<T>(
-    task: tokio::task::JoinHandle<Result<T, BackupError>>,
+    task: impl Future<Output = Result<Result<T, BackupError>, tokio::task::JoinError>>,
 ) -> Result<T, BackupError> {
     task.await
         .map_err(|error| BackupError::Other(format!("backup task failed: {error}")))?
@@ -257,9 +257,7 @@ async fn read_lines(
     let mut read = SegmentRead::default();
     let mut next = (from <= to).then(|| fetch(from));
     while let Some((page_to, page)) = next.take() {
-        let page = page
-            .await
-            .map_err(|error| BackupError::Other(format!("backup task failed: {error}")))??;
+        let page = join_task(page).await?;
         if page_to < to {
             next = Some(fetch(page_to + 1));
         }

@@ -85,6 +85,14 @@ impl Backup {
         files
     }
 
+    /// Returns the manifest and the decrypted rows of the segment at `index`, in order.
+    async fn segment_rows(&self, index: usize) -> (Manifest, Vec<backup::BackupRow>) {
+        let manifest = self.location.manifests().await.unwrap().remove(index);
+        let sealed = std::fs::read(&self.segment_files()[index]).unwrap();
+        let rows = backup::open(&sealed, &self.key, &manifest.segment).unwrap();
+        (manifest, rows)
+    }
+
     async fn verify(&self) -> Result<backup_job::BackupCheck, BackupError> {
         backup_job::read_backup(
             &self.location,
@@ -208,13 +216,9 @@ async fn resealed_altered_entry_is_rejected() {
     // Someone with the backup key alters an entry, seals the segment again and fixes the
     // manifest's digest: the hash chain still rejects the segment.
     let backup = three_segment_backup([3, 4, 5]).await;
-    let segments = backup.segment_files();
-    let manifests = backup.location.manifests().await.unwrap();
-    let manifest = &manifests[2];
-    let sealed = std::fs::read(&segments[2]).unwrap();
-    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    let (manifest, mut rows) = backup.segment_rows(2).await;
     rows[1].actor_name = "someone else".to_owned();
-    reseal(&backup, &segments[2], manifest, &rows);
+    reseal(&backup, &backup.segment_files()[2], &manifest, &rows);
 
     let error = backup.verify().await.unwrap_err().to_string();
     assert!(error.contains(&manifest.segment), "{error}");
@@ -226,14 +230,10 @@ async fn relinked_entry_is_rejected() {
     // An entry that hashes correctly over its own columns but points at the wrong previous
     // entry: only the check of the links between entries finds it.
     let backup = three_segment_backup([3, 4, 5]).await;
-    let segments = backup.segment_files();
-    let manifests = backup.location.manifests().await.unwrap();
-    let manifest = &manifests[1];
-    let sealed = std::fs::read(&segments[1]).unwrap();
-    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    let (manifest, mut rows) = backup.segment_rows(1).await;
     rows[2].previous_hash = "0".repeat(64);
     rows[2].entry_hash = trace_archive::ledger::entry_hash(&rows[2].to_model().unwrap());
-    reseal(&backup, &segments[1], manifest, &rows);
+    reseal(&backup, &backup.segment_files()[1], &manifest, &rows);
 
     let error = backup.verify().await.unwrap_err().to_string();
     assert!(error.contains(&manifest.segment), "{error}");
@@ -267,15 +267,11 @@ async fn first_bad_entry_in_segment_is_named() {
     // The altered one fails its own hash, a check that needs no other entry; the relinked
     // one fails only against the entry before it. The earlier entry is still named.
     let backup = three_segment_backup([3, 4, 5]).await;
-    let segments = backup.segment_files();
-    let manifests = backup.location.manifests().await.unwrap();
-    let manifest = &manifests[2];
-    let sealed = std::fs::read(&segments[2]).unwrap();
-    let mut rows = backup::open(&sealed, &backup.key, &manifest.segment).unwrap();
+    let (manifest, mut rows) = backup.segment_rows(2).await;
     rows[1].previous_hash = "0".repeat(64);
     rows[1].entry_hash = trace_archive::ledger::entry_hash(&rows[1].to_model().unwrap());
     rows[3].actor_name = "someone else".to_owned();
-    reseal(&backup, &segments[2], manifest, &rows);
+    reseal(&backup, &backup.segment_files()[2], &manifest, &rows);
 
     let error = backup.verify().await.unwrap_err().to_string();
     assert!(error.contains(&manifest.segment), "{error}");
