@@ -96,9 +96,12 @@ where
                 })
             }
             Err(_) => {
+                // Like other rejected calls, at debug level, because an overload would
+                // otherwise flood the log. The telemetry layer counts every rejection.
+                tracing::debug!(method = %path, limit = self.limit, "rejected a call past grpc_max_calls_in_flight");
                 let status = tonic::Status::resource_exhausted(format!(
-                    "the service is handling {} calls, its grpc_max_calls_in_flight; retry \
-                     with backoff",
+                    "too many calls in flight: the service is handling {}, its \
+                     grpc_max_calls_in_flight. Retry with backoff.",
                     self.limit
                 ));
                 let response = status.into_http::<R>();

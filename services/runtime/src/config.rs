@@ -34,7 +34,7 @@ fn default_max_concurrent_streams() -> u32 {
     128
 }
 
-/// Highest accepted `grpc_max_calls_in_flight`.
+/// Maximum accepted `grpc_max_calls_in_flight`.
 const MAX_CALLS_IN_FLIGHT_LIMIT: u32 = 100_000;
 
 /// Default of `grpc_max_calls_in_flight`.
@@ -53,7 +53,7 @@ pub struct ServiceSettings {
     #[serde(default = "default_max_concurrent_streams")]
     pub grpc_max_concurrent_streams: u32,
     /// Calls the service handles at once across all connections. A call past the limit
-    /// fails at once with `RESOURCE_EXHAUSTED`; health checks are never rejected.
+    /// fails at once with `RESOURCE_EXHAUSTED`. Health checks are never rejected.
     #[serde(default = "default_max_calls_in_flight")]
     pub grpc_max_calls_in_flight: u32,
     /// sea-orm database URL: `sqlite://PATH?mode=rwc` or `postgres://...`.
