@@ -512,6 +512,22 @@ fn document_of<T>(response: Option<T>) -> T {
     response.expect("response carries its record")
 }
 
+/// Drafts a document whose content is 5 MiB, above tonic's default message limit of 4 MiB,
+/// and returns it with the content.
+async fn large_draft(client: &mut Client, title: &str) -> Result<(Document, Vec<u8>)> {
+    let content: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|index| (index % 251) as u8)
+        .collect();
+    let mut request = draft_request(title, "CONTRACT");
+    request.content = content.clone();
+    request.media_type = "application/pdf".to_owned();
+    let drafted = client
+        .create_draft(as_user(DRAFTER, request))
+        .await?
+        .into_inner();
+    Ok((document_of(drafted.document), content))
+}
+
 /// Creates a document and takes it through review to registration; four events.
 async fn registered_document(client: &mut Client, title: &str, category: &str) -> Result<Document> {
     let draft = client
@@ -1678,19 +1694,7 @@ async fn large_content_round_trips() -> Result<()> {
     let nats = Nats::start()?;
     let service = Service::start(&nats.url(), None).await?;
     let mut client = service.client().await?;
-    // Above tonic's default message limit of 4 MiB.
-    let content: Vec<u8> = (0..5 * 1024 * 1024)
-        .map(|index| (index % 251) as u8)
-        .collect();
-
-    let mut request = draft_request("Scanned contract", "CONTRACT");
-    request.content = content.clone();
-    request.media_type = "application/pdf".to_owned();
-    let drafted = client
-        .create_draft(as_user(DRAFTER, request))
-        .await?
-        .into_inner();
-    let document = document_of(drafted.document);
+    let (document, content) = large_draft(&mut client, "Scanned contract").await?;
     let read = ReadContentRequest {
         access_request_id: String::new(),
         document_id: document.document_id.clone(),
@@ -1716,6 +1720,95 @@ async fn large_content_round_trips() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+    service.stop().await
+}
+
+/// With `grpc_max_calls_in_flight` at 1, a large read that its client has not yet taken
+/// keeps the only permit: another connection's call fails with `RESOURCE_EXHAUSTED`, a
+/// health check still succeeds, and calls succeed again once the read is taken.
+#[tokio::test]
+async fn call_limit_waits_for_slow_reader() -> Result<()> {
+    let nats = Nats::start()?;
+    let service = Service::start_with(&nats.url(), None, |config| {
+        config.service.grpc_max_calls_in_flight = 1;
+    })
+    .await?;
+    let mut client = service.client().await?;
+    // Far above what HTTP/2 flow control lets the server send before the client reads.
+    let (document, content) = large_draft(&mut client, "Survey drawings").await?;
+    let document_id = document.document_id;
+
+    // Sent as a stream of one message, so that the call returns once the response headers
+    // arrive and leaves the message unread, in a window of 64 KiB.
+    let channel = Endpoint::from_shared(format!("http://{}", service.address))?
+        .initial_stream_window_size(Some(64 * 1024))
+        .connect()
+        .await?;
+    let mut slow =
+        tonic::client::Grpc::new(channel).max_decoding_message_size(CLIENT_MESSAGE_BYTES);
+    slow.ready().await?;
+    let read = ReadContentRequest {
+        access_request_id: String::new(),
+        document_id: document_id.clone(),
+        revision: 1,
+    };
+    let unread = slow
+        .streaming(
+            as_user(KEEPER, futures::stream::iter([read])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/trace.document.v1.DocumentService/ReadContent",
+            ),
+            tonic_prost::ProstCodec::<ReadContentRequest, ReadContentResponse>::default(),
+        )
+        .await?;
+
+    let get = || GetDocumentRequest {
+        document_id: document_id.clone(),
+    };
+    let rejected = client
+        .get_document(as_user(KEEPER, get()))
+        .await
+        .unwrap_err();
+    assert_eq!(rejected.code(), Code::ResourceExhausted, "{rejected:?}");
+    assert!(
+        rejected.message().contains("grpc_max_calls_in_flight"),
+        "{rejected:?}"
+    );
+    let channel = Endpoint::from_shared(format!("http://{}", service.address))?
+        .connect()
+        .await?;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    let mut unread = unread.into_inner();
+    let message = unread
+        .message()
+        .await?
+        .context("the read returned no message")?;
+    assert!(message.content == content);
+    assert!(unread.message().await?.is_none());
+    // The server lets go of the permit as it finishes the body, just after the client has
+    // the trailers, so the next call may still race it.
+    let started = Instant::now();
+    let document = loop {
+        match client.get_document(as_user(KEEPER, get())).await {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < DEADLINE,
+                    "the permit was never released"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break document_of(other?.into_inner().document),
+        }
+    };
+    assert_eq!(document.document_id, document_id);
     service.stop().await
 }
 
