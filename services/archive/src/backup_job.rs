@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sqlx;
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
 use tlog_tiles::tlog::{self, Hash};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -102,6 +105,10 @@ pub async fn run_backup(
 }
 
 fn database_error(error: sea_orm::DbErr) -> BackupError {
+    BackupError::Other(format!("database error: {error}"))
+}
+
+fn row_error(error: sqlx::Error) -> BackupError {
     BackupError::Other(format!("database error: {error}"))
 }
 
@@ -230,10 +237,60 @@ fn read_lines_from_file(
     Ok(read)
 }
 
-/// Reads entries `from..=to` through the ORM, for PostgreSQL and in-memory SQLite, and
-/// sends their lines, a page at a time, to `sender`. The next page is fetched on a task of
-/// its own while a blocking thread writes the lines of the page before it, so that the
-/// database read and the JSON writing overlap.
+/// A page of entries as the database returned them.
+enum Page {
+    /// PostgreSQL rows, whose columns are written straight from the row's buffers.
+    Rows(Vec<sqlx::postgres::PgRow>),
+    /// Entries of an in-memory SQLite database, read through the ORM.
+    Models(Vec<ledger_entry::Model>),
+}
+
+impl Page {
+    /// Reads entries `from..=to` in sequence order.
+    async fn fetch(db: &DatabaseConnection, from: i64, to: i64) -> Result<Self, BackupError> {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            let rows = sqlx::query(crate::verify::POSTGRES_ENTRIES)
+                .bind(from)
+                .bind(to)
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+                .map_err(row_error)?;
+            return Ok(Self::Rows(rows));
+        }
+        let models = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Sequence.between(from, to))
+            .order_by_asc(ledger_entry::Column::Sequence)
+            .all(db)
+            .await
+            .map_err(database_error)?;
+        Ok(Self::Models(models))
+    }
+
+    /// Writes the page's lines and returns their count and the last entry's hash.
+    fn write_lines(&self, lines: &mut Vec<u8>) -> Result<(u64, Option<String>), BackupError> {
+        match self {
+            Self::Rows(rows) => {
+                let mut last_hash = None;
+                for row in rows {
+                    let entry = crate::verify::postgres_columns(row).map_err(row_error)?;
+                    backup::write_line(lines, entry)?;
+                    last_hash = Some(entry.entry_hash);
+                }
+                Ok((rows.len() as u64, last_hash.map(str::to_owned)))
+            }
+            Self::Models(models) => {
+                backup::write_lines(lines, models)?;
+                let last = models.last().map(|entry| entry.entry_hash.clone());
+                Ok((models.len() as u64, last))
+            }
+        }
+    }
+}
+
+/// Reads entries `from..=to` from PostgreSQL or an in-memory SQLite database and sends their
+/// lines, a page at a time, to `sender`. The next page is fetched on a task of its own while
+/// a blocking thread writes the lines of the page before it, so that the database read and
+/// the JSON writing overlap.
 async fn read_lines(
     db: &DatabaseConnection,
     from: i64,
@@ -245,12 +302,7 @@ async fn read_lines(
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
         // Dropping the handle stops the fetch, when the backup fails or is dropped itself.
         let page = AbortOnDropHandle::new(tokio::spawn(async move {
-            ledger_entry::Entity::find()
-                .filter(ledger_entry::Column::Sequence.between(page_from, page_to))
-                .order_by_asc(ledger_entry::Column::Sequence)
-                .all(&db)
-                .await
-                .map_err(database_error)
+            Page::fetch(&db, page_from, page_to).await
         }));
         (page_to, page)
     };
@@ -261,16 +313,16 @@ async fn read_lines(
         if page_to < to {
             next = Some(fetch(page_to + 1));
         }
-        read.entries += page.len() as u64;
-        if let Some(last) = page.last() {
-            read.last_hash = Some(last.entry_hash.clone());
-        }
-        let lines = join_task(tokio::task::spawn_blocking(move || {
+        let (lines, count, last_hash) = join_task(tokio::task::spawn_blocking(move || {
             let mut lines = Vec::new();
-            backup::write_lines(&mut lines, &page)?;
-            Ok(lines)
+            let (count, last_hash) = page.write_lines(&mut lines)?;
+            Ok((lines, count, last_hash))
         }))
         .await?;
+        read.entries += count;
+        if last_hash.is_some() {
+            read.last_hash = last_hash;
+        }
         if sender.send(lines).await.is_err() {
             // The sealer stopped early; awaiting it returns its error.
             break;

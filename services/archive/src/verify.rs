@@ -49,7 +49,7 @@ pub(crate) const SQLITE_ENTRIES: &str = concat!(
 );
 
 /// Query for the entries of a sequence range on PostgreSQL, in sequence order.
-const POSTGRES_ENTRIES: &str = concat!(
+pub(crate) const POSTGRES_ENTRIES: &str = concat!(
     "SELECT ",
     entry_columns!(),
     " FROM ledger_entries WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence"
@@ -505,7 +505,9 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
     Ok(check.finish(None))
 }
 
-fn postgres_columns(row: &sqlx::postgres::PgRow) -> Result<EntryColumns<'_>, sqlx::Error> {
+pub(crate) fn postgres_columns(
+    row: &sqlx::postgres::PgRow,
+) -> Result<EntryColumns<'_>, sqlx::Error> {
     Ok(EntryColumns {
         sequence: row.try_get(0)?,
         event_id: row.try_get(1)?,
