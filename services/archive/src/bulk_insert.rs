@@ -1,8 +1,10 @@
 //! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
 //! restores, with multi-row `INSERT` statements whose SQL text repeats, so that the driver
 //! prepares each statement once and only binds values afterwards. A restore into a SQLite
-//! file writes through a `rusqlite` connection of its own instead.
+//! file writes through a `rusqlite` connection of its own instead, and a restore into
+//! PostgreSQL with binary `COPY`.
 
+use sea_orm::sqlx;
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, IdenStatic, Iterable, Statement,
     Value,
@@ -22,7 +24,8 @@ const SQLITE_CACHE_KIB: u32 = 256 * 1024;
 
 /// Inserts entries read from a backup, already verified, after the current head, with the
 /// stored Merkle hashes that they add, and moves the chain head, in one transaction. A SQLite
-/// file is written through [`insert_into_file`], other databases through the pool.
+/// file is written through [`insert_into_file`], PostgreSQL through [`copy_into_postgres`],
+/// an in-memory SQLite database (in tests) with the appends' multi-row inserts.
 pub async fn insert_restored(
     db: &DatabaseConnection,
     entries: Vec<ledger_entry::Model>,
@@ -44,10 +47,173 @@ pub async fn insert_restored(
         .await
         .map_err(|error| DbErr::Custom(format!("restore task failed: {error}")))?;
     }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return copy_into_postgres(db.get_postgres_connection_pool(), &entries, &stored_hashes)
+            .await
+            .map_err(|error| {
+                DbErr::Custom(format!(
+                    "failed to copy restored entries into PostgreSQL: {error}"
+                ))
+            });
+    }
     let txn = trace_runtime::db::begin_write(db).await?;
     insert_entries(&txn, entries, &stored_hashes).await?;
     crate::ledger::set_chain_head(&txn, sequence, head_hash).await?;
     txn.commit().await
+}
+
+/// Bytes of `COPY` data encoded before they are sent, so that a segment is not encoded whole.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// Inserts restored entries, their stored Merkle hashes and the new chain head into
+/// PostgreSQL in one transaction, with `COPY ... FROM STDIN` in the binary format. The server
+/// then neither parses SQL text nor plans a statement per row, and binary values need no
+/// escaping.
+async fn copy_into_postgres(
+    pool: &sqlx::PgPool,
+    entries: &[ledger_entry::Model],
+    stored_hashes: &[(u64, Hash)],
+) -> Result<(), sqlx::Error> {
+    let Some(last) = entries.last() else {
+        return Ok(());
+    };
+    let mut txn = pool.begin().await?;
+    let mut copy = txn
+        .copy_in_raw(concat!(
+            "COPY ledger_entries (",
+            crate::verify::entry_columns!(),
+            ") FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let mut data = BinaryCopy::new();
+    for entry in entries {
+        data.entry(entry)?;
+        if data.buffer.len() >= COPY_CHUNK_BYTES {
+            copy.send(data.take()).await?;
+        }
+    }
+    copy.send(data.finish()).await?;
+    copy.finish().await?;
+
+    let mut copy = txn
+        .copy_in_raw("COPY merkle_hashes (stored_index, hash) FROM STDIN (FORMAT binary)")
+        .await?;
+    let mut data = BinaryCopy::new();
+    for (index, hash) in stored_hashes {
+        data.row(2);
+        data.int8(*index as i64);
+        data.bytes(&hash.0)?;
+        if data.buffer.len() >= COPY_CHUNK_BYTES {
+            copy.send(data.take()).await?;
+        }
+    }
+    copy.send(data.finish()).await?;
+    copy.finish().await?;
+
+    sqlx::query("UPDATE chain_head SET sequence = $1, entry_hash = $2 WHERE id = 1")
+        .bind(last.sequence)
+        .bind(&last.entry_hash)
+        .execute(&mut *txn)
+        .await?;
+    txn.commit().await
+}
+
+/// Rows in PostgreSQL's binary `COPY` format: a signature and header, then per row a field
+/// count and each field's length and value in the type's binary form, then an end marker.
+struct BinaryCopy {
+    buffer: Vec<u8>,
+}
+
+impl BinaryCopy {
+    /// Signature, flags and header extension length of the binary format.
+    const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+    /// Creates the data with its header.
+    fn new() -> Self {
+        let mut buffer = Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024);
+        buffer.extend_from_slice(Self::HEADER);
+        Self { buffer }
+    }
+
+    /// Returns the data encoded so far, for rows that continue in the next chunk.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024),
+        )
+    }
+
+    /// Returns the data encoded since the last chunk, with the end marker.
+    fn finish(mut self) -> Vec<u8> {
+        self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buffer
+    }
+
+    /// Starts a row of `fields` fields.
+    fn row(&mut self, fields: i16) {
+        self.buffer.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    /// Writes a `bigint`.
+    fn int8(&mut self, value: i64) {
+        self.buffer.extend_from_slice(&8i32.to_be_bytes());
+        self.buffer.extend_from_slice(&value.to_be_bytes());
+    }
+
+    /// Writes an `integer`.
+    fn int4(&mut self, value: i32) {
+        self.buffer.extend_from_slice(&4i32.to_be_bytes());
+        self.buffer.extend_from_slice(&value.to_be_bytes());
+    }
+
+    /// Writes text or bytea, whose binary forms are the bytes themselves. A field's length
+    /// is an `i32` in the format, so a value of 2 GiB or more is an error.
+    fn bytes(&mut self, value: &[u8]) -> Result<(), sqlx::Error> {
+        let length = i32::try_from(value.len()).map_err(|_| {
+            sqlx::Error::Encode(
+                format!("a value of {} bytes is too large to copy", value.len()).into(),
+            )
+        })?;
+        self.buffer.extend_from_slice(&length.to_be_bytes());
+        self.buffer.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// Writes a null of any type.
+    fn null(&mut self) {
+        self.buffer.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    /// Writes one ledger entry in the column order of `entry_columns!`.
+    fn entry(&mut self, entry: &ledger_entry::Model) -> Result<(), sqlx::Error> {
+        self.row(23);
+        self.int8(entry.sequence);
+        self.bytes(entry.event_id.as_bytes())?;
+        self.int8(entry.stream_sequence);
+        self.bytes(entry.subject.as_bytes())?;
+        self.bytes(entry.source_service.as_bytes())?;
+        self.bytes(entry.entity_type.as_bytes())?;
+        self.bytes(entry.entity_id.as_bytes())?;
+        self.int8(entry.entity_version);
+        self.bytes(entry.action.as_bytes())?;
+        self.bytes(entry.actor_id.as_bytes())?;
+        self.bytes(entry.actor_name.as_bytes())?;
+        self.bytes(entry.actor_department.as_bytes())?;
+        self.bytes(entry.actor_role.as_bytes())?;
+        self.int4(entry.confidentiality);
+        self.int8(entry.occurred_at);
+        self.int8(entry.received_at);
+        self.bytes(entry.correlation_id.as_bytes())?;
+        self.bytes(entry.causation_id.as_bytes())?;
+        self.bytes(entry.payload_type.as_bytes())?;
+        self.bytes(entry.payload_sha256.as_bytes())?;
+        match &entry.payload {
+            Some(payload) => self.bytes(payload)?,
+            None => self.null(),
+        }
+        self.bytes(entry.previous_hash.as_bytes())?;
+        self.bytes(entry.entry_hash.as_bytes())
+    }
 }
 
 /// Inserts restored entries, their stored Merkle hashes and the new chain head into a SQLite

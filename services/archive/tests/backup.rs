@@ -185,6 +185,50 @@ async fn three_segments_restore_on_postgres() {
     restores_the_same_ledger(&backup, &target, 1_025).await;
 }
 
+/// A payload removed by a disposition is backed up as null and restored into PostgreSQL as
+/// null, beside the stored payloads, empty strings and non-ASCII text of the other entries.
+#[tokio::test]
+async fn removed_payload_restores_on_postgres() {
+    use sea_orm::ConnectionTrait;
+
+    let Some(url) = trace_tests::postgres::fresh_database("archive_restore_null").unwrap() else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(dir.path(), "source.db").await;
+    append(&source, 0, 5).await;
+    source
+        .execute_unprepared("UPDATE ledger_entries SET payload = NULL WHERE sequence = 2")
+        .await
+        .unwrap();
+    let key = BackupKey::from_hex(&BackupKey::generate_hex()).unwrap();
+    let folder = dir.path().join("backup");
+    let location =
+        BackupLocation::open(&format!("file://{}", folder.display()), &Default::default()).unwrap();
+    backup_job::run_backup(&source, &location, &key, None, 1, &|_, _| {})
+        .await
+        .unwrap();
+
+    let target = connect(&url).await;
+    let check = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
+        .await
+        .unwrap();
+
+    assert_eq!(check.entries, 5);
+    let restored = entries(&target).await;
+    assert_eq!(restored, entries(&source).await);
+    assert_eq!(restored[1].payload, None);
+    assert!(restored[0].payload.is_some());
+    assert_eq!(restored[0].actor_name, "張敏");
+    assert_eq!(restored[0].causation_id, "");
+    let verification = trace_archive::verify::verify_range(&target, 1, 0)
+        .await
+        .unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, 5);
+}
+
 #[tokio::test]
 async fn altered_segment_is_rejected_by_name() {
     let backup = three_segment_backup([3, 4, 5]).await;
