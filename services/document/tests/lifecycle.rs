@@ -1793,8 +1793,8 @@ async fn call_limit_waits_for_slow_reader() -> Result<()> {
         .context("the read returned no message")?;
     assert!(message.content == content);
     assert!(unread.message().await?.is_none());
-    // The server lets go of the permit as it finishes the body, just after the client has
-    // the trailers, so the next call may still race it.
+    // The server lets go of the permit when its side of the body ends, which depends on how
+    // its tasks are scheduled, so a call that still finds the permit taken is tried again.
     let started = Instant::now();
     let document = loop {
         match client.get_document(as_user(KEEPER, get())).await {

@@ -113,11 +113,12 @@ where
     }
 }
 
-/// Maximum size in bytes of a data frame that [`PermitBody`] passes on. hyper 1 hands each
-/// frame whole to h2 once the stream may send one byte (`PipeToSendStream` in its
-/// `proto/h2/mod.rs`), and h2 buffers what the client has not yet accepted.
-/// Smaller frames make hyper wait for flow control between them, so that most of a large
-/// message is still in this body, under its permit, while a slow client reads it.
+/// Maximum size in bytes of a data frame that [`PermitBody`] passes on. hyper 1.13 reads a
+/// frame before it waits for window and hands the frame whole to h2 once the stream may send
+/// one byte (`PipeToSendStream` in its `proto/h2/mod.rs`), and h2 buffers what the client
+/// has not yet accepted. Smaller frames make hyper wait for flow control between them, so
+/// that all but about two frames of a large message are still in this body, under its
+/// permit, while a slow client reads it.
 const FRAME_BYTES: usize = 64 * 1024;
 
 /// A response body that holds its call's permit until the body ends or is dropped, and
