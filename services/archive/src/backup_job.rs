@@ -104,11 +104,8 @@ pub async fn run_backup(
     Ok(run)
 }
 
-fn database_error(error: sea_orm::DbErr) -> BackupError {
-    BackupError::Other(format!("database error: {error}"))
-}
-
-fn row_error(error: sqlx::Error) -> BackupError {
+/// Wraps an error of the ORM or of its `sqlx` driver.
+fn database_error(error: impl std::fmt::Display) -> BackupError {
     BackupError::Other(format!("database error: {error}"))
 }
 
@@ -254,7 +251,7 @@ impl Page {
                 .bind(to)
                 .fetch_all(db.get_postgres_connection_pool())
                 .await
-                .map_err(row_error)?;
+                .map_err(database_error)?;
             return Ok(Self::Rows(rows));
         }
         let models = ledger_entry::Entity::find()
@@ -272,7 +269,7 @@ impl Page {
             Self::Rows(rows) => {
                 let mut last_hash = None;
                 for row in rows {
-                    let entry = crate::verify::postgres_columns(row).map_err(row_error)?;
+                    let entry = crate::verify::postgres_columns(row).map_err(database_error)?;
                     backup::write_line(lines, entry)?;
                     last_hash = Some(entry.entry_hash);
                 }

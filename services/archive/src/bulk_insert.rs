@@ -48,7 +48,8 @@ pub async fn insert_restored(
         .map_err(|error| DbErr::Custom(format!("restore task failed: {error}")))?;
     }
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        return copy_into_postgres(db.get_postgres_connection_pool(), &entries, &stored_hashes)
+        let pool = db.get_postgres_connection_pool();
+        return copy_into_postgres(pool, &entries, &stored_hashes, sequence, &head_hash)
             .await
             .map_err(|error| {
                 DbErr::Custom(format!(
@@ -65,8 +66,12 @@ pub async fn insert_restored(
 /// Bytes of `COPY` data encoded before they are sent, so that a segment is not encoded whole.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
-/// Inserts restored entries, their stored Merkle hashes and the new chain head into
-/// PostgreSQL in one transaction, with `COPY ... FROM STDIN` in the binary format. Neither
+/// Initial capacity of a chunk's buffer: a full chunk and room for the row that crosses its
+/// end, so that a chunk of typical rows is not reallocated.
+const COPY_BUFFER_BYTES: usize = COPY_CHUNK_BYTES + 64 * 1024;
+
+/// Inserts restored entries, their stored Merkle hashes and the new chain head (`sequence`
+/// and `head_hash`, of the last entry) into PostgreSQL in one transaction, with `COPY ... FROM STDIN` in the binary format. Neither
 /// side then builds or decodes the 23,000 bound values of each 1,000-row `INSERT`, the
 /// server runs one statement per table instead of one per 1,000 rows, and binary values need
 /// no escaping.
@@ -74,10 +79,9 @@ async fn copy_into_postgres(
     pool: &sqlx::PgPool,
     entries: &[ledger_entry::Model],
     stored_hashes: &[(u64, Hash)],
+    sequence: i64,
+    head_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    let Some(last) = entries.last() else {
-        return Ok(());
-    };
     let mut txn = pool.begin().await?;
     let mut copy = txn
         .copy_in_raw(concat!(
@@ -117,8 +121,8 @@ async fn copy_into_postgres(
     copy.finish().await?;
 
     sqlx::query("UPDATE chain_head SET sequence = $1, entry_hash = $2 WHERE id = 1")
-        .bind(last.sequence)
-        .bind(&last.entry_hash)
+        .bind(sequence)
+        .bind(head_hash)
         .execute(&mut *txn)
         .await?;
     txn.commit().await
@@ -136,17 +140,14 @@ impl BinaryCopy {
 
     /// Creates the data with its header.
     fn new() -> Self {
-        let mut buffer = Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024);
+        let mut buffer = Vec::with_capacity(COPY_BUFFER_BYTES);
         buffer.extend_from_slice(Self::HEADER);
         Self { buffer }
     }
 
-    /// Returns the data encoded so far, for rows that continue in the next chunk.
+    /// Returns the rows encoded so far as one chunk, and starts the next chunk empty.
     fn take(&mut self) -> Vec<u8> {
-        std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(COPY_CHUNK_BYTES + 64 * 1024),
-        )
+        std::mem::replace(&mut self.buffer, Vec::with_capacity(COPY_BUFFER_BYTES))
     }
 
     /// Returns the data encoded since the last chunk, with the end marker.

@@ -5,8 +5,8 @@
 //! `RESOURCE_EXHAUSTED` before its request message is read, and the caller retries with
 //! backoff. A call keeps its permit until its response body has been handed to HTTP/2 in
 //! frames of at most 64 KiB, which flow control paces, so a slow reader cannot pile up
-//! large responses past the bound. Health checks
-//! are never rejected, so that a busy pod does not fail its probes and get restarted.
+//! large responses past the bound. Health checks are never rejected, so that a busy pod
+//! does not fail its probes and get restarted.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -98,7 +98,11 @@ where
             Err(_) => {
                 // Like other rejected calls, at debug level, because an overload would
                 // otherwise flood the log. The telemetry layer counts every rejection.
-                tracing::debug!(method = %path, limit = self.limit, "rejected a call past grpc_max_calls_in_flight");
+                tracing::debug!(
+                    method = %path,
+                    limit = self.limit,
+                    "rejected a call past grpc_max_calls_in_flight"
+                );
                 let status = tonic::Status::resource_exhausted(format!(
                     "too many calls in flight: the service is handling {}, its \
                      grpc_max_calls_in_flight. Retry with backoff.",
