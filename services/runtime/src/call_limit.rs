@@ -6,7 +6,9 @@
 //! backoff. A call keeps its permit until its response body has been handed to HTTP/2 in
 //! frames of at most 64 KiB, which flow control paces, so a slow reader cannot pile up
 //! large responses past the bound. Health checks are never rejected, so that a busy pod
-//! does not fail its probes and get restarted.
+//! does not fail its probes and get restarted. Reflection calls take permits from a small
+//! bound of their own, so that an operator's grpcurl can still describe a busy service and
+//! reflection streams cannot hold the permits of the services' own calls.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,19 +23,64 @@ use tower::{Layer, Service};
 /// Method paths that the limit never rejects.
 const EXEMPT_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
 
-/// Wraps every gRPC service of a server in [`CallLimit`], all sharing one bound.
+/// Method paths of the reflection services, whose calls take permits from
+/// [`REFLECTION_CALLS_IN_FLIGHT`] instead of `grpc_max_calls_in_flight`.
+const REFLECTION_PREFIXES: &[&str] = &[
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Reflection calls that may run at once, besides `grpc_max_calls_in_flight` other calls.
+/// grpcurl opens one reflection stream per command, so this leaves room for several
+/// operators at a time.
+pub const REFLECTION_CALLS_IN_FLIGHT: usize = 8;
+
+/// One bound on calls in flight: its permits, and the calls and limit that a rejection
+/// names.
 #[derive(Debug, Clone)]
-pub struct CallLimitLayer {
+struct Bound {
     permits: Arc<Semaphore>,
     limit: usize,
+    /// The calls that the bound counts, as a rejection names them.
+    calls: &'static str,
+    /// The limit, as a rejection names it.
+    setting: &'static str,
 }
 
-impl CallLimitLayer {
-    /// Creates a layer that lets at most `limit` calls run at once.
-    pub fn new(limit: usize) -> Self {
+impl Bound {
+    fn new(limit: usize, calls: &'static str, setting: &'static str) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            calls,
+            setting,
+        }
+    }
+}
+
+/// Wraps every gRPC service of a server in [`CallLimit`], all sharing one bound for the
+/// services' calls and one for reflection calls.
+#[derive(Debug, Clone)]
+pub struct CallLimitLayer {
+    calls: Bound,
+    reflection: Bound,
+}
+
+impl CallLimitLayer {
+    /// Creates a layer that lets at most `limit` calls run at once, and besides them at most
+    /// [`REFLECTION_CALLS_IN_FLIGHT`] reflection calls.
+    pub fn new(limit: usize) -> Self {
+        Self::with_reflection_limit(limit, REFLECTION_CALLS_IN_FLIGHT)
+    }
+
+    fn with_reflection_limit(limit: usize, reflection_limit: usize) -> Self {
+        Self {
+            calls: Bound::new(limit, "calls", "its grpc_max_calls_in_flight"),
+            reflection: Bound::new(
+                reflection_limit,
+                "reflection calls",
+                "its fixed limit of reflection calls",
+            ),
         }
     }
 }
@@ -44,8 +91,8 @@ impl<S> Layer<S> for CallLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CallLimit {
             inner,
-            permits: self.permits.clone(),
-            limit: self.limit,
+            calls: self.calls.clone(),
+            reflection: self.reflection.clone(),
         }
     }
 }
@@ -54,8 +101,23 @@ impl<S> Layer<S> for CallLimitLayer {
 #[derive(Debug, Clone)]
 pub struct CallLimit<S> {
     inner: S,
-    permits: Arc<Semaphore>,
-    limit: usize,
+    calls: Bound,
+    reflection: Bound,
+}
+
+impl<S> CallLimit<S> {
+    /// Returns the bound that a call of method `path` counts against, `None` for a call
+    /// that is never rejected.
+    fn bound(&self, path: &str) -> Option<&Bound> {
+        let starts = |prefixes: &[&str]| prefixes.iter().any(|prefix| path.starts_with(prefix));
+        if starts(EXEMPT_PREFIXES) {
+            None
+        } else if starts(REFLECTION_PREFIXES) {
+            Some(&self.reflection)
+        } else {
+            Some(&self.calls)
+        }
+    }
 }
 
 impl<S, B, R> Service<http::Request<B>> for CallLimit<S>
@@ -75,17 +137,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if EXEMPT_PREFIXES
-            .iter()
-            .any(|prefix| path.starts_with(prefix))
-        {
+        let Some(bound) = self.bound(path) else {
             let future = self.inner.call(request);
             return Box::pin(async move {
                 let response = future.await?;
                 Ok(response.map(|body| PermitBody::new(body, None)))
             });
-        }
-        match self.permits.clone().try_acquire_owned() {
+        };
+        match bound.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let future = self.inner.call(request);
                 Box::pin(async move {
@@ -100,13 +159,14 @@ where
                 // otherwise flood the log. The telemetry layer counts every rejection.
                 tracing::debug!(
                     method = %path,
-                    limit = self.limit,
-                    "rejected a call past grpc_max_calls_in_flight"
+                    limit = bound.limit,
+                    calls = bound.calls,
+                    "rejected a call past its bound of calls in flight"
                 );
                 let status = tonic::Status::resource_exhausted(format!(
-                    "too many calls in flight: the service is handling {}, its \
-                     grpc_max_calls_in_flight. Retry with backoff.",
-                    self.limit
+                    "too many {} in flight: the service is handling {}, {}. Retry with \
+                     backoff.",
+                    bound.calls, bound.limit, bound.setting
                 ));
                 let response = status.into_http::<R>();
                 Box::pin(std::future::ready(Ok(
@@ -258,7 +318,7 @@ mod tests {
         let request = http::Request::builder().uri(GET).body(()).unwrap();
         let first = service.ready().await.unwrap().call(request);
         // The call takes the only permit as it starts and holds it until it is released.
-        assert_eq!(layer.permits.available_permits(), 0);
+        assert_eq!(layer.calls.permits.available_permits(), 0);
         let first = tokio::spawn(first);
 
         let rejected = call(&mut service, LIST).await;
@@ -280,22 +340,66 @@ mod tests {
         let mut first = first.await.unwrap().unwrap();
         assert_eq!(first.body().body, format!("answered {GET}"));
         // The handler has finished, but its response body is still unsent.
-        assert_eq!(layer.permits.available_permits(), 0);
+        assert_eq!(layer.calls.permits.available_permits(), 0);
         let still_rejected = call(&mut service, LIST).await;
         assert_eq!(grpc_status(&still_rejected), Some("8"));
 
         let data = next_frame(first.body_mut()).await.unwrap();
         assert_eq!(data.into_data().unwrap(), format!("answered {GET}"));
-        assert_eq!(layer.permits.available_permits(), 0);
+        assert_eq!(layer.calls.permits.available_permits(), 0);
         assert!(next_frame(first.body_mut()).await.is_none());
-        assert_eq!(layer.permits.available_permits(), 1);
+        assert_eq!(layer.calls.permits.available_permits(), 1);
 
         let after = call(&mut service, LIST).await;
         assert_eq!(grpc_status(&after), None);
         assert_eq!(after.body().body, format!("answered {LIST}"));
-        assert_eq!(layer.permits.available_permits(), 0);
+        assert_eq!(layer.calls.permits.available_permits(), 0);
         drop(after);
-        assert_eq!(layer.permits.available_permits(), 1);
+        assert_eq!(layer.calls.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn reflection_calls_have_a_bound_of_their_own() {
+        const GET: &str = "/trace.document.v1.DocumentService/GetDocument";
+        const LIST: &str = "/trace.document.v1.DocumentService/ListDocuments";
+        const REFLECTION: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+        const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+        let (release, gate) = oneshot::channel();
+        let layer = CallLimitLayer::with_reflection_limit(1, 1);
+        let mut service = layer.layer(gated_service(gate));
+
+        // A service call holds the only permit of grpc_max_calls_in_flight.
+        let request = http::Request::builder().uri(GET).body(()).unwrap();
+        let first = tokio::spawn(service.ready().await.unwrap().call(request));
+        assert_eq!(layer.calls.permits.available_permits(), 0);
+
+        // A reflection call still runs, on the reflection bound.
+        let described = call(&mut service, REFLECTION).await;
+        assert_eq!(grpc_status(&described), None);
+        assert_eq!(described.body().body, format!("answered {REFLECTION}"));
+        assert_eq!(layer.reflection.permits.available_permits(), 0);
+
+        // While its response is unread, a second reflection call is rejected, naming the
+        // reflection bound, in either version of the service.
+        let rejected = call(&mut service, REFLECTION_V1).await;
+        assert_eq!(grpc_status(&rejected), Some("8"), "RESOURCE_EXHAUSTED");
+        let message = rejected.headers().get("grpc-message").unwrap();
+        let message = message.to_str().unwrap().replace("%20", " ");
+        assert!(
+            message.starts_with("too many reflection calls in flight"),
+            "{message}"
+        );
+        assert!(message.contains("limit of reflection calls"), "{message}");
+
+        // The reflection call's permit does not free a permit for service calls.
+        drop(described);
+        assert_eq!(layer.reflection.permits.available_permits(), 1);
+        assert_eq!(grpc_status(&call(&mut service, LIST).await), Some("8"));
+
+        release.send(()).unwrap();
+        drop(first.await.unwrap().unwrap());
+        assert_eq!(layer.calls.permits.available_permits(), 1);
+        assert_eq!(grpc_status(&call(&mut service, REFLECTION_V1).await), None);
     }
 
     #[tokio::test]
