@@ -1,5 +1,5 @@
 //! Backup and restore benchmark. It appends N envelopes to a fresh SQLite ledger and writes a
-//! full backup to a local folder, in sealed segments of at most 100,000 entries with a signed
+//! full backup to a local folder, in sealed segments of at most 25,000 entries with a signed
 //! checkpoint each. Then it verifies the backup and restores it into a second, empty SQLite
 //! database, and prints the time and the peak resident memory of each phase. With
 //! `TRACE_BENCH_DATABASE_URL` naming a PostgreSQL server where it may create databases, it

@@ -174,6 +174,54 @@ async fn three_segments_restore_on_sqlite() {
     assert!(error.contains("already holds 10025 entries"), "{error}");
 }
 
+/// One run over more than a segment's worth of entries writes full segments of
+/// `SEGMENT_ENTRIES` and one with the rest, and they restore as one ledger.
+#[tokio::test]
+async fn long_run_splits_into_segments() {
+    let total = backup::SEGMENT_ENTRIES + 5;
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(dir.path(), "source.db").await;
+    for from in (0..total).step_by(5_000) {
+        append(&source, from, (total - from).min(5_000)).await;
+    }
+    let key = BackupKey::from_hex(&BackupKey::generate_hex()).unwrap();
+    let folder = dir.path().join("backup");
+    let location =
+        BackupLocation::open(&format!("file://{}", folder.display()), &Default::default()).unwrap();
+
+    let run = backup_job::run_backup(&source, &location, &key, None, 1, &|_, _| {})
+        .await
+        .unwrap();
+
+    let ranges: Vec<(i64, i64, u64)> = run
+        .manifests
+        .iter()
+        .map(|manifest| {
+            (
+                manifest.from_sequence,
+                manifest.to_sequence,
+                manifest.entries,
+            )
+        })
+        .collect();
+    let full = backup::SEGMENT_ENTRIES as i64;
+    assert_eq!(
+        ranges,
+        [(1, full, backup::SEGMENT_ENTRIES), (full + 1, full + 5, 5)]
+    );
+    let target = sqlite(dir.path(), "restored.db").await;
+    let check = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(check.segments, 2);
+    assert_eq!(check.entries, total);
+    let verification = trace_archive::verify::verify_range(&target, 1, 0)
+        .await
+        .unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, total);
+}
+
 #[tokio::test]
 async fn three_segments_restore_on_postgres() {
     let Some(url) = trace_tests::postgres::fresh_database("archive_backup").unwrap() else {
