@@ -23,8 +23,8 @@ use crate::ledger::EntryColumns;
 
 /// Entries per segment at most; a backup of a larger range writes several segments.
 /// Verification and restore hold a few segments in memory at once, so the size sets their
-/// memory: with 25,000 entries a restore of a million peaked at about a third of the memory
-/// it took with 100,000, in the same time (BENCHMARKS.md).
+/// memory: with 25,000 entries a restore of a million peaked at a third to two fifths of
+/// the memory it took with 100,000, in about the same time (BENCHMARKS.md).
 pub const SEGMENT_ENTRIES: u64 = 25_000;
 
 /// A backup that could not be written or read.
