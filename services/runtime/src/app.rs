@@ -208,8 +208,8 @@ impl ServiceRuntime {
     /// status service, plus the services `add_services` adds. Every call gets a server span
     /// and request metrics from [`GrpcTelemetryLayer`], and [`CallLimitLayer`] rejects calls
     /// past `grpc_max_calls_in_flight` (reflection calls past a bound of their own). Returns
-    /// after shutdown, once
-    /// in-flight calls and background tasks finished or the grace period ran out.
+    /// after shutdown, once in-flight calls and background tasks finished or the grace
+    /// period ran out.
     pub async fn serve(
         self,
         listener: TcpListener,
