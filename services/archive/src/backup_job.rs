@@ -386,6 +386,19 @@ where
     .await
 }
 
+/// Returns the manifests of a backup location in segment order, or an error naming the
+/// location when it holds none, so that a mistyped location is not read as an empty backup.
+pub async fn backup_manifests(location: &BackupLocation) -> Result<Vec<Manifest>, BackupError> {
+    let manifests = location.manifests().await?;
+    if manifests.is_empty() {
+        return Err(BackupError::Other(format!(
+            "no backup found at {}: the location has no segment manifests; check the location URL",
+            location.url
+        )));
+    }
+    Ok(manifests)
+}
+
 /// One segment, opened and verified, with the stored Merkle hashes that its entries add.
 struct VerifiedSegment {
     manifest: Manifest,
@@ -433,7 +446,7 @@ where
 {
     use futures::StreamExt;
 
-    let manifests = location.manifests().await?;
+    let manifests = backup_manifests(location).await?;
     let total: u64 = manifests.iter().map(|manifest| manifest.entries).sum();
     progress(0, total);
     // Where each segment must start if none is missing: right after the one before it.
@@ -570,7 +583,12 @@ fn link_segment(
     }
     if let (Some(verifier_key), Some(note)) = (verifier_key, &manifest.checkpoint) {
         let (signed_size, signed_root) = crate::checkpoint::verify_note(note, verifier_key)
-            .map_err(|error| tampered(error.to_string()))?;
+            .map_err(|error| {
+                tampered(format!(
+                    "{error} (if the backup is intact, the verifier key is not the one of the \
+                     archive that signed it)"
+                ))
+            })?;
         if signed_size != size || signed_root != root {
             return Err(tampered(
                 "the signed checkpoint does not match the segment".to_owned(),
@@ -713,19 +731,33 @@ pub async fn restore(
             head.sequence
         )));
     }
-    read_verified(
+    let inserted = &std::sync::atomic::AtomicU64::new(0);
+    let restored = read_verified(
         location,
         key,
         verifier_key,
         RESTORE_DECODE_AHEAD,
         progress,
         |segment| async move {
+            let entries = segment.entries.len() as u64;
             crate::bulk_insert::insert_restored(db, segment.entries, segment.stored_hashes)
                 .await
-                .map_err(database_error)
+                .map_err(database_error)?;
+            inserted.fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
         },
     )
-    .await
+    .await;
+    let inserted = inserted.load(std::sync::atomic::Ordering::Relaxed);
+    restored.map_err(|error| {
+        if inserted == 0 {
+            return error;
+        }
+        BackupError::Other(format!(
+            "{error}; the target database now holds the {inserted} entries restored before \
+             the failure, so drop it and restore into an empty database again"
+        ))
+    })
 }
 
 /// Stores the trace event that records a backup run.

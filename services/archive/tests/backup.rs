@@ -295,12 +295,46 @@ async fn altered_segment_is_rejected_by_name() {
     let target = sqlite(backup.dir.path(), "restored.db").await;
     let error = backup.restore(&target).await.unwrap_err().to_string();
     assert!(error.contains(name), "{error}");
+    assert!(
+        error.contains("now holds the 3 entries restored before the failure"),
+        "{error}"
+    );
     let restored = entries(&target).await;
     assert_eq!(
         restored.len(),
         3,
         "only the segment before the altered one is restored"
     );
+}
+
+/// A location without manifests, such as a mistyped folder, is an error for verification
+/// and restore, not an empty backup.
+#[tokio::test]
+async fn empty_location_is_no_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BackupKey::from_hex(&BackupKey::generate_hex()).unwrap();
+    let folder = dir.path().join("nothere");
+    let url = format!("file://{}", folder.display());
+    let location = BackupLocation::open(&url, &Default::default()).unwrap();
+
+    let error =
+        backup_job::read_backup(&location, &key, None, &mut |_, _| {}, |_| async { Ok(()) })
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        error.contains(&format!("no backup found at {url}")),
+        "{error}"
+    );
+
+    let target = sqlite(dir.path(), "restored.db").await;
+    let error = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("has no segment manifests"), "{error}");
+    assert!(!error.contains("restored before the failure"), "{error}");
+    assert!(entries(&target).await.is_empty());
 }
 
 #[tokio::test]

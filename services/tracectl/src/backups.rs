@@ -75,14 +75,14 @@ fn print_check(check: &backup_job::BackupCheck, verb: &str, json: bool) {
     }
 }
 
-fn report_failure(error: &dyn std::fmt::Display, json: bool) -> bool {
+fn report_failure(operation: &str, error: &dyn std::fmt::Display, json: bool) -> bool {
     if json {
         out!(
             "{}",
             serde_json::json!({ "ok": false, "error": error.to_string() })
         );
     } else {
-        out!("backup check FAILED: {error}");
+        out!("{operation} FAILED: {error}");
     }
     false
 }
@@ -123,7 +123,7 @@ pub async fn verify_backup(
             print_check(&check, "verified", json);
             Ok(true)
         }
-        Err(error) => Ok(report_failure(&error, json)),
+        Err(error) => Ok(report_failure("backup check", &error, json)),
     }
 }
 
@@ -144,6 +144,11 @@ pub async fn restore(
 ) -> anyhow::Result<bool> {
     let location = BackupLocation::open(target.from, target.options)?;
     let key = BackupKey::from_file(target.key_file)?;
+    // Checked before the target database is created, so that a mistyped location leaves
+    // nothing behind.
+    if let Err(error) = backup_job::backup_manifests(&location).await {
+        return Ok(report_failure("restore", &error, json));
+    }
     let db = trace_runtime::db::connect_and_migrate::<Migrator>(target.database_url).await?;
     let mut progress = Progress::counted("restore", "entries");
     let mut report = |done, total| progress.update(done, total);
@@ -157,6 +162,6 @@ pub async fn restore(
             print_check(&check, "restored", json);
             Ok(true)
         }
-        Err(error) => Ok(report_failure(&error, json)),
+        Err(error) => Ok(report_failure("restore", &error, json)),
     }
 }

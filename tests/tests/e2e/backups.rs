@@ -155,6 +155,29 @@ async fn backup_restores_to_the_same_root_and_refuses_tampering() {
         "{report}"
     );
 
+    // A mistyped location is no backup, and the restore creates no database for it.
+    let missing_url = format!("file://{}", dir.path().join("offsit").display());
+    let untouched = dir.path().join("untouched.db");
+    let (code, report) = tracectl(&[
+        "--json",
+        "restore",
+        "--from",
+        &missing_url,
+        "--key-file",
+        &key,
+        "--database-url",
+        &format!("sqlite://{}?mode=rwc", untouched.display()),
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("no backup found at {missing_url}")),
+        "{report}"
+    );
+    assert!(!untouched.exists());
+
     let segments = segment_files(&backup_folder);
     assert_eq!(segments.len(), 2);
     let second_segment = segments[1].clone();
