@@ -387,7 +387,7 @@ where
 }
 
 /// Returns the manifests of a backup location in segment order, or an error naming the
-/// location when it holds none, so that a mistyped location is not read as an empty backup.
+/// location when it has none, so that a mistyped location is not read as an empty backup.
 pub async fn backup_manifests(location: &BackupLocation) -> Result<Vec<Manifest>, BackupError> {
     let manifests = location.manifests().await?;
     if manifests.is_empty() {
@@ -585,7 +585,7 @@ fn link_segment(
         let (signed_size, signed_root) = crate::checkpoint::verify_note(note, verifier_key)
             .map_err(|error| {
                 tampered(format!(
-                    "{error} (if the backup is intact, the verifier key is not the one of the \
+                    "{error} (if the backup is intact, the verifier key does not belong to the \
                      archive that signed it)"
                 ))
             })?;
@@ -754,8 +754,8 @@ pub async fn restore(
             return error;
         }
         BackupError::Other(format!(
-            "{error}; the target database now holds the {inserted} entries restored before \
-             the failure, so drop it and restore into an empty database again"
+            "{error}; the target database now contains the {inserted} entries restored \
+             before the failure, so drop it and restore into an empty database again"
         ))
     })
 }

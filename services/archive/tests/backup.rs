@@ -296,7 +296,7 @@ async fn altered_segment_is_rejected_by_name() {
     let error = backup.restore(&target).await.unwrap_err().to_string();
     assert!(error.contains(name), "{error}");
     assert!(
-        error.contains("now holds the 3 entries restored before the failure"),
+        error.contains("now contains the 3 entries restored before the failure"),
         "{error}"
     );
     let restored = entries(&target).await;
@@ -304,6 +304,29 @@ async fn altered_segment_is_rejected_by_name() {
         restored.len(),
         3,
         "only the segment before the altered one is restored"
+    );
+}
+
+/// A verifier key of another archive fails on the first segment's checkpoint, and the
+/// error says the key may be the cause.
+#[tokio::test]
+async fn wrong_verifier_key_is_named() {
+    let mut backup = three_segment_backup([2, 2, 2]).await;
+    let first = backup.segment_files()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (_, other_verifier_key) = trace_archive::checkpoint::generate_key("other.archive").unwrap();
+    backup.verifier_key = other_verifier_key;
+
+    let error = backup.verify().await.unwrap_err().to_string();
+
+    assert!(error.contains(&first), "{error}");
+    assert!(
+        error.contains("the verifier key does not belong to the archive that signed it"),
+        "{error}"
     );
 }
 

@@ -358,7 +358,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reflection_calls_have_a_bound_of_their_own() {
+    async fn reflection_has_own_call_bound() {
         const GET: &str = "/trace.document.v1.DocumentService/GetDocument";
         const LIST: &str = "/trace.document.v1.DocumentService/ListDocuments";
         const REFLECTION: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
