@@ -26,7 +26,7 @@ pub mod verify;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use trace_proto::archive::v1::archive_service_server::ArchiveServiceServer;
+use trace_proto::archive::v1::archive_service_server::{self, ArchiveServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::SharedClock;
 
@@ -148,9 +148,13 @@ pub async fn run(
     .with_keyring(runtime.keyring.clone());
     let interceptor = runtime.authenticator().interceptor();
     runtime
-        .serve(listener, |router| {
-            router.add_service(ArchiveServiceServer::with_interceptor(archive, interceptor))
-        })
+        .serve(
+            listener,
+            &[archive_service_server::SERVICE_NAME],
+            |router| {
+                router.add_service(ArchiveServiceServer::with_interceptor(archive, interceptor))
+            },
+        )
         .await
 }
 

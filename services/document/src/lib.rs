@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use trace_proto::document::v1::document_service_server::DocumentServiceServer;
+use trace_proto::document::v1::document_service_server::{self, DocumentServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::SharedClock;
@@ -65,6 +65,10 @@ pub async fn run(
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(server, interceptor);
     runtime
-        .serve(listener, |router| router.add_service(service))
+        .serve(
+            listener,
+            &[document_service_server::SERVICE_NAME],
+            |router| router.add_service(service),
+        )
         .await
 }

@@ -979,6 +979,52 @@ async fn server_advertises_its_stream_limit() -> Result<()> {
     service.stop().await
 }
 
+/// grpcurl lists services through reflection v1alpha. The document service's port lists its
+/// own service and the shared ones, not the other services of the trace protocol, whose
+/// calls would fail there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_only_this_ports_services() -> Result<()> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let nats = Nats::start()?;
+    let service = Service::start(&nats.url(), None).await?;
+    let channel = Endpoint::from_shared(format!("http://{}", service.address))?
+        .connect()
+        .await?;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner();
+    let reply = replies
+        .message()
+        .await?
+        .context("reflection sent no reply")?;
+    let Some(MessageResponse::ListServicesResponse(listed)) = reply.message_response else {
+        anyhow::bail!("reflection replied {reply:?}");
+    };
+    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "trace.document.v1.DocumentService",
+            "trace.event.v1.OutboxService",
+        ]
+    );
+    drop(replies);
+    service.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn illegal_transition_writes_nothing() -> Result<()> {
     let nats = Nats::start()?;

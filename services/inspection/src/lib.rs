@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use trace_proto::inspection::v1::inspection_service_server::InspectionServiceServer;
+use trace_proto::inspection::v1::inspection_service_server::{self, InspectionServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::{SharedClock, local_date};
 use trace_runtime::context::CallContext;
@@ -78,7 +78,11 @@ pub async fn run(
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(service, interceptor);
     runtime
-        .serve(listener, |router| router.add_service(service))
+        .serve(
+            listener,
+            &[inspection_service_server::SERVICE_NAME],
+            |router| router.add_service(service),
+        )
         .await
 }
 

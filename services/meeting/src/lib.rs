@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use trace_proto::meeting::v1::meeting_service_server::MeetingServiceServer;
+use trace_proto::meeting::v1::meeting_service_server::{self, MeetingServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::SharedClock;
@@ -61,6 +61,10 @@ pub async fn run(
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(server, interceptor);
     runtime
-        .serve(listener, |router| router.add_service(service))
+        .serve(
+            listener,
+            &[meeting_service_server::SERVICE_NAME],
+            |router| router.add_service(service),
+        )
         .await
 }

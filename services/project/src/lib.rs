@@ -14,7 +14,7 @@ pub mod state;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use trace_proto::project::v1::project_service_server::ProjectServiceServer;
+use trace_proto::project::v1::project_service_server::{self, ProjectServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::clock::SharedClock;
 
@@ -44,6 +44,10 @@ pub async fn run(
     let interceptor = runtime.authenticator().interceptor();
     let service = InterceptedService::new(ProjectServiceServer::new(handler), interceptor);
     runtime
-        .serve(listener, |router| router.add_service(service))
+        .serve(
+            listener,
+            &[project_service_server::SERVICE_NAME],
+            |router| router.add_service(service),
+        )
         .await
 }

@@ -205,25 +205,22 @@ impl ServiceRuntime {
     }
 
     /// Serves gRPC on `listener` with health, reflection (v1 and v1alpha) and the outbox
-    /// status service, plus the services `add_services` adds. Every call gets a server span
-    /// and request metrics from [`GrpcTelemetryLayer`], and [`CallLimitLayer`] rejects calls
+    /// status service, plus the services `add_services` adds, whose full names `services`
+    /// gives. Reflection lists these services and no other, so that grpcurl on one service's
+    /// port does not offer another service's methods. Every call gets a server span and
+    /// request metrics from [`GrpcTelemetryLayer`], and [`CallLimitLayer`] rejects calls
     /// past `grpc_max_calls_in_flight` (reflection calls past a bound of their own). Returns
     /// after shutdown, once in-flight calls and background tasks finished or the grace
     /// period ran out.
     pub async fn serve(
         self,
         listener: TcpListener,
+        services: &[&str],
         add_services: impl FnOnce(ServiceRouter) -> ServiceRouter,
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection_builder(services).build_v1()?;
+        let reflection_v1alpha = reflection_builder(services).build_v1alpha()?;
         let outbox_status = OutboxServiceServer::with_interceptor(
             OutboxStatus::new(self.db.clone()),
             self.authenticator.interceptor(),
@@ -281,6 +278,26 @@ impl ServiceRuntime {
         }
         tracing::info!(service = self.service, "stopped");
     }
+}
+
+/// Reflection over every message of the trace protocol and the health service, advertising
+/// the health, reflection and outbox status services and `services`.
+fn reflection_builder<'a>(services: &[&str]) -> tonic_reflection::server::Builder<'a> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        trace_proto::event::v1::outbox_service_server::SERVICE_NAME,
+    ]
+    .into_iter()
+    .chain(services.iter().copied())
+    {
+        builder = builder.with_service_name(name);
+    }
+    builder
 }
 
 async fn set_health(health: &HealthReporter, service: &str, status: ServingStatus) {

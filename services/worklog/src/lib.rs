@@ -15,7 +15,7 @@ pub mod state;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use trace_proto::worklog::v1::worklog_service_server::WorklogServiceServer;
+use trace_proto::worklog::v1::worklog_service_server::{self, WorklogServiceServer};
 use trace_runtime::app::ServiceRuntime;
 use trace_runtime::blob::BlobStore;
 use trace_runtime::clock::SharedClock;
@@ -66,7 +66,11 @@ pub async fn run(
         .max_encoding_message_size(max_message_bytes);
     let service = InterceptedService::new(server, runtime.authenticator().interceptor());
     runtime
-        .serve(listener, |router| router.add_service(service))
+        .serve(
+            listener,
+            &[worklog_service_server::SERVICE_NAME],
+            |router| router.add_service(service),
+        )
         .await
 }
 
