@@ -18,7 +18,7 @@ use sea_orm::DatabaseConnection;
 use trace_archive::backup::BackupKey;
 use trace_archive::backup_job::{self, BackupLocation};
 use trace_archive::checkpoint::{CheckpointSigner, generate_key};
-use trace_archive::ledger::append_batch;
+use trace_archive::ledger::Appender;
 use trace_archive::migration::Migrator;
 
 /// Returns the peak resident set size in MiB since the last [`reset_peak_rss`], read from
@@ -127,13 +127,15 @@ async fn run(
 ) {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(batch as usize);
+    let mut appender = Appender::new(db.clone());
     for index in 0..entries {
         pending.push(support::incoming(index));
         if pending.len() as u64 == batch || index + 1 == entries {
-            append_batch(&db, 1, &pending).await.expect("append");
+            appender.append(1, &pending).await.expect("append");
             pending.clear();
         }
     }
+    drop(appender);
     println!(
         "{label}: appended {entries} entries in batches of {batch}: {:.2} s",
         started.elapsed().as_secs_f64()

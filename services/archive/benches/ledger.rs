@@ -15,7 +15,7 @@ use std::time::Instant;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use sha2::{Digest, Sha256};
 use trace_archive::entity::ledger_entry;
-use trace_archive::ledger::{EntryColumns, Incoming, append_batch};
+use trace_archive::ledger::{Appender, EntryColumns, Incoming};
 use trace_archive::migration::Migrator;
 
 async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
@@ -23,8 +23,9 @@ async fn run(label: &str, db: &DatabaseConnection, entries: u64, batch: u64) {
     let bytes: usize = messages.iter().map(|message| message.raw.len()).sum();
 
     let started = Instant::now();
+    let mut appender = Appender::new(db.clone());
     for chunk in messages.chunks(batch as usize) {
-        append_batch(db, 1, chunk).await.expect("append");
+        appender.append(1, chunk).await.expect("append");
     }
     let append = started.elapsed();
 

@@ -240,51 +240,61 @@ fn insert_into_file(
     connection.pragma_update(None, "cache_size", -i64::from(SQLITE_CACHE_KIB))?;
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut insert_entry = transaction.prepare(concat!(
-            "INSERT INTO ledger_entries (",
-            crate::verify::entry_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-             ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
-        ))?;
-        for entry in entries {
-            insert_entry.execute(rusqlite::params![
-                entry.sequence,
-                entry.event_id,
-                entry.stream_sequence,
-                entry.subject,
-                entry.source_service,
-                entry.entity_type,
-                entry.entity_id,
-                entry.entity_version,
-                entry.action,
-                entry.actor_id,
-                entry.actor_name,
-                entry.actor_department,
-                entry.actor_role,
-                entry.confidentiality,
-                entry.occurred_at,
-                entry.received_at,
-                entry.correlation_id,
-                entry.causation_id,
-                entry.payload_type,
-                entry.payload_sha256,
-                entry.payload,
-                entry.previous_hash,
-                entry.entry_hash,
-            ])?;
-        }
-        let mut insert_hash = transaction
-            .prepare("INSERT INTO merkle_hashes (stored_index, hash) VALUES (?1, ?2)")?;
-        for (index, hash) in stored_hashes {
-            insert_hash.execute((*index as i64, hash.0.as_slice()))?;
-        }
-        transaction.execute(
-            "UPDATE chain_head SET sequence = ?1, entry_hash = ?2 WHERE id = 1",
-            (last.sequence, &last.entry_hash),
-        )?;
-    }
+    insert_rows(&transaction, entries, stored_hashes)?;
+    transaction.execute(
+        "UPDATE chain_head SET sequence = ?1, entry_hash = ?2 WHERE id = 1",
+        (last.sequence, &last.entry_hash),
+    )?;
     transaction.commit()
+}
+
+/// Inserts ledger entries and the stored Merkle hashes that they add through `connection`,
+/// in its open transaction, one row per statement execution with values borrowed from the
+/// entries. The statements are prepared once per connection.
+pub(crate) fn insert_rows(
+    connection: &rusqlite::Connection,
+    entries: &[ledger_entry::Model],
+    stored_hashes: &[(u64, Hash)],
+) -> rusqlite::Result<()> {
+    let mut insert_entry = connection.prepare_cached(concat!(
+        "INSERT INTO ledger_entries (",
+        crate::verify::entry_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+         ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+    ))?;
+    for entry in entries {
+        insert_entry.execute(rusqlite::params![
+            entry.sequence,
+            entry.event_id,
+            entry.stream_sequence,
+            entry.subject,
+            entry.source_service,
+            entry.entity_type,
+            entry.entity_id,
+            entry.entity_version,
+            entry.action,
+            entry.actor_id,
+            entry.actor_name,
+            entry.actor_department,
+            entry.actor_role,
+            entry.confidentiality,
+            entry.occurred_at,
+            entry.received_at,
+            entry.correlation_id,
+            entry.causation_id,
+            entry.payload_type,
+            entry.payload_sha256,
+            entry.payload,
+            entry.previous_hash,
+            entry.entry_hash,
+        ])?;
+    }
+    let mut insert_hash = connection
+        .prepare_cached("INSERT INTO merkle_hashes (stored_index, hash) VALUES (?1, ?2)")?;
+    for (index, hash) in stored_hashes {
+        insert_hash.execute((*index as i64, hash.0.as_slice()))?;
+    }
+    Ok(())
 }
 
 /// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's

@@ -90,13 +90,14 @@ impl Archiver {
             .messages()
             .await?;
         let mut messages = std::pin::pin!(messages);
+        let mut appender = ledger::Appender::new(self.db.clone());
         tracing::info!(consumer = %self.settings.consumer_name, "archive consumer running");
         loop {
             let batch = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 batch = self.next_batch(&mut messages) => batch?,
             };
-            self.process(batch).await?;
+            self.process(&mut appender, batch).await?;
         }
     }
 
@@ -142,7 +143,11 @@ impl Archiver {
     /// Each message gets a consumer span whose parent is the producer span named by its
     /// `traceparent` header. The append span of the batch is a child of the first message's
     /// span and links to the others, because one transaction serves them all.
-    async fn process(&self, messages: Vec<jetstream::Message>) -> anyhow::Result<()> {
+    async fn process(
+        &self,
+        appender: &mut ledger::Appender,
+        messages: Vec<jetstream::Message>,
+    ) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(messages.len());
         let mut spans = Vec::with_capacity(messages.len());
         let mut redelivered = 0;
@@ -171,7 +176,8 @@ impl Archiver {
         let append_span = append_span(&spans, batch.len());
         let received_at = self.clock.now().timestamp_micros();
         let started = Instant::now();
-        let appended = ledger::append_batch(&self.db, received_at, &batch)
+        let appended = appender
+            .append(received_at, &batch)
             .instrument(append_span.clone())
             .await;
         metrics.record_append(started.elapsed());

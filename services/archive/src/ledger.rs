@@ -7,6 +7,7 @@
 //! verifies.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use prost::Message;
@@ -285,7 +286,66 @@ pub fn is_hex_of(hash: &[u8; 32], text: &str) -> bool {
 /// chain. Event ids already stored are absorbed: the same bytes count as a duplicate, other
 /// bytes as a conflict that is recorded and never appended. A message whose
 /// `previous_event_id` is neither stored nor appended earlier in the batch is held back.
+///
+/// Each call opens what it needs; the consumer keeps an [`Appender`] instead.
 pub async fn append_batch(
+    db: &DatabaseConnection,
+    received_at: i64,
+    batch: &[Incoming],
+) -> Result<Vec<Outcome>, DbErr> {
+    Appender::new(db.clone()).append(received_at, batch).await
+}
+
+/// Appends batches to one ledger database, as [`append_batch`] describes.
+///
+/// On a SQLite file it writes through a `rusqlite` connection of its own, kept from batch
+/// to batch, and runs each transaction on a blocking thread with statements prepared once.
+/// Through sqlx, each statement of a batch was a round trip to the driver's thread, which
+/// copied every bound value. PostgreSQL and in-memory SQLite databases go through sea-orm.
+#[derive(Debug)]
+pub struct Appender {
+    db: DatabaseConnection,
+    file: Option<PathBuf>,
+    connection: Option<rusqlite::Connection>,
+}
+
+impl Appender {
+    /// Prepares to append to `db`. The file connection opens at the first append.
+    pub fn new(db: DatabaseConnection) -> Self {
+        let file = crate::verify::sqlite_file(&db);
+        Self {
+            db,
+            file,
+            connection: None,
+        }
+    }
+
+    /// Appends one batch in one transaction; see [`append_batch`].
+    pub async fn append(
+        &mut self,
+        received_at: i64,
+        batch: &[Incoming],
+    ) -> Result<Vec<Outcome>, DbErr> {
+        let Some(path) = self.file.clone() else {
+            return append_through_orm(&self.db, received_at, batch).await;
+        };
+        // The file's other writers in this process go through sqlx and take turns; this
+        // connection takes the same turn, so none of them meets SQLite's busy handler.
+        let turn = trace_runtime::db::write_turn(&self.db).await;
+        let connection = self.connection.take();
+        let batch = batch.to_vec();
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            crate::sqlite_append::append(&path, connection, received_at, &batch)
+        })
+        .await
+        .map_err(|error| DbErr::Custom(format!("the append task failed: {error}")))?;
+        drop(turn);
+        self.connection = connection;
+        result
+    }
+}
+
+async fn append_through_orm(
     db: &DatabaseConnection,
     received_at: i64,
     batch: &[Incoming],
@@ -299,12 +359,78 @@ pub async fn append_batch(
     let head = chain_head::Entity::find_by_id(1)
         .one(&txn)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("chain head row is missing".to_owned()))?;
+        .ok_or_else(missing_chain_head)?;
 
     let decoded: Vec<_> = batch.iter().map(decode).collect();
-    let mut known = stored_digests(&txn, batch, &decoded).await?;
-    let mut sequence = head.sequence;
-    let mut previous_hash = head.entry_hash;
+    let known = stored_digests(&txn, &lookup_ids(batch, &decoded)).await?;
+    let plan = plan(
+        batch,
+        decoded,
+        known,
+        (head.sequence, head.entry_hash),
+        received_at,
+    );
+    let stored_hashes = merkle_rows(&txn, &plan.appended).await?;
+    crate::bulk_insert::insert_entries(&txn, plan.appended, &stored_hashes).await?;
+    insert_rejections(&txn, plan.rejections).await?;
+    insert_conflicts(&txn, plan.conflicts).await?;
+    set_chain_head(&txn, plan.sequence, plan.head_hash).await?;
+    txn.commit().await?;
+    Ok(plan.outcomes)
+}
+
+/// The error of a ledger whose chain head row is gone.
+pub(crate) fn missing_chain_head() -> DbErr {
+    DbErr::RecordNotFound("chain head row is missing".to_owned())
+}
+
+/// What appending a batch writes, worked out before anything is written.
+pub(crate) struct Plan {
+    /// One per message, in order.
+    pub outcomes: Vec<Outcome>,
+    /// New entries with their sequences and hashes, in sequence order.
+    pub appended: Vec<ledger_entry::Model>,
+    /// Messages to record as rejected; `id` is unset.
+    pub rejections: Vec<rejected::Model>,
+    /// Event ids that arrived again with other bytes; `id` is unset.
+    pub conflicts: Vec<conflict::Model>,
+    /// The chain head after the batch.
+    pub sequence: i64,
+    pub head_hash: String,
+}
+
+/// Event ids whose stored sequence and payload digest [`plan`] needs: those of the batch and
+/// the previous events that the batch names, sorted and without repeats.
+pub(crate) fn lookup_ids(
+    batch: &[Incoming],
+    decoded: &[Result<(Envelope, ledger_entry::Model), String>],
+) -> Vec<String> {
+    let mut event_ids: Vec<String> = decoded
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .map(|(envelope, _)| envelope.event_id.clone())
+        .collect();
+    event_ids.extend(
+        batch
+            .iter()
+            .filter_map(|incoming| incoming.previous_event_id.clone()),
+    );
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    event_ids
+}
+
+/// Decides the outcome of each message of `batch` after the chain head `head` (sequence and
+/// entry hash), given the sequence and payload digest of each stored event id in `known`,
+/// and chains the appended entries.
+pub(crate) fn plan(
+    batch: &[Incoming],
+    decoded: Vec<Result<(Envelope, ledger_entry::Model), String>>,
+    mut known: HashMap<String, (i64, String)>,
+    head: (i64, String),
+    received_at: i64,
+) -> Plan {
+    let (mut sequence, mut previous_hash) = head;
     let mut appended = Vec::new();
     let mut rejections = Vec::new();
     let mut conflicts = Vec::new();
@@ -332,7 +458,7 @@ pub async fn append_batch(
                     received_at,
                     *stored_sequence,
                     stored_sha,
-                    &entry,
+                    entry,
                 ));
                 Outcome::Conflict {
                     stored_sequence: *stored_sequence,
@@ -369,14 +495,14 @@ pub async fn append_batch(
         });
         appended.push(entry);
     }
-
-    let stored_hashes = merkle_rows(&txn, &appended).await?;
-    crate::bulk_insert::insert_entries(&txn, appended, &stored_hashes).await?;
-    insert_rejections(&txn, rejections).await?;
-    insert_conflicts(&txn, conflicts).await?;
-    set_chain_head(&txn, sequence, previous_hash).await?;
-    txn.commit().await?;
-    Ok(outcomes)
+    Plan {
+        outcomes,
+        appended,
+        rejections,
+        conflicts,
+        sequence,
+        head_hash: previous_hash,
+    }
 }
 
 /// Moves the chain head row to `sequence` and its entry hash, in the caller's transaction.
@@ -412,25 +538,11 @@ async fn merkle_rows(
     Ok(rows)
 }
 
-/// Sequence and payload digest of every event id of the batch, and of every previous event
-/// the batch names, that is already stored.
+/// Sequence and payload digest of each of `event_ids` that is already stored.
 async fn stored_digests(
     txn: &sea_orm::DatabaseTransaction,
-    batch: &[Incoming],
-    decoded: &[Result<(Envelope, ledger_entry::Model), String>],
+    event_ids: &[String],
 ) -> Result<HashMap<String, (i64, String)>, DbErr> {
-    let mut event_ids: Vec<String> = decoded
-        .iter()
-        .filter_map(|result| result.as_ref().ok())
-        .map(|(envelope, _)| envelope.event_id.clone())
-        .collect();
-    event_ids.extend(
-        batch
-            .iter()
-            .filter_map(|incoming| incoming.previous_event_id.clone()),
-    );
-    event_ids.sort_unstable();
-    event_ids.dedup();
     let mut known = HashMap::new();
     for chunk in event_ids.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(i64, String, String)> = ledger_entry::Entity::find()
@@ -451,36 +563,42 @@ async fn stored_digests(
     Ok(known)
 }
 
-fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::ActiveModel {
-    rejected::ActiveModel {
-        subject: Set(incoming.subject.clone()),
-        stream_sequence: Set(incoming.stream_sequence as i64),
-        received_at: Set(received_at),
-        reason: Set(reason.to_owned()),
-        raw_sha256: Set(trace_runtime::blob::sha256_hex(&incoming.raw)),
-        raw_size: Set(incoming.raw.len() as i64),
-        raw: Set(incoming.raw.to_vec()),
-        ..Default::default()
+fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::Model {
+    rejected::Model {
+        id: 0,
+        subject: incoming.subject.clone(),
+        stream_sequence: incoming.stream_sequence as i64,
+        received_at,
+        reason: reason.to_owned(),
+        raw_sha256: trace_runtime::blob::sha256_hex(&incoming.raw),
+        raw_size: incoming.raw.len() as i64,
+        raw: incoming.raw.to_vec(),
     }
 }
 
 /// Inserts rejected messages, skipping redeliveries of one already kept.
 async fn insert_rejections(
     txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<rejected::ActiveModel>,
+    rows: Vec<rejected::Model>,
 ) -> Result<(), DbErr> {
     for row in rows {
-        let (Set(stream_sequence), Set(raw_sha256)) = (&row.stream_sequence, &row.raw_sha256)
-        else {
-            continue;
-        };
         let already_kept = rejected::Entity::find()
-            .filter(rejected::Column::StreamSequence.eq(*stream_sequence))
-            .filter(rejected::Column::RawSha256.eq(raw_sha256.clone()))
+            .filter(rejected::Column::StreamSequence.eq(row.stream_sequence))
+            .filter(rejected::Column::RawSha256.eq(row.raw_sha256.clone()))
             .one(txn)
             .await?
             .is_some();
         if !already_kept {
+            let row = rejected::ActiveModel {
+                subject: Set(row.subject),
+                stream_sequence: Set(row.stream_sequence),
+                received_at: Set(row.received_at),
+                reason: Set(row.reason),
+                raw_sha256: Set(row.raw_sha256),
+                raw_size: Set(row.raw_size),
+                raw: Set(row.raw),
+                ..Default::default()
+            };
             rejected::Entity::insert(row)
                 .exec_without_returning(txn)
                 .await?;
@@ -494,37 +612,43 @@ fn conflict_row(
     received_at: i64,
     stored_sequence: i64,
     stored_sha: &str,
-    entry: &ledger_entry::Model,
-) -> conflict::ActiveModel {
-    conflict::ActiveModel {
-        event_id: Set(entry.event_id.clone()),
-        stored_sequence: Set(stored_sequence),
-        stored_payload_sha256: Set(stored_sha.to_owned()),
-        received_payload_sha256: Set(entry.payload_sha256.clone()),
-        received_at: Set(received_at),
-        stream_sequence: Set(incoming.stream_sequence as i64),
-        raw: Set(incoming.raw.to_vec()),
-        ..Default::default()
+    entry: ledger_entry::Model,
+) -> conflict::Model {
+    conflict::Model {
+        id: 0,
+        event_id: entry.event_id,
+        stored_sequence,
+        stored_payload_sha256: stored_sha.to_owned(),
+        received_payload_sha256: entry.payload_sha256,
+        received_at,
+        stream_sequence: incoming.stream_sequence as i64,
+        raw: incoming.raw.to_vec(),
     }
 }
 
 /// Inserts conflicts, recording each distinct conflicting content once.
 async fn insert_conflicts(
     txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<conflict::ActiveModel>,
+    rows: Vec<conflict::Model>,
 ) -> Result<(), DbErr> {
     for row in rows {
-        let (Set(event_id), Set(received_sha)) = (&row.event_id, &row.received_payload_sha256)
-        else {
-            continue;
-        };
         let already_kept = conflict::Entity::find()
-            .filter(conflict::Column::EventId.eq(event_id.clone()))
-            .filter(conflict::Column::ReceivedPayloadSha256.eq(received_sha.clone()))
+            .filter(conflict::Column::EventId.eq(row.event_id.clone()))
+            .filter(conflict::Column::ReceivedPayloadSha256.eq(row.received_payload_sha256.clone()))
             .one(txn)
             .await?
             .is_some();
         if !already_kept {
+            let row = conflict::ActiveModel {
+                event_id: Set(row.event_id),
+                stored_sequence: Set(row.stored_sequence),
+                stored_payload_sha256: Set(row.stored_payload_sha256),
+                received_payload_sha256: Set(row.received_payload_sha256),
+                received_at: Set(row.received_at),
+                stream_sequence: Set(row.stream_sequence),
+                raw: Set(row.raw),
+                ..Default::default()
+            };
             conflict::Entity::insert(row)
                 .exec_without_returning(txn)
                 .await?;

@@ -22,6 +22,7 @@ pub mod receipt_query;
 pub mod render;
 pub mod retention;
 pub mod service;
+mod sqlite_append;
 pub mod verify;
 
 use tokio::net::TcpListener;

@@ -138,6 +138,33 @@ pub async fn append_leaf<C: ConnectionTrait>(
         tlog::stored_hashes_for_record_hash(index, leaf, reader)
     })
     .await?;
+    Ok(record_added(cache, index, hashes))
+}
+
+/// [`append_leaf`] for a caller that reads stored hashes synchronously: `load` must put every
+/// index it is given into the cache, or fail.
+pub fn append_leaf_blocking(
+    cache: &mut HashMap<u64, Hash>,
+    index: u64,
+    leaf: Hash,
+    mut load: impl FnMut(&[u64], &mut HashMap<u64, Hash>) -> Result<(), MerkleError>,
+) -> Result<Vec<(u64, Hash)>, MerkleError> {
+    let hashes = loop {
+        let reader = MapReader::new(cache);
+        let result = tlog::stored_hashes_for_record_hash(index, leaf, &reader);
+        let missing = reader.missing.into_inner();
+        match result {
+            Ok(hashes) => break hashes,
+            Err(tlog::Error::IndexesNotInTree) if !missing.is_empty() => load(&missing, cache)?,
+            Err(error) => return Err(error.into()),
+        }
+    };
+    Ok(record_added(cache, index, hashes))
+}
+
+/// Records in `cache` the stored hashes that appending leaf `index` added, and returns them
+/// with their stored indexes.
+fn record_added(cache: &mut HashMap<u64, Hash>, index: u64, hashes: Vec<Hash>) -> Vec<(u64, Hash)> {
     let first = tlog::stored_hash_index(0, index);
     let mut rows = Vec::with_capacity(hashes.len());
     for (offset, hash) in hashes.into_iter().enumerate() {
@@ -145,7 +172,7 @@ pub async fn append_leaf<C: ConnectionTrait>(
         cache.insert(stored_index, hash);
         rows.push((stored_index, hash));
     }
-    Ok(rows)
+    rows
 }
 
 /// Root hash of the tree of the first `size` entries.

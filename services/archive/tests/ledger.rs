@@ -9,7 +9,7 @@ use sea_orm::{
     QuerySelect, Statement,
 };
 use trace_archive::entity::ledger_entry;
-use trace_archive::ledger::{Incoming, Outcome, append_batch};
+use trace_archive::ledger::{Appender, Incoming, Outcome, append_batch};
 use trace_archive::migration::Migrator;
 use trace_archive::receipt_query::archived;
 use trace_archive::verify::{verify_in_chunks, verify_range};
@@ -251,9 +251,7 @@ async fn ledger_holds_early_events_on_postgres() {
     holds_early_events(&db).await;
 }
 
-#[tokio::test]
-async fn undecodable_message_is_rejected_and_ingestion_continues() {
-    let test = sqlite().await;
+async fn rejects_undecodable_messages(db: &DatabaseConnection) {
     let good = envelope("doc-1", 1, "drafted");
     let poison = Incoming {
         stream_sequence: 1,
@@ -264,7 +262,7 @@ async fn undecodable_message_is_rejected_and_ingestion_continues() {
     let mut wrong_subject = envelope("doc-1", 2, "revised");
     wrong_subject.subject = "trace.document.document.read".to_owned();
     let outcomes = append_batch(
-        &test.db,
+        db,
         10,
         &[
             poison.clone(),
@@ -288,11 +286,10 @@ async fn undecodable_message_is_rejected_and_ingestion_continues() {
     );
 
     // A redelivered poison message is kept once.
-    append_batch(&test.db, 20, &[poison]).await.unwrap();
-    let count = test
-        .db
+    append_batch(db, 20, &[poison]).await.unwrap();
+    let count = db
         .query_one_raw(Statement::from_string(
-            test.db.get_database_backend(),
+            db.get_database_backend(),
             "SELECT COUNT(*) AS n FROM rejected_messages",
         ))
         .await
@@ -301,6 +298,83 @@ async fn undecodable_message_is_rejected_and_ingestion_continues() {
         .try_get::<i64>("", "n")
         .unwrap();
     assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn undecodable_message_is_rejected_on_sqlite() {
+    let test = sqlite().await;
+    rejects_undecodable_messages(&test.db).await;
+}
+
+#[tokio::test]
+async fn undecodable_message_is_rejected_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    rejects_undecodable_messages(&db).await;
+}
+
+/// Two appenders on one SQLite file, each with its own connection, as the consumer and a
+/// second archive instance would be: every entry is appended once, the sequences have no
+/// gap and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appenders_share_one_chain() {
+    const BATCHES: u64 = 20;
+    const PER_BATCH: u64 = 50;
+    let test = sqlite().await;
+    let writers: Vec<_> = ["doc-a", "doc-b"]
+        .into_iter()
+        .map(|entity_id| {
+            let db = test.db.clone();
+            tokio::spawn(async move {
+                let mut appender = Appender::new(db);
+                for batch in 0..BATCHES {
+                    let incoming: Vec<Incoming> = (1..=PER_BATCH)
+                        .map(|offset| {
+                            let version = batch * PER_BATCH + offset;
+                            incoming(version, &envelope(entity_id, version, "read"))
+                        })
+                        .collect();
+                    let outcomes = appender.append(10, &incoming).await.unwrap();
+                    assert!(
+                        outcomes
+                            .iter()
+                            .all(|outcome| matches!(outcome, Outcome::Appended { .. })),
+                        "{outcomes:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let sequences: Vec<i64> = ledger_entry::Entity::find()
+        .select_only()
+        .column(ledger_entry::Column::Sequence)
+        .order_by_asc(ledger_entry::Column::Sequence)
+        .into_tuple()
+        .all(&test.db)
+        .await
+        .unwrap();
+    let total = (2 * BATCHES * PER_BATCH) as i64;
+    assert_eq!(sequences, (1..=total).collect::<Vec<_>>());
+    for entity_id in ["doc-a", "doc-b"] {
+        let versions: Vec<i64> = versions_of(&test.db, entity_id)
+            .await
+            .into_iter()
+            .map(|(version, _)| version)
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=(BATCHES * PER_BATCH) as i64).collect::<Vec<_>>()
+        );
+    }
+    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, total as u64);
 }
 
 #[tokio::test]
