@@ -979,49 +979,81 @@ async fn server_advertises_its_stream_limit() -> Result<()> {
     service.stop().await
 }
 
-/// grpcurl lists services through reflection v1alpha. The document service's port lists its
-/// own service and the shared ones, not the other services of the trace protocol, whose
-/// calls would fail there.
+/// Lists the services that reflection of version `$version` advertises at `$channel`, and
+/// checks that it describes each of them, as grpcurl's `describe` does.
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+
+        let ask = |request: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        };
+        let mut client = ServerReflectionClient::new($channel);
+        let mut replies = client
+            .server_reflection_info(futures::stream::iter([ask(MessageRequest::ListServices(
+                String::new(),
+            ))]))
+            .await?
+            .into_inner();
+        let reply = replies
+            .message()
+            .await?
+            .context("reflection sent no reply")?;
+        let Some(MessageResponse::ListServicesResponse(listed)) = reply.message_response else {
+            anyhow::bail!("reflection {} replied {reply:?}", stringify!($version));
+        };
+        let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        let requests: Vec<_> = names
+            .iter()
+            .map(|name| ask(MessageRequest::FileContainingSymbol(name.clone())))
+            .collect();
+        let mut replies = client
+            .server_reflection_info(futures::stream::iter(requests))
+            .await?
+            .into_inner();
+        for name in &names {
+            let reply = replies
+                .message()
+                .await?
+                .context("reflection sent no reply")?;
+            assert!(
+                matches!(
+                    reply.message_response,
+                    Some(MessageResponse::FileDescriptorResponse(_))
+                ),
+                "reflection {} does not describe {name}: {reply:?}",
+                stringify!($version)
+            );
+        }
+        names
+    }};
+}
+
+/// grpcurl lists services through reflection. The document service's port lists its own
+/// service and the shared ones, not the other services of the trace protocol, whose calls
+/// would fail there, and describes each service it lists, in both reflection versions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_only_this_ports_services() -> Result<()> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-
     let nats = Nats::start()?;
     let service = Service::start(&nats.url(), None).await?;
     let channel = Endpoint::from_shared(format!("http://{}", service.address))?
         .connect()
         .await?;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await?
-        .into_inner();
-    let reply = replies
-        .message()
-        .await?
-        .context("reflection sent no reply")?;
-    let Some(MessageResponse::ListServicesResponse(listed)) = reply.message_response else {
-        anyhow::bail!("reflection replied {reply:?}");
-    };
-    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
-            "trace.document.v1.DocumentService",
-            "trace.event.v1.OutboxService",
-        ]
-    );
-    drop(replies);
+    let expected = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "trace.document.v1.DocumentService",
+        "trace.event.v1.OutboxService",
+    ];
+    assert_eq!(reflected_services!(v1alpha, channel.clone()), expected);
+    assert_eq!(reflected_services!(v1, channel.clone()), expected);
+    drop(channel);
     service.stop().await
 }
 

@@ -280,12 +280,16 @@ impl ServiceRuntime {
     }
 }
 
-/// Reflection over every message of the trace protocol and the health service, advertising
-/// the health, reflection and outbox status services and `services`.
+/// Builds reflection over every message of the trace protocol, health and reflection,
+/// advertising the health, reflection and outbox status services and `services`.
 fn reflection_builder<'a>(services: &[&str]) -> tonic_reflection::server::Builder<'a> {
     let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(trace_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Each version's builder registers only its own reflection protocol, and a listed
+        // service that cannot be described makes grpcurl's `describe` fail.
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
     for name in [
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
