@@ -1,8 +1,8 @@
 //! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
-//! restores, with multi-row `INSERT` statements whose SQL text repeats, so that the driver
-//! prepares each statement once and only binds values afterwards. A restore into a SQLite
-//! file writes through a `rusqlite` connection of its own instead, and a restore into
-//! PostgreSQL with binary `COPY`.
+//! restores. Into a SQLite file both write one row per execution of a prepared `rusqlite`
+//! statement ([`insert_rows`]). Into PostgreSQL the appends use multi-row `INSERT`
+//! statements whose SQL text repeats, so that the driver prepares each statement once and
+//! only binds values afterwards, and a restore uses binary `COPY`.
 
 use sea_orm::sqlx;
 use sea_orm::{
@@ -298,8 +298,8 @@ pub(crate) fn insert_rows(
 }
 
 /// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's
-/// transaction. The consumer's appends, and restores into an in-memory SQLite database,
-/// write through here.
+/// transaction. The consumer's appends to PostgreSQL or to an in-memory SQLite database,
+/// and restores into an in-memory SQLite database, write through here.
 pub(crate) async fn insert_entries<C>(
     txn: &C,
     entries: Vec<ledger_entry::Model>,

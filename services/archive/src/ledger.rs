@@ -331,15 +331,18 @@ impl Appender {
         };
         // The file's other writers in this process go through sqlx and take turns; this
         // connection takes the same turn, so none of them meets SQLite's busy handler.
+        // The blocking task keeps the turn until its transaction has ended, even when this
+        // future is dropped before it.
         let turn = trace_runtime::db::write_turn(&self.db).await;
         let connection = self.connection.take();
         let batch = batch.to_vec();
         let (connection, result) = tokio::task::spawn_blocking(move || {
-            crate::sqlite_append::append(&path, connection, received_at, &batch)
+            let appended = crate::sqlite_append::append(&path, connection, received_at, &batch);
+            drop(turn);
+            appended
         })
         .await
         .map_err(|error| DbErr::Custom(format!("the append task failed: {error}")))?;
-        drop(turn);
         self.connection = connection;
         result
     }

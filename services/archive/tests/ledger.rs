@@ -8,7 +8,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
-use trace_archive::entity::ledger_entry;
+use trace_archive::entity::{conflict, ledger_entry};
 use trace_archive::ledger::{Appender, Incoming, Outcome, append_batch};
 use trace_archive::migration::Migrator;
 use trace_archive::receipt_query::archived;
@@ -125,6 +125,28 @@ async fn appends_duplicates_and_conflicts(db: &DatabaseConnection) {
         ),
         "{outcomes:?}"
     );
+    // The newcomer is recorded once, however often it comes back.
+    let outcomes = append_batch(db, 40, &[incoming(4, &altered)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Conflict { .. }),
+        "{outcomes:?}"
+    );
+    let conflicts: Vec<(String, i64, String)> = conflict::Entity::find()
+        .select_only()
+        .columns([
+            conflict::Column::EventId,
+            conflict::Column::StoredSequence,
+            conflict::Column::ReceivedPayloadSha256,
+        ])
+        .into_tuple()
+        .all(db)
+        .await
+        .unwrap();
+    let altered_digest =
+        trace_runtime::event::envelope_digest(&altered.encode_to_vec(), altered.confidentiality);
+    assert_eq!(conflicts, [(first.event_id.clone(), 1, altered_digest)]);
 
     let verification = verify_range(db, 1, 0).await.unwrap();
     assert!(verification.ok(), "{verification:?}");
@@ -315,9 +337,9 @@ async fn undecodable_message_is_rejected_on_postgres() {
     rejects_undecodable_messages(&db).await;
 }
 
-/// Two appenders on one SQLite file, each with its own connection, as the consumer and a
-/// second archive instance would be: every entry is appended once, the sequences have no
-/// gap and the chain verifies.
+/// Two appenders on one SQLite file, each with its own connection, appending at the same
+/// time: every entry is appended once, the sequences have no gap, each entity keeps its
+/// order and the chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_appenders_share_one_chain() {
     const BATCHES: u64 = 20;
