@@ -1,8 +1,8 @@
 //! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
 //! restores. Into a SQLite file both write one row per execution of a prepared `rusqlite`
-//! statement ([`insert_rows`]). Into PostgreSQL the appends use multi-row `INSERT`
-//! statements whose SQL text repeats, so that the driver prepares each statement once and
-//! only binds values afterwards, and a restore uses binary `COPY`.
+//! statement ([`insert_rows`]), into PostgreSQL with binary `COPY` ([`copy_rows`]). An
+//! in-memory SQLite database, in tests, gets multi-row `INSERT` statements whose SQL text
+//! repeats, so that the driver prepares each statement once and only binds values afterwards.
 
 use sea_orm::sqlx;
 use sea_orm::{
@@ -71,10 +71,8 @@ const COPY_CHUNK_BYTES: usize = 1 << 20;
 const COPY_BUFFER_BYTES: usize = COPY_CHUNK_BYTES + 64 * 1024;
 
 /// Inserts restored entries, their stored Merkle hashes and the new chain head (`sequence`
-/// and `head_hash`, of the last entry) into PostgreSQL in one transaction, with `COPY ... FROM STDIN` in the binary format. Neither
-/// side then builds or decodes the 23,000 bound values of each 1,000-row `INSERT`, the
-/// server runs one statement per table instead of one per 1,000 rows, and binary values need
-/// no escaping.
+/// and `head_hash`, of the last entry) into PostgreSQL in one transaction, through
+/// [`copy_rows`].
 async fn copy_into_postgres(
     pool: &sqlx::PgPool,
     entries: &[ledger_entry::Model],
@@ -83,7 +81,26 @@ async fn copy_into_postgres(
     head_hash: &str,
 ) -> Result<(), sqlx::Error> {
     let mut txn = pool.begin().await?;
-    let mut copy = txn
+    copy_rows(&mut txn, entries, stored_hashes).await?;
+    sqlx::query("UPDATE chain_head SET sequence = $1, entry_hash = $2 WHERE id = 1")
+        .bind(sequence)
+        .bind(head_hash)
+        .execute(&mut *txn)
+        .await?;
+    txn.commit().await
+}
+
+/// Inserts ledger entries and their stored Merkle hashes into PostgreSQL through
+/// `connection`, in its open transaction, with `COPY ... FROM STDIN` in the binary format.
+/// Neither side then builds or decodes the 23,000 bound values of each 1,000-row `INSERT`,
+/// the server runs one statement per table instead of one per 1,000 rows, and binary values
+/// need no escaping.
+pub(crate) async fn copy_rows(
+    connection: &mut sqlx::PgConnection,
+    entries: &[ledger_entry::Model],
+    stored_hashes: &[(u64, Hash)],
+) -> Result<(), sqlx::Error> {
+    let mut copy = connection
         .copy_in_raw(concat!(
             "COPY ledger_entries (",
             crate::verify::entry_columns!(),
@@ -105,7 +122,7 @@ async fn copy_into_postgres(
     copy.send(data.finish()).await?;
     copy.finish().await?;
 
-    let mut copy = txn
+    let mut copy = connection
         .copy_in_raw("COPY merkle_hashes (stored_index, hash) FROM STDIN (FORMAT binary)")
         .await?;
     let mut data = BinaryCopy::new();
@@ -120,12 +137,7 @@ async fn copy_into_postgres(
     copy.send(data.finish()).await?;
     copy.finish().await?;
 
-    sqlx::query("UPDATE chain_head SET sequence = $1, entry_hash = $2 WHERE id = 1")
-        .bind(sequence)
-        .bind(head_hash)
-        .execute(&mut *txn)
-        .await?;
-    txn.commit().await
+    Ok(())
 }
 
 /// Rows in PostgreSQL's binary `COPY` format: a signature and header, then per row a field
@@ -298,8 +310,8 @@ pub(crate) fn insert_rows(
 }
 
 /// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's
-/// transaction. The consumer's appends to PostgreSQL or to an in-memory SQLite database,
-/// and restores into an in-memory SQLite database, write through here.
+/// transaction. The consumer's appends to an in-memory SQLite database, and restores into
+/// one, write through here.
 pub(crate) async fn insert_entries<C>(
     txn: &C,
     entries: Vec<ledger_entry::Model>,

@@ -301,7 +301,8 @@ pub async fn append_batch(
 /// On a SQLite file it writes through a `rusqlite` connection of its own, kept from batch
 /// to batch, and runs each transaction on a blocking thread with statements prepared once.
 /// Through sqlx, each statement of a batch was a round trip to the driver's thread, which
-/// copied every bound value. PostgreSQL and in-memory SQLite databases go through sea-orm.
+/// copied every bound value. On PostgreSQL it writes with sqlx and binary `COPY` in a few
+/// statements per batch. An in-memory SQLite database goes through sea-orm.
 #[derive(Debug)]
 pub struct Appender {
     db: DatabaseConnection,
@@ -326,13 +327,17 @@ impl Appender {
         received_at: i64,
         batch: &[Incoming],
     ) -> Result<Vec<Outcome>, DbErr> {
+        if self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            let pool = self.db.get_postgres_connection_pool();
+            return crate::postgres_append::append(pool, received_at, batch).await;
+        }
         let Some(path) = self.file.clone() else {
             return append_through_orm(&self.db, received_at, batch).await;
         };
-        // The file's other writers in this process go through sqlx and take turns; this
-        // connection takes the same turn, so none of them meets SQLite's busy handler.
-        // The blocking task keeps the turn until its transaction has ended, even when this
-        // future is dropped before it.
+        // The file's other writers in this process go through sqlx and take turns. This
+        // connection takes the same turn, so none of them meets SQLite's busy handler. The
+        // blocking task holds the turn until its transaction has ended, even when this
+        // future is dropped first.
         let turn = trace_runtime::db::write_turn(&self.db).await;
         let connection = self.connection.take();
         let batch = batch.to_vec();
@@ -382,12 +387,12 @@ async fn append_through_orm(
     Ok(plan.outcomes)
 }
 
-/// The error of a ledger whose chain head row is gone.
+/// Returns the error of a ledger whose chain head row is gone.
 pub(crate) fn missing_chain_head() -> DbErr {
     DbErr::RecordNotFound("chain head row is missing".to_owned())
 }
 
-/// What appending a batch writes, worked out before anything is written.
+/// The writes of one batch, worked out before anything is written.
 pub(crate) struct Plan {
     /// One per message, in order.
     pub outcomes: Vec<Outcome>,

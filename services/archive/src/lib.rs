@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod metrics;
 pub mod migration;
+mod postgres_append;
 pub mod proofs;
 pub mod receipt_query;
 pub mod render;

@@ -105,14 +105,28 @@ async fn load<C: ConnectionTrait>(
             .all(db)
             .await?;
         for row in rows {
-            let index = row.stored_index as u64;
-            let bytes: [u8; HASH_SIZE] = row
-                .hash
-                .try_into()
-                .map_err(|_| MerkleError::MalformedHash(index))?;
-            cache.insert(index, Hash(bytes));
+            cache_row(cache, row.stored_index, row.hash)?;
         }
     }
+    check_loaded(indexes, cache)
+}
+
+/// Puts one stored hash row, its index and its bytes, into `cache`.
+pub(crate) fn cache_row(
+    cache: &mut HashMap<u64, Hash>,
+    stored_index: i64,
+    hash: Vec<u8>,
+) -> Result<(), MerkleError> {
+    let index = stored_index as u64;
+    let bytes: [u8; HASH_SIZE] = hash
+        .try_into()
+        .map_err(|_| MerkleError::MalformedHash(index))?;
+    cache.insert(index, Hash(bytes));
+    Ok(())
+}
+
+/// Fails with the first of `indexes` that is not in `cache`.
+pub(crate) fn check_loaded(indexes: &[u64], cache: &HashMap<u64, Hash>) -> Result<(), MerkleError> {
     match indexes.iter().find(|index| !cache.contains_key(index)) {
         Some(index) => Err(MerkleError::MissingHash(*index)),
         None => Ok(()),
@@ -149,17 +163,38 @@ pub fn append_leaf_blocking(
     leaf: Hash,
     mut load: impl FnMut(&[u64], &mut HashMap<u64, Hash>) -> Result<(), MerkleError>,
 ) -> Result<Vec<(u64, Hash)>, MerkleError> {
-    let hashes = loop {
-        let reader = MapReader::new(cache);
-        let result = tlog::stored_hashes_for_record_hash(index, leaf, &reader);
-        let missing = reader.missing.into_inner();
-        match result {
-            Ok(hashes) => break hashes,
-            Err(tlog::Error::IndexesNotInTree) if !missing.is_empty() => load(&missing, cache)?,
-            Err(error) => return Err(error.into()),
+    loop {
+        match try_append_leaf(cache, index, leaf)? {
+            LeafAttempt::Added(rows) => return Ok(rows),
+            LeafAttempt::Missing(missing) => load(&missing, cache)?,
         }
-    };
-    Ok(record_added(cache, index, hashes))
+    }
+}
+
+/// Result of one try at appending a leaf from cached hashes.
+pub enum LeafAttempt {
+    /// The stored hashes that the leaf added, with their stored indexes.
+    Added(Vec<(u64, Hash)>),
+    /// Stored indexes that the cache lacks, for the caller to load before it tries again.
+    Missing(Vec<u64>),
+}
+
+/// Tries [`append_leaf`] with the hashes in `cache` alone.
+pub fn try_append_leaf(
+    cache: &mut HashMap<u64, Hash>,
+    index: u64,
+    leaf: Hash,
+) -> Result<LeafAttempt, MerkleError> {
+    let reader = MapReader::new(cache);
+    let result = tlog::stored_hashes_for_record_hash(index, leaf, &reader);
+    let missing = reader.missing.into_inner();
+    match result {
+        Ok(hashes) => Ok(LeafAttempt::Added(record_added(cache, index, hashes))),
+        Err(tlog::Error::IndexesNotInTree) if !missing.is_empty() => {
+            Ok(LeafAttempt::Missing(missing))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Records in `cache` the stored hashes that appending leaf `index` added, and returns them

@@ -1,5 +1,5 @@
 //! Appending a batch to a SQLite ledger file through a `rusqlite` connection, on a blocking
-//! thread: the same transaction as the sea-orm path of [`crate::ledger::Appender`], with
+//! thread: the same transaction as the other paths of [`crate::ledger::Appender`], with
 //! every statement prepared once per connection and executed without leaving the thread.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sea_orm::DbErr;
-use tlog_tiles::tlog::{HASH_SIZE, Hash};
+use tlog_tiles::tlog::Hash;
 
 use crate::entity::ledger_entry;
 use crate::ledger::{self, Incoming, Outcome};
@@ -132,11 +132,8 @@ fn merkle_rows(
                 .query_row([index as i64], |row| row.get(0))
                 .optional()
                 .map_err(|error| MerkleError::Database(database(error)))?;
-            let bytes: [u8; HASH_SIZE] = stored
-                .ok_or(MerkleError::MissingHash(index))?
-                .try_into()
-                .map_err(|_| MerkleError::MalformedHash(index))?;
-            cache.insert(index, Hash(bytes));
+            let stored = stored.ok_or(MerkleError::MissingHash(index))?;
+            merkle::cache_row(cache, index as i64, stored)?;
         }
         Ok(())
     };
