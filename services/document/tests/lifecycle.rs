@@ -1039,6 +1039,9 @@ macro_rules! reflected_services {
 /// would fail there, and describes each service it lists, in both reflection versions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_only_this_ports_services() -> Result<()> {
+    use trace_proto::archive::v1::GetLedgerStatusRequest;
+    use trace_proto::archive::v1::archive_service_client::ArchiveServiceClient;
+
     let nats = Nats::start()?;
     let service = Service::start(&nats.url(), None).await?;
     let channel = Endpoint::from_shared(format!("http://{}", service.address))?
@@ -1053,6 +1056,25 @@ async fn reflection_lists_only_this_ports_services() -> Result<()> {
     ];
     assert_eq!(reflected_services!(v1alpha, channel.clone()), expected);
     assert_eq!(reflected_services!(v1, channel.clone()), expected);
+
+    // A call meant for the archive's port names the services that this port serves.
+    let wrong_port = ArchiveServiceClient::new(channel.clone())
+        .get_ledger_status(as_system(GetLedgerStatusRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_port.code(), Code::Unimplemented, "{wrong_port:?}");
+    assert!(
+        wrong_port
+            .message()
+            .contains("\"trace.archive.v1.ArchiveService\" is not served on this port"),
+        "{wrong_port:?}"
+    );
+    assert!(
+        wrong_port
+            .message()
+            .contains("trace.document.v1.DocumentService"),
+        "{wrong_port:?}"
+    );
     drop(channel);
     service.stop().await
 }

@@ -29,12 +29,18 @@ use crate::outbox::Outbox;
 use crate::outbox::relay::Relay;
 use crate::outbox::service::OutboxStatus;
 use crate::seal::Keyring;
+use crate::served::ServedLayer;
 
 /// The router that [`ServiceRuntime::serve`] hands to a service to add its gRPC services,
-/// with the shared layers from the outside in: telemetry, denial recording, and the limit
-/// on calls in flight, so that the calls it rejects are counted and traced.
-pub type ServiceRouter =
-    Router<Stack<CallLimitLayer, Stack<DenialLayer, Stack<GrpcTelemetryLayer, Identity>>>>;
+/// with the shared layers from the outside in: telemetry, denial recording, the limit on
+/// calls in flight, and the rejection of calls of services the port does not serve, so
+/// that the calls the last two reject are counted and traced.
+pub type ServiceRouter = Router<
+    Stack<
+        ServedLayer,
+        Stack<CallLimitLayer, Stack<DenialLayer, Stack<GrpcTelemetryLayer, Identity>>>,
+    >,
+>;
 
 /// How often the outbox backlog gauges are refreshed while metrics are exported.
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
@@ -241,6 +247,7 @@ impl ServiceRuntime {
             .layer(CallLimitLayer::new(
                 self.settings.grpc_max_calls_in_flight as usize,
             ))
+            .layer(ServedLayer::new(port_services(services)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -290,7 +297,16 @@ fn reflection_builder<'a>(services: &[&str]) -> tonic_reflection::server::Builde
         // service that cannot be described makes grpcurl's `describe` fail.
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
-    for name in [
+    for name in port_services(services) {
+        builder = builder.with_service_name(name);
+    }
+    builder
+}
+
+/// Full names of the services that a port serves: health, reflection, outbox status and
+/// `services`.
+fn port_services<'a>(services: &[&'a str]) -> impl Iterator<Item = &'a str> {
+    [
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -298,10 +314,6 @@ fn reflection_builder<'a>(services: &[&str]) -> tonic_reflection::server::Builde
     ]
     .into_iter()
     .chain(services.iter().copied())
-    {
-        builder = builder.with_service_name(name);
-    }
-    builder
 }
 
 async fn set_health(health: &HealthReporter, service: &str, status: ServingStatus) {

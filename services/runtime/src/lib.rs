@@ -23,6 +23,7 @@ pub mod propagation;
 pub mod read_scope;
 pub mod seal;
 pub mod sealed_text;
+pub mod served;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
