@@ -387,6 +387,11 @@ async fn append_through_orm(
     Ok(plan.outcomes)
 }
 
+/// Returns the error of an append whose Merkle hashes could not be computed.
+pub(crate) fn merkle_failure(error: merkle::MerkleError) -> DbErr {
+    DbErr::Custom(format!("failed to extend the Merkle tree: {error}"))
+}
+
 /// Returns the error of a ledger whose chain head row is gone.
 pub(crate) fn missing_chain_head() -> DbErr {
     DbErr::RecordNotFound("chain head row is missing".to_owned())
@@ -540,7 +545,7 @@ async fn merkle_rows(
         let leaf = merkle::leaf_hash(&entry.entry_hash);
         let added = merkle::append_leaf(txn, &mut cache, entry.sequence as u64 - 1, leaf)
             .await
-            .map_err(|error| DbErr::Custom(format!("failed to extend the Merkle tree: {error}")))?;
+            .map_err(merkle_failure)?;
         rows.extend(added);
     }
     Ok(rows)

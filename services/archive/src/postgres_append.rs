@@ -74,22 +74,22 @@ async fn merkle_rows(
     connection: &mut sqlx::PgConnection,
     appended: &[ledger_entry::Model],
 ) -> Result<Vec<(u64, Hash)>, DbErr> {
-    let failed =
-        |error: MerkleError| DbErr::Custom(format!("failed to extend the Merkle tree: {error}"));
     let mut cache = HashMap::new();
     let mut rows = Vec::new();
     for entry in appended {
         let leaf = merkle::leaf_hash(&entry.entry_hash);
         let index = entry.sequence as u64 - 1;
         loop {
-            match merkle::try_append_leaf(&mut cache, index, leaf).map_err(failed)? {
+            match merkle::try_append_leaf(&mut cache, index, leaf)
+                .map_err(ledger::merkle_failure)?
+            {
                 LeafAttempt::Added(added) => {
                     rows.extend(added);
                     break;
                 }
                 LeafAttempt::Missing(missing) => load_hashes(connection, &missing, &mut cache)
                     .await
-                    .map_err(failed)?,
+                    .map_err(ledger::merkle_failure)?,
             }
         }
     }

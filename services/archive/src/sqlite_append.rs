@@ -143,9 +143,7 @@ fn merkle_rows(
         let leaf = merkle::leaf_hash(&entry.entry_hash);
         let added =
             merkle::append_leaf_blocking(&mut cache, entry.sequence as u64 - 1, leaf, &mut load)
-                .map_err(|error| {
-                    DbErr::Custom(format!("failed to extend the Merkle tree: {error}"))
-                })?;
+                .map_err(ledger::merkle_failure)?;
         rows.extend(added);
     }
     Ok(rows)
@@ -159,7 +157,7 @@ fn insert_rejections(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut kept = connection.prepare_cached(
+    let mut already_kept = connection.prepare_cached(
         "SELECT 1 FROM rejected_messages WHERE stream_sequence = ?1 AND raw_sha256 = ?2",
     )?;
     let mut insert = connection.prepare_cached(
@@ -168,7 +166,7 @@ fn insert_rejections(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for row in rows {
-        if !kept.exists((row.stream_sequence, &row.raw_sha256))? {
+        if !already_kept.exists((row.stream_sequence, &row.raw_sha256))? {
             insert.execute((
                 &row.subject,
                 row.stream_sequence,
@@ -191,7 +189,7 @@ fn insert_conflicts(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut kept = connection.prepare_cached(
+    let mut already_kept = connection.prepare_cached(
         "SELECT 1 FROM event_conflicts WHERE event_id = ?1 AND received_payload_sha256 = ?2",
     )?;
     let mut insert = connection.prepare_cached(
@@ -200,7 +198,7 @@ fn insert_conflicts(
          received_at, stream_sequence, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for row in rows {
-        if !kept.exists((&row.event_id, &row.received_payload_sha256))? {
+        if !already_kept.exists((&row.event_id, &row.received_payload_sha256))? {
             insert.execute((
                 &row.event_id,
                 row.stored_sequence,

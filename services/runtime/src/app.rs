@@ -33,8 +33,8 @@ use crate::served::ServedLayer;
 
 /// The router that [`ServiceRuntime::serve`] hands to a service to add its gRPC services,
 /// with the shared layers from the outside in: telemetry, denial recording, the limit on
-/// calls in flight, and the rejection of calls of services the port does not serve, so
-/// that the calls the last two reject are counted and traced.
+/// calls in flight, and the rejection of calls of services the port does not serve. The
+/// calls that the last two layers reject are still counted and traced.
 pub type ServiceRouter = Router<
     Stack<
         ServedLayer,
@@ -307,9 +307,9 @@ fn reflection_builder<'a>(services: &[&str]) -> tonic_reflection::server::Builde
 /// `services`.
 fn port_services<'a>(services: &[&'a str]) -> impl Iterator<Item = &'a str> {
     [
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
+        tonic_health::pb::health_server::SERVICE_NAME,
+        tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+        tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
         trace_proto::event::v1::outbox_service_server::SERVICE_NAME,
     ]
     .into_iter()

@@ -89,7 +89,7 @@ mod tests {
 
     use tower::ServiceExt;
 
-    /// An inner service that replies to every call with an empty 200 response.
+    /// Returns an inner service that replies to every call with an empty 200 response.
     fn answered() -> impl Service<
         http::Request<()>,
         Response = http::Response<String>,
