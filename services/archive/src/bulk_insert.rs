@@ -1,7 +1,7 @@
 //! Inserting ledger entries and their stored Merkle hashes, for the consumer's appends and for
 //! restores. Into a SQLite file both write one row per execution of a prepared `rusqlite`
-//! statement ([`insert_rows`]), into PostgreSQL with binary `COPY` ([`copy_rows`]). An
-//! in-memory SQLite database, in tests, gets multi-row `INSERT` statements whose SQL text
+//! statement ([`insert_rows`]), into PostgreSQL with binary `COPY` ([`copy_rows`]). A restore
+//! into an in-memory SQLite database gets multi-row `INSERT` statements whose SQL text
 //! repeats, so that the driver prepares each statement once and only binds values afterwards.
 
 use sea_orm::sqlx;
@@ -310,8 +310,7 @@ pub(crate) fn insert_rows(
 }
 
 /// Inserts ledger entries and the stored Merkle hashes that they add, in the caller's
-/// transaction. The consumer's appends to an in-memory SQLite database, and restores into
-/// one, write through here.
+/// transaction. Restores into an in-memory SQLite database write through here.
 pub(crate) async fn insert_entries<C>(
     txn: &C,
     entries: Vec<ledger_entry::Model>,

@@ -125,6 +125,16 @@ impl ArchiveConfig {
     /// Checks values that deserialisation cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
+        if trace_runtime::db::is_sqlite_in_memory(&self.service.database_url) {
+            return Err(ConfigError::invalid(
+                "database_url",
+                format!(
+                    "is {}; the archive keeps its ledger in a SQLite file or in PostgreSQL, \
+                     because an in-memory ledger is lost at exit and cannot be verified",
+                    self.service.database_url
+                ),
+            ));
+        }
         if !trace_runtime::event::is_subject_token(&self.archive.consumer_name) {
             return Err(ConfigError::invalid(
                 "archive.consumer_name",
@@ -242,6 +252,26 @@ mod tests {
         }
         let mut config = ArchiveConfig::default();
         config.archive.predecessor_wait_secs = MAX_PREDECESSOR_WAIT_SECS;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn in_memory_ledger_is_rejected() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://?mode=memory",
+            "sqlite://ledger.db?mode=memory",
+        ] {
+            let mut config = ArchiveConfig::default();
+            config.service.database_url = url.to_owned();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("database_url") && error.contains(url),
+                "{url}: {error}"
+            );
+        }
+        let mut config = ArchiveConfig::default();
+        config.service.database_url = "sqlite://var/archive.db?mode=rwc".to_owned();
         config.validate().unwrap();
     }
 }

@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use prost::Message;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
 use trace_runtime::event::{digest_form, envelope_digest, is_sealed_level, is_subject_token};
@@ -28,9 +26,10 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Domain tag that starts every entry hash input.
 const ENTRY_DOMAIN: &[u8] = b"trace-ledger-entry-v1\0";
 
-/// Event ids per lookup of stored entries, so that a statement stays under SQLite's limit
-/// of bound parameters.
-const LOOKUP_CHUNK: usize = 200;
+/// Error of an append to a SQLite ledger with no file, such as one in memory.
+const NO_LEDGER_FILE: &str = "the ledger is not a SQLite file that the archive can open by \
+     path (an in-memory database, say), so it would be lost at exit and could not be \
+     verified; the archive appends to a SQLite file or to PostgreSQL";
 
 /// A message taken from the trace stream.
 #[derive(Debug, Clone)]
@@ -302,7 +301,8 @@ pub async fn append_batch(
 /// to batch, and runs each transaction on a blocking thread with statements prepared once.
 /// Through sqlx, each statement of a batch was a round trip to the driver's thread, which
 /// copied every bound value. On PostgreSQL it writes with sqlx and binary `COPY` in a few
-/// statements per batch. An in-memory SQLite database goes through sea-orm.
+/// statements per batch. It rejects a SQLite database with no file, such as one in memory,
+/// which the archive also rejects at startup.
 #[derive(Debug)]
 pub struct Appender {
     db: DatabaseConnection,
@@ -332,7 +332,7 @@ impl Appender {
             return crate::postgres_append::append(pool, received_at, batch).await;
         }
         let Some(path) = self.file.clone() else {
-            return append_through_orm(&self.db, received_at, batch).await;
+            return Err(DbErr::Custom(NO_LEDGER_FILE.to_owned()));
         };
         // The file's other writers in this process go through sqlx and take turns. This
         // connection takes the same turn, so none of them meets SQLite's busy handler. The
@@ -351,40 +351,6 @@ impl Appender {
         self.connection = connection;
         result
     }
-}
-
-async fn append_through_orm(
-    db: &DatabaseConnection,
-    received_at: i64,
-    batch: &[Incoming],
-) -> Result<Vec<Outcome>, DbErr> {
-    let txn = trace_runtime::db::begin_write(db).await?;
-    chain_head::Entity::update_many()
-        .col_expr(chain_head::Column::UpdatedAt, Expr::value(received_at))
-        .filter(chain_head::Column::Id.eq(1))
-        .exec(&txn)
-        .await?;
-    let head = chain_head::Entity::find_by_id(1)
-        .one(&txn)
-        .await?
-        .ok_or_else(missing_chain_head)?;
-
-    let decoded: Vec<_> = batch.iter().map(decode).collect();
-    let known = stored_digests(&txn, &lookup_ids(batch, &decoded)).await?;
-    let plan = plan(
-        batch,
-        decoded,
-        known,
-        (head.sequence, head.entry_hash),
-        received_at,
-    );
-    let stored_hashes = merkle_rows(&txn, &plan.appended).await?;
-    crate::bulk_insert::insert_entries(&txn, plan.appended, &stored_hashes).await?;
-    insert_rejections(&txn, plan.rejections).await?;
-    insert_conflicts(&txn, plan.conflicts).await?;
-    set_chain_head(&txn, plan.sequence, plan.head_hash).await?;
-    txn.commit().await?;
-    Ok(plan.outcomes)
 }
 
 /// Returns the error of an append whose Merkle hashes could not be computed.
@@ -533,49 +499,6 @@ pub(crate) async fn set_chain_head(
     Ok(())
 }
 
-/// Computes the stored Merkle hashes that the appended entries add, with their indexes, in
-/// append order.
-async fn merkle_rows(
-    txn: &sea_orm::DatabaseTransaction,
-    appended: &[ledger_entry::Model],
-) -> Result<Vec<(u64, tlog_tiles::tlog::Hash)>, DbErr> {
-    let mut cache = HashMap::new();
-    let mut rows = Vec::new();
-    for entry in appended {
-        let leaf = merkle::leaf_hash(&entry.entry_hash);
-        let added = merkle::append_leaf(txn, &mut cache, entry.sequence as u64 - 1, leaf)
-            .await
-            .map_err(merkle_failure)?;
-        rows.extend(added);
-    }
-    Ok(rows)
-}
-
-/// Sequence and payload digest of each of `event_ids` that is already stored.
-async fn stored_digests(
-    txn: &sea_orm::DatabaseTransaction,
-    event_ids: &[String],
-) -> Result<HashMap<String, (i64, String)>, DbErr> {
-    let mut known = HashMap::new();
-    for chunk in event_ids.chunks(LOOKUP_CHUNK) {
-        let rows: Vec<(i64, String, String)> = ledger_entry::Entity::find()
-            .select_only()
-            .columns([
-                ledger_entry::Column::Sequence,
-                ledger_entry::Column::EventId,
-                ledger_entry::Column::PayloadSha256,
-            ])
-            .filter(ledger_entry::Column::EventId.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        for (sequence, event_id, sha) in rows {
-            known.insert(event_id, (sequence, sha));
-        }
-    }
-    Ok(known)
-}
-
 fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::Model {
     rejected::Model {
         id: 0,
@@ -587,37 +510,6 @@ fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected
         raw_size: incoming.raw.len() as i64,
         raw: incoming.raw.to_vec(),
     }
-}
-
-/// Inserts rejected messages, skipping redeliveries of one already kept.
-async fn insert_rejections(
-    txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<rejected::Model>,
-) -> Result<(), DbErr> {
-    for row in rows {
-        let already_kept = rejected::Entity::find()
-            .filter(rejected::Column::StreamSequence.eq(row.stream_sequence))
-            .filter(rejected::Column::RawSha256.eq(row.raw_sha256.clone()))
-            .one(txn)
-            .await?
-            .is_some();
-        if !already_kept {
-            let row = rejected::ActiveModel {
-                subject: Set(row.subject),
-                stream_sequence: Set(row.stream_sequence),
-                received_at: Set(row.received_at),
-                reason: Set(row.reason),
-                raw_sha256: Set(row.raw_sha256),
-                raw_size: Set(row.raw_size),
-                raw: Set(row.raw),
-                ..Default::default()
-            };
-            rejected::Entity::insert(row)
-                .exec_without_returning(txn)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 fn conflict_row(
@@ -637,35 +529,4 @@ fn conflict_row(
         stream_sequence: incoming.stream_sequence as i64,
         raw: incoming.raw.to_vec(),
     }
-}
-
-/// Inserts conflicts, recording each distinct conflicting content once.
-async fn insert_conflicts(
-    txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<conflict::Model>,
-) -> Result<(), DbErr> {
-    for row in rows {
-        let already_kept = conflict::Entity::find()
-            .filter(conflict::Column::EventId.eq(row.event_id.clone()))
-            .filter(conflict::Column::ReceivedPayloadSha256.eq(row.received_payload_sha256.clone()))
-            .one(txn)
-            .await?
-            .is_some();
-        if !already_kept {
-            let row = conflict::ActiveModel {
-                event_id: Set(row.event_id),
-                stored_sequence: Set(row.stored_sequence),
-                stored_payload_sha256: Set(row.stored_payload_sha256),
-                received_payload_sha256: Set(row.received_payload_sha256),
-                received_at: Set(row.received_at),
-                stream_sequence: Set(row.stream_sequence),
-                raw: Set(row.raw),
-                ..Default::default()
-            };
-            conflict::Entity::insert(row)
-                .exec_without_returning(txn)
-                .await?;
-        }
-    }
-    Ok(())
 }

@@ -52,6 +52,16 @@ pub async fn run(
         shutdown,
     )
     .await?;
+    if runtime.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite
+        && verify::sqlite_file(&runtime.db).is_none()
+    {
+        anyhow::bail!(
+            "invalid database_url {}: it names no SQLite file that the archive can open by \
+             path. Use a SQLite file or PostgreSQL, because an in-memory ledger is lost at \
+             exit and cannot be verified",
+            config.service.database_url
+        );
+    }
 
     let archiver = consumer::Archiver {
         db: runtime.db.clone(),

@@ -141,22 +141,8 @@ pub fn leaf_hash(entry_hash_hex: &str) -> Hash {
 
 /// Computes the stored hashes that appending leaf `index` (0-based) adds, records them in
 /// `cache`, and returns them with their stored indexes, for the caller to insert in its
-/// transaction.
-pub async fn append_leaf<C: ConnectionTrait>(
-    db: &C,
-    cache: &mut HashMap<u64, Hash>,
-    index: u64,
-    leaf: Hash,
-) -> Result<Vec<(u64, Hash)>, MerkleError> {
-    let hashes = with_hashes(db, cache, |reader| {
-        tlog::stored_hashes_for_record_hash(index, leaf, reader)
-    })
-    .await?;
-    Ok(record_added(cache, index, hashes))
-}
-
-/// [`append_leaf`] for a caller that reads stored hashes synchronously: `load` must put every
-/// index it is given into the cache, or fail.
+/// transaction. `load` reads the stored hashes that the cache lacks. It must put every index
+/// it is given into the cache, or fail.
 pub fn append_leaf_blocking(
     cache: &mut HashMap<u64, Hash>,
     index: u64,
@@ -179,7 +165,7 @@ pub enum LeafAttempt {
     Missing(Vec<u64>),
 }
 
-/// Tries [`append_leaf`] with the hashes in `cache` alone.
+/// Tries [`append_leaf_blocking`] with the hashes in `cache` alone.
 pub fn try_append_leaf(
     cache: &mut HashMap<u64, Hash>,
     index: u64,

@@ -399,6 +399,17 @@ async fn two_appenders_share_one_chain() {
     assert_eq!(verification.checked, total as u64);
 }
 
+/// An in-memory ledger would vanish at exit and cannot be verified, so appends to one fail.
+#[tokio::test]
+async fn in_memory_ledger_rejects_appends() {
+    let db = trace_runtime::db::connect_and_migrate::<Migrator>("sqlite::memory:")
+        .await
+        .unwrap();
+    let batch = [incoming(1, &envelope("doc-1", 1, "read"))];
+    let error = append_batch(&db, 10, &batch).await.unwrap_err().to_string();
+    assert!(error.contains("not a SQLite file"), "{error}");
+}
+
 #[tokio::test]
 async fn edited_row_fails_verification_at_that_row() {
     let test = sqlite().await;

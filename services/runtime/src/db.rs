@@ -224,6 +224,22 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
     )
 }
 
+/// Returns true for a SQLite URL whose database lives only in memory: `sqlite::memory:`,
+/// `file::memory:`, an empty path, `mode=memory` or `vfs=memdb`. It reads the URL's text
+/// only, so a caller that needs a file checks the opened connection as well.
+pub fn is_sqlite_in_memory(url: &str) -> bool {
+    if !url.starts_with("sqlite:") {
+        return false;
+    }
+    let in_memory_path = sqlite_path(url).is_none_or(|path| path.ends_with(":memory:"));
+    in_memory_path
+        || url.split_once('?').is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|pair| pair == "mode=memory" || pair == "vfs=memdb")
+        })
+}
+
 fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -260,6 +276,28 @@ mod tests {
             redact("sqlite://var/a.db?mode=rwc"),
             "sqlite://var/a.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn in_memory_sqlite_urls_are_recognised() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://",
+            "sqlite://?mode=memory",
+            "sqlite://a.db?cache=shared&mode=memory",
+            "sqlite:file::memory:",
+            "sqlite://ledger?vfs=memdb",
+        ] {
+            assert!(is_sqlite_in_memory(url), "{url}");
+        }
+        for url in [
+            "sqlite://var/a.db?mode=rwc",
+            "sqlite:a.db",
+            "postgres://trace@db/trace",
+        ] {
+            assert!(!is_sqlite_in_memory(url), "{url}");
+        }
     }
 
     async fn open_file(folder: &tempfile::TempDir, name: &str) -> DatabaseConnection {
