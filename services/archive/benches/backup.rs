@@ -191,15 +191,12 @@ async fn run(
     reset_peak_rss();
     let cpu = cpu_seconds();
     let started = Instant::now();
-    let check = backup_job::restore(
-        &target,
-        &location,
-        &key,
-        Some(&verifier_key),
-        &mut |_, _| {},
-    )
-    .await
-    .expect("restore");
+    let backup = backup_job::ListedBackup::list(&location)
+        .await
+        .expect("list the backup");
+    let check = backup_job::restore(&target, backup, &key, Some(&verifier_key), &mut |_, _| {})
+        .await
+        .expect("restore");
     // Closing checkpoints a SQLite write-ahead log into the database file, as `tracectl
     // restore` does, so the time includes a complete file.
     target.close().await.expect("close");

@@ -376,7 +376,7 @@ where
     Fut: Future<Output = Result<(), BackupError>>,
 {
     read_verified(
-        location,
+        ListedBackup::list(location).await?,
         key,
         verifier_key,
         DECODE_AHEAD,
@@ -386,17 +386,34 @@ where
     .await
 }
 
-/// Returns the manifests of a backup location in segment order, or an error naming the
-/// location when it has none, so that a mistyped location is not read as an empty backup.
-pub async fn backup_manifests(location: &BackupLocation) -> Result<Vec<Manifest>, BackupError> {
-    let manifests = location.manifests().await?;
-    if manifests.is_empty() {
-        return Err(BackupError::Other(format!(
-            "no backup found at {}: the location has no segment manifests; check the location URL",
-            location.url
-        )));
+/// The segment manifests of a backup location, listed once, in segment order.
+#[derive(Debug)]
+pub struct ListedBackup<'a> {
+    location: &'a BackupLocation,
+    manifests: Vec<Manifest>,
+}
+
+impl<'a> ListedBackup<'a> {
+    /// Lists the manifests of `location`, or fails naming the location when it has none, so
+    /// that a mistyped location is not read as an empty backup.
+    pub async fn list(location: &'a BackupLocation) -> Result<Self, BackupError> {
+        let manifests = location.manifests().await?;
+        if manifests.is_empty() {
+            return Err(BackupError::Other(format!(
+                "no backup found at {}: the location has no segment manifests; check the location URL",
+                location.url
+            )));
+        }
+        Ok(Self {
+            location,
+            manifests,
+        })
     }
-    Ok(manifests)
+
+    /// Returns the number of entries that the manifests list.
+    pub fn entries(&self) -> u64 {
+        self.manifests.iter().map(|manifest| manifest.entries).sum()
+    }
 }
 
 /// One segment, opened and verified, with the stored Merkle hashes that its entries add.
@@ -433,7 +450,7 @@ const RESTORE_DECODE_AHEAD: usize = 1;
 /// `on_segment` handles the segment before that. The first problem in segment order fails
 /// the read.
 async fn read_verified<F, Fut>(
-    location: &BackupLocation,
+    backup: ListedBackup<'_>,
     key: &BackupKey,
     verifier_key: Option<&str>,
     ahead: usize,
@@ -446,9 +463,12 @@ where
 {
     use futures::StreamExt;
 
-    let manifests = backup_manifests(location).await?;
-    let total: u64 = manifests.iter().map(|manifest| manifest.entries).sum();
+    let total = backup.entries();
     progress(0, total);
+    let ListedBackup {
+        location,
+        manifests,
+    } = backup;
     // Where each segment must start if none is missing: right after the one before it.
     let starts: Vec<i64> = std::iter::once(1)
         .chain(manifests.iter().map(|manifest| manifest.to_sequence + 1))
@@ -710,11 +730,11 @@ fn keep_frontier(tree: &mut HashMap<u64, Hash>, size: u64) {
     tree.retain(|index, _| frontier.contains(index));
 }
 
-/// Rebuilds an empty archive database from a backup location, verifying as it goes. Rejects
-/// a database that already contains entries, so a restore never overwrites a ledger.
+/// Rebuilds an empty archive database from a listed backup, verifying as it goes. Rejects a
+/// database that already contains entries, so a restore never overwrites a ledger.
 pub async fn restore(
     db: &DatabaseConnection,
-    location: &BackupLocation,
+    backup: ListedBackup<'_>,
     key: &BackupKey,
     verifier_key: Option<&str>,
     progress: ProgressHook<'_>,
@@ -733,7 +753,7 @@ pub async fn restore(
     }
     let inserted = &std::sync::atomic::AtomicU64::new(0);
     let restored = read_verified(
-        location,
+        backup,
         key,
         verifier_key,
         RESTORE_DECODE_AHEAD,

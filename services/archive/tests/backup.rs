@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use trace_archive::backup::{self, BackupError, BackupKey, Manifest};
-use trace_archive::backup_job::{self, BackupLocation};
+use trace_archive::backup_job::{self, BackupLocation, ListedBackup};
 use trace_archive::entity::{chain_head, ledger_entry, merkle_hash};
 use trace_archive::ledger::{Incoming, append_batch};
 use trace_archive::migration::Migrator;
@@ -110,7 +110,7 @@ impl Backup {
     ) -> Result<backup_job::BackupCheck, BackupError> {
         backup_job::restore(
             target,
-            &self.location,
+            ListedBackup::list(&self.location).await?,
             &self.key,
             Some(&self.verifier_key),
             &mut |_, _| {},
@@ -210,7 +210,8 @@ async fn long_run_splits_into_segments() {
         [(1, full, backup::SEGMENT_ENTRIES), (full + 1, full + 5, 5)]
     );
     let target = sqlite(dir.path(), "restored.db").await;
-    let check = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
+    let backup = ListedBackup::list(&location).await.unwrap();
+    let check = backup_job::restore(&target, backup, &key, None, &mut |_, _| {})
         .await
         .unwrap();
     assert_eq!(check.segments, 2);
@@ -259,7 +260,8 @@ async fn removed_payload_restores_on_postgres() {
         .unwrap();
 
     let target = connect(&url).await;
-    let check = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
+    let backup = ListedBackup::list(&location).await.unwrap();
+    let check = backup_job::restore(&target, backup, &key, None, &mut |_, _| {})
         .await
         .unwrap();
 
@@ -350,14 +352,8 @@ async fn empty_location_is_no_backup() {
         "{error}"
     );
 
-    let target = sqlite(dir.path(), "restored.db").await;
-    let error = backup_job::restore(&target, &location, &key, None, &mut |_, _| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = ListedBackup::list(&location).await.unwrap_err().to_string();
     assert!(error.contains("has no segment manifests"), "{error}");
-    assert!(!error.contains("restored before the failure"), "{error}");
-    assert!(entries(&target).await.is_empty());
 }
 
 #[tokio::test]

@@ -144,15 +144,16 @@ pub async fn restore(
 ) -> anyhow::Result<bool> {
     let location = BackupLocation::open(target.from, target.options)?;
     let key = BackupKey::from_file(target.key_file)?;
-    // Checked before the target database is created, so that a mistyped location leaves
+    // Listed before the target database is created, so that a mistyped location leaves
     // nothing behind.
-    if let Err(error) = backup_job::backup_manifests(&location).await {
-        return Ok(report_failure("restore", &error, json));
-    }
+    let backup = match backup_job::ListedBackup::list(&location).await {
+        Ok(backup) => backup,
+        Err(error) => return Ok(report_failure("restore", &error, json)),
+    };
     let db = trace_runtime::db::connect_and_migrate::<Migrator>(target.database_url).await?;
     let mut progress = Progress::counted("restore", "entries");
     let mut report = |done, total| progress.update(done, total);
-    let result = backup_job::restore(&db, &location, &key, verifier_key, &mut report).await;
+    let result = backup_job::restore(&db, backup, &key, verifier_key, &mut report).await;
     progress.finish();
     // Closing the pool checkpoints SQLite's write-ahead log into the database file, so the
     // file is complete on its own when an operator moves or copies it afterwards.
