@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::sqlx;
 use sea_orm::{
     ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
 };
@@ -236,8 +235,8 @@ fn read_lines_from_file(
 
 /// A page of entries as the database returned them.
 enum Page {
-    /// PostgreSQL rows, whose columns are written straight from the row's buffers.
-    Rows(Vec<sqlx::postgres::PgRow>),
+    /// PostgreSQL rows as binary `COPY` data, whose columns are written from where they sit.
+    Copied(Vec<u8>),
     /// Entries of an in-memory SQLite database, read through the ORM.
     Models(Vec<ledger_entry::Model>),
 }
@@ -246,13 +245,11 @@ impl Page {
     /// Reads entries `from..=to` in sequence order.
     async fn fetch(db: &DatabaseConnection, from: i64, to: i64) -> Result<Self, BackupError> {
         if db.get_database_backend() == DatabaseBackend::Postgres {
-            let rows = sqlx::query(crate::verify::POSTGRES_ENTRIES)
-                .bind(from)
-                .bind(to)
-                .fetch_all(db.get_postgres_connection_pool())
+            let mut data = Vec::new();
+            crate::copy_out::copy_entries(db.get_postgres_connection_pool(), from, to, &mut data)
                 .await
                 .map_err(database_error)?;
-            return Ok(Self::Rows(rows));
+            return Ok(Self::Copied(data));
         }
         let models = ledger_entry::Entity::find()
             .filter(ledger_entry::Column::Sequence.between(from, to))
@@ -266,14 +263,18 @@ impl Page {
     /// Writes the page's lines and returns their count and the last entry's hash.
     fn write_lines(&self, lines: &mut Vec<u8>) -> Result<(u64, Option<String>), BackupError> {
         match self {
-            Self::Rows(rows) => {
-                let mut last_hash = None;
-                for row in rows {
-                    let entry = crate::verify::postgres_columns(row).map_err(database_error)?;
+            Self::Copied(data) => {
+                let mut rows = crate::copy_out::EntryRows::new(data).map_err(database_error)?;
+                let (mut count, mut last_hash) = (0, None);
+                while let Some(entry) = rows.next_entry().map_err(database_error)? {
+                    let entry = entry.map_err(|reason| {
+                        BackupError::Other(format!("an entry cannot be read: {reason}"))
+                    })?;
                     backup::write_line(lines, entry)?;
                     last_hash = Some(entry.entry_hash);
+                    count += 1;
                 }
-                Ok((rows.len() as u64, last_hash.map(str::to_owned)))
+                Ok((count, last_hash.map(str::to_owned)))
             }
             Self::Models(models) => {
                 backup::write_lines(lines, models)?;

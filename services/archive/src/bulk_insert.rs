@@ -142,7 +142,7 @@ pub(crate) async fn copy_rows(
 
 /// Rows in PostgreSQL's binary `COPY` format: a signature and header, then per row a field
 /// count and each field's length and value in the type's binary form, then an end marker.
-struct BinaryCopy {
+pub(crate) struct BinaryCopy {
     buffer: Vec<u8>,
 }
 
@@ -151,7 +151,7 @@ impl BinaryCopy {
     const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
     /// Creates the data with its header.
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut buffer = Vec::with_capacity(COPY_BUFFER_BYTES);
         buffer.extend_from_slice(Self::HEADER);
         Self { buffer }
@@ -163,7 +163,7 @@ impl BinaryCopy {
     }
 
     /// Returns the data encoded since the last chunk, with the end marker.
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
         self.buffer
     }
@@ -204,7 +204,7 @@ impl BinaryCopy {
     }
 
     /// Writes one ledger entry in the column order of `entry_columns!`.
-    fn entry(&mut self, entry: &ledger_entry::Model) -> Result<(), sqlx::Error> {
+    pub(crate) fn entry(&mut self, entry: &ledger_entry::Model) -> Result<(), sqlx::Error> {
         self.row(23);
         self.int8(entry.sequence);
         self.bytes(entry.event_id.as_bytes())?;

@@ -9,6 +9,7 @@ pub mod bulk_insert;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
+mod copy_out;
 pub mod dispositions;
 pub mod entity;
 pub mod holds;

@@ -6,8 +6,8 @@
 //! A chunk starts from the stored entry hash before it, which the chunk before it checks as
 //! its last entry, so the chunks together check every link. Rows are read without the ORM:
 //! on SQLite through a read-only `rusqlite` connection to the same file on a blocking thread,
-//! on PostgreSQL through the pool's `sqlx` rows. In both cases the columns are hashed in the
-//! driver's row buffer, without copying each value into a model first.
+//! where the columns are hashed in SQLite's row buffer; on PostgreSQL as binary `COPY` data,
+//! where they are hashed in the page's buffer. No value is copied into a model first.
 
 use std::path::PathBuf;
 
@@ -46,13 +46,6 @@ pub(crate) const SQLITE_ENTRIES: &str = concat!(
     "SELECT ",
     entry_columns!(),
     " FROM ledger_entries WHERE sequence >= ?1 AND sequence <= ?2 ORDER BY sequence"
-);
-
-/// Query for the entries of a sequence range on PostgreSQL, in sequence order.
-pub(crate) const POSTGRES_ENTRIES: &str = concat!(
-    "SELECT ",
-    entry_columns!(),
-    " FROM ledger_entries WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence"
 );
 
 /// Result of verifying a range.
@@ -467,6 +460,7 @@ pub(crate) fn sqlite_columns<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result
 async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutcome, sqlx::Error> {
     let mut check = ChainCheck::new(chunk);
     let mut page_start = chunk.start;
+    let mut data = Vec::new();
     while page_start <= chunk.end {
         let page_end = (page_start + PAGE - 1).min(chunk.end);
         let leaf_rows = sqlx::query(
@@ -477,16 +471,13 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
         .bind(leaf_index(page_end))
         .fetch_all(pool)
         .await?;
-        let rows = sqlx::query(POSTGRES_ENTRIES)
-            .bind(page_start)
-            .bind(page_end)
-            .fetch_all(pool)
-            .await?;
+        crate::copy_out::copy_entries(pool, page_start, page_end, &mut data).await?;
         let mut cursor = LeafCursor::new(leaf_rows.iter().map(|row| {
             Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, leaf_of_bytes(row.try_get(1)?)))
         }));
-        for row in &rows {
-            if let Some(reason) = check.check_row(postgres_columns(row), &mut cursor)? {
+        let mut rows = crate::copy_out::EntryRows::new(&data)?;
+        while let Some(entry) = rows.next_entry()? {
+            if let Some(reason) = check.check_row(entry, &mut cursor)? {
                 return Ok(check.broken_at_next(reason));
             }
         }
@@ -503,36 +494,6 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
         page_start = page_end + 1;
     }
     Ok(check.finish(None))
-}
-
-pub(crate) fn postgres_columns(
-    row: &sqlx::postgres::PgRow,
-) -> Result<EntryColumns<'_>, sqlx::Error> {
-    Ok(EntryColumns {
-        sequence: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        stream_sequence: row.try_get(2)?,
-        subject: row.try_get(3)?,
-        source_service: row.try_get(4)?,
-        entity_type: row.try_get(5)?,
-        entity_id: row.try_get(6)?,
-        entity_version: row.try_get(7)?,
-        action: row.try_get(8)?,
-        actor_id: row.try_get(9)?,
-        actor_name: row.try_get(10)?,
-        actor_department: row.try_get(11)?,
-        actor_role: row.try_get(12)?,
-        confidentiality: row.try_get(13)?,
-        occurred_at: row.try_get(14)?,
-        received_at: row.try_get(15)?,
-        correlation_id: row.try_get(16)?,
-        causation_id: row.try_get(17)?,
-        payload_type: row.try_get(18)?,
-        payload_sha256: row.try_get(19)?,
-        payload: row.try_get(20)?,
-        previous_hash: row.try_get(21)?,
-        entry_hash: row.try_get(22)?,
-    })
 }
 
 /// Returns the reason for a missing entry, naming the next stored one when there is one.

@@ -505,7 +505,7 @@ async fn backup_rows(
 
 #[tokio::test]
 async fn postgres_and_sqlite_sources_back_up_alike() {
-    // The backup reads a SQLite file in place and PostgreSQL as the pool's rows. The same
+    // The backup reads a SQLite file in place and PostgreSQL as binary `COPY` data. The same
     // ledger, longer than one page of reads, must give the same segment either way.
     let Some(url) = trace_tests::postgres::fresh_database("archive_backup_source").unwrap() else {
         eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");

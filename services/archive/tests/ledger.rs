@@ -434,24 +434,51 @@ async fn edited_row_fails_verification_at_that_row() {
     assert_eq!(verification.checked, 2);
 }
 
-#[tokio::test]
-async fn tampered_payload_fails_verification() {
-    let test = sqlite().await;
+/// Checks that a removed payload, as retention leaves it, still verifies, and that an altered
+/// one fails at its row.
+async fn payload_checks(db: &DatabaseConnection) {
     let batch: Vec<Incoming> = (1..=3)
         .map(|version| incoming(version, &envelope("doc-1", version, "read")))
         .collect();
-    append_batch(&test.db, 10, &batch).await.unwrap();
-    test.db
-        .execute_raw(Statement::from_string(
-            test.db.get_database_backend(),
-            "UPDATE ledger_entries SET payload = X'00' WHERE sequence = 2",
-        ))
-        .await
-        .unwrap();
-    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    append_batch(db, 10, &batch).await.unwrap();
+    execute(
+        db,
+        "UPDATE ledger_entries SET payload = NULL WHERE sequence = 1".to_owned(),
+    )
+    .await;
+    let verification = verify_range(db, 1, 0).await.unwrap();
+    assert!(verification.ok(), "{verification:?}");
+    assert_eq!(verification.checked, 3);
+
+    let altered = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "'\\x00'::bytea",
+        _ => "X'00'",
+    };
+    execute(
+        db,
+        format!("UPDATE ledger_entries SET payload = {altered} WHERE sequence = 2"),
+    )
+    .await;
+    let verification = verify_range(db, 1, 0).await.unwrap();
     let (sequence, reason) = verification.broken.unwrap();
     assert_eq!(sequence, 2);
-    assert!(reason.contains("payload"), "{reason}");
+    assert_eq!(reason, "payload does not match its committed digest");
+    assert_eq!(verification.checked, 1);
+}
+
+#[tokio::test]
+async fn payload_checks_on_sqlite() {
+    let test = sqlite().await;
+    payload_checks(&test.db).await;
+}
+
+#[tokio::test]
+async fn payload_checks_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    payload_checks(&db).await;
 }
 
 #[tokio::test]
@@ -512,46 +539,50 @@ async fn tampered_merkle_leaf_fails_verification() {
     assert_eq!(reason, "Merkle leaf hash is missing");
 }
 
-#[tokio::test]
-async fn edit_after_first_page_fails_at_that_row() {
-    // More entries than verification reads per page, so the edit sits in a later page.
+/// Appends more entries than verification reads per page, and edits one in a later page.
+async fn edit_after_first_page(db: &DatabaseConnection) {
     const ENTRIES: u64 = 5_010;
-    let test = sqlite().await;
     let batch: Vec<Incoming> = (1..=ENTRIES)
         .map(|version| incoming(version, &envelope("doc-1", version, "read")))
         .collect();
     for chunk in batch.chunks(500) {
-        append_batch(&test.db, 10, chunk).await.unwrap();
+        append_batch(db, 10, chunk).await.unwrap();
     }
-    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    let verification = verify_range(db, 1, 0).await.unwrap();
     assert!(verification.ok(), "{verification:?}");
     assert_eq!(verification.checked, ENTRIES);
+    assert_eq!(
+        verification.head_hash,
+        stored_entry_hash(db, ENTRIES as i64).await
+    );
 
-    test.db
-        .execute_raw(Statement::from_string(
-            test.db.get_database_backend(),
-            "UPDATE ledger_entries SET actor_id = 'someone.else' WHERE sequence = 5005",
-        ))
-        .await
-        .unwrap();
-    let before = test
-        .db
-        .query_one_raw(Statement::from_string(
-            test.db.get_database_backend(),
-            "SELECT entry_hash FROM ledger_entries WHERE sequence = 5004",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<String>("", "entry_hash")
-        .unwrap();
-    let verification = verify_range(&test.db, 1, 0).await.unwrap();
+    execute(
+        db,
+        "UPDATE ledger_entries SET actor_id = 'someone.else' WHERE sequence = 5005".to_owned(),
+    )
+    .await;
+    let verification = verify_range(db, 1, 0).await.unwrap();
     assert_eq!(
         verification.broken.as_ref().map(|(sequence, _)| *sequence),
         Some(5005)
     );
     assert_eq!(verification.checked, 5004);
-    assert_eq!(verification.head_hash, before);
+    assert_eq!(verification.head_hash, stored_entry_hash(db, 5004).await);
+}
+
+#[tokio::test]
+async fn later_page_edit_on_sqlite() {
+    let test = sqlite().await;
+    edit_after_first_page(&test.db).await;
+}
+
+#[tokio::test]
+async fn later_page_edit_on_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("TRACE_TEST_DATABASE_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    edit_after_first_page(&db).await;
 }
 
 #[tokio::test]
