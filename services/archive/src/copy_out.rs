@@ -6,7 +6,7 @@
 //! "PostgreSQL rows read with binary `COPY`").
 
 use futures::TryStreamExt;
-use sea_orm::sqlx::{self, PgConnection, Postgres, pool::PoolConnection};
+use sea_orm::sqlx::{self, Connection as _, PgConnection, Postgres, pool::PoolConnection};
 
 use crate::ledger::EntryColumns;
 use crate::verify::entry_columns;
@@ -32,7 +32,7 @@ pub(crate) async fn copy_entries(
     to: i64,
     buffer: &mut Vec<u8>,
 ) -> Result<(), sqlx::Error> {
-    // `COPY` takes no bound parameters, so both bounds are formatted in as integers.
+    // `COPY` takes no bound parameters, so the bounds are formatted in as integers.
     let statement = format!(
         concat!(
             "COPY (SELECT ",
@@ -47,6 +47,11 @@ pub(crate) async fn copy_entries(
 
 /// Runs `statement`, a `COPY ... TO STDOUT`, on a connection of `pool` and reads all of its
 /// data into `buffer`, which is cleared first.
+///
+/// The statement runs in a transaction of its own with sorts disabled, so that the planner
+/// reads a range in order from its index. Without table statistics, as right after a bulk
+/// load, it chose a bitmap scan and a sort of each page, which spilled to disk and took
+/// about a third of the server's time in a verification (BENCHMARKS.md).
 async fn copy_out(
     pool: &sqlx::PgPool,
     statement: &str,
@@ -59,13 +64,43 @@ async fn copy_out(
     };
     {
         let connection: &mut PgConnection = &mut copy.connection;
-        let mut chunks = connection.copy_out_raw(statement).await?;
-        while let Some(chunk) = chunks.try_next().await? {
-            buffer.extend_from_slice(&chunk);
+        let mut transaction = connection.begin().await?;
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *transaction)
+            .await?;
+        {
+            let mut chunks = transaction.copy_out_raw(statement).await?;
+            while let Some(chunk) = chunks.try_next().await? {
+                buffer.extend_from_slice(&chunk);
+            }
         }
+        transaction.commit().await?;
     }
     copy.finished = true;
     Ok(())
+}
+
+/// Reads the stored Merkle hashes with indexes `first..=last` in index order, with sorts
+/// disabled as in [`copy_out`], for the same reason.
+pub(crate) async fn stored_hashes(
+    pool: &sqlx::PgPool,
+    first: i64,
+    last: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET LOCAL enable_sort = off")
+        .execute(&mut *transaction)
+        .await?;
+    let rows = sqlx::query_as(
+        "SELECT stored_index, hash FROM merkle_hashes \
+         WHERE stored_index >= $1 AND stored_index <= $2 ORDER BY stored_index",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(rows)
 }
 
 /// A pooled connection that runs a `COPY ... TO STDOUT`, closed when it is dropped before

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use sea_orm::sqlx::{self, Row as _};
+use sea_orm::sqlx;
 use sea_orm::{DatabaseBackend, DatabaseConnection, DbErr, EntityTrait};
 use tlog_tiles::tlog;
 
@@ -463,18 +463,15 @@ async fn verify_postgres(pool: &sqlx::PgPool, chunk: &Chunk) -> Result<ChunkOutc
     let mut data = Vec::new();
     while page_start <= chunk.end {
         let page_end = (page_start + PAGE - 1).min(chunk.end);
-        let leaf_rows = sqlx::query(
-            "SELECT stored_index, hash FROM merkle_hashes \
-             WHERE stored_index >= $1 AND stored_index <= $2 ORDER BY stored_index",
-        )
-        .bind(leaf_index(page_start))
-        .bind(leaf_index(page_end))
-        .fetch_all(pool)
-        .await?;
+        let leaf_rows =
+            crate::copy_out::stored_hashes(pool, leaf_index(page_start), leaf_index(page_end))
+                .await?;
         crate::copy_out::copy_entries(pool, page_start, page_end, &mut data).await?;
-        let mut cursor = LeafCursor::new(leaf_rows.iter().map(|row| {
-            Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, leaf_of_bytes(row.try_get(1)?)))
-        }));
+        let mut cursor = LeafCursor::new(
+            leaf_rows
+                .iter()
+                .map(|(index, hash)| Ok::<_, sqlx::Error>((*index, leaf_of_bytes(hash)))),
+        );
         let mut rows = crate::copy_out::EntryRows::new(&data)?;
         while let Some(entry) = rows.next_entry()? {
             if let Some(reason) = check.check_row(entry, &mut cursor)? {
