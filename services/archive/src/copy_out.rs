@@ -200,20 +200,8 @@ impl<'a> EntryRows<'a> {
 
 /// Decodes the columns of one row in the order of [`entry_columns!`].
 fn entry_of<'a>(fields: &Fields<'a>) -> Result<EntryColumns<'a>, String> {
-    let int8 = |index: usize| -> Result<i64, String> {
-        let value = not_null(fields, index)?;
-        let bytes: [u8; 8] = value
-            .try_into()
-            .map_err(|_| format!("column {index} has {} bytes, not 8", value.len()))?;
-        Ok(i64::from_be_bytes(bytes))
-    };
-    let int4 = |index: usize| -> Result<i32, String> {
-        let value = not_null(fields, index)?;
-        let bytes: [u8; 4] = value
-            .try_into()
-            .map_err(|_| format!("column {index} has {} bytes, not 4", value.len()))?;
-        Ok(i32::from_be_bytes(bytes))
-    };
+    let int8 = |index: usize| fixed_width::<8>(fields, index).map(i64::from_be_bytes);
+    let int4 = |index: usize| fixed_width::<4>(fields, index).map(i32::from_be_bytes);
     let text = |index: usize| -> Result<&'a str, String> {
         std::str::from_utf8(not_null(fields, index)?)
             .map_err(|error| format!("column {index} is not UTF-8: {error}"))
@@ -243,6 +231,17 @@ fn entry_of<'a>(fields: &Fields<'a>) -> Result<EntryColumns<'a>, String> {
         previous_hash: text(21)?,
         entry_hash: text(22)?,
     })
+}
+
+/// Returns the bytes of a column of a fixed-width type, such as an integer.
+fn fixed_width<const WIDTH: usize>(
+    fields: &Fields<'_>,
+    index: usize,
+) -> Result<[u8; WIDTH], String> {
+    let value = not_null(fields, index)?;
+    value
+        .try_into()
+        .map_err(|_| format!("column {index} has {} bytes, not {WIDTH}", value.len()))
 }
 
 fn not_null<'a>(fields: &Fields<'a>, index: usize) -> Result<&'a [u8], String> {
@@ -383,6 +382,16 @@ mod tests {
         data[11..15].copy_from_slice(&(1u32 << 20).to_be_bytes());
         let error = read_all(&data).unwrap_err().to_string();
         assert!(error.contains("flags 0x00100000"), "{error}");
+    }
+
+    #[test]
+    fn wrong_integer_width_fails_that_row() {
+        let mut data = copied(&[entry(1, None)]);
+        // The sequence's length, right after the header and the field count.
+        data.splice(19 + 2..19 + 2 + 12, [0, 0, 0, 4, 0, 0, 0, 9]);
+        let mut rows = EntryRows::new(&data).unwrap();
+        let error = rows.next_entry().unwrap().unwrap().unwrap_err();
+        assert_eq!(error, "column 0 has 4 bytes, not 8");
     }
 
     #[test]
