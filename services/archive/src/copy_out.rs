@@ -387,7 +387,8 @@ mod tests {
     #[test]
     fn wrong_integer_width_fails_that_row() {
         let mut data = copied(&[entry(1, None)]);
-        // The sequence's length, right after the header and the field count.
+        // The sequence column, right after the header and the field count, becomes four
+        // bytes wide.
         data.splice(19 + 2..19 + 2 + 12, [0, 0, 0, 4, 0, 0, 0, 9]);
         let mut rows = EntryRows::new(&data).unwrap();
         let error = rows.next_entry().unwrap().unwrap().unwrap_err();
@@ -433,11 +434,11 @@ mod tests {
             .await;
             assert!(cut.is_err(), "the copy finished within 30 ms");
 
-            let one: i64 = sqlx::query_scalar("SELECT 7::int8")
+            let selected: i64 = sqlx::query_scalar("SELECT 7::int8")
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-            assert_eq!(one, 7);
+            assert_eq!(selected, 7);
             copy_out(
                 &pool,
                 "COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT (FORMAT binary)",
