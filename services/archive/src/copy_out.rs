@@ -1,4 +1,5 @@
-//! Ledger entries read from PostgreSQL with `COPY ... TO STDOUT` in the binary format.
+//! Ledger pages read from PostgreSQL: entries with `COPY ... TO STDOUT` in the binary
+//! format, and the stored Merkle hashes beside them, both read in key order without a sort.
 //!
 //! Through a query, sqlx checks the type of each of the 23 columns of every row and copies
 //! the row into a row value of its own. With binary `COPY`, the rows arrive as one buffer
@@ -51,7 +52,7 @@ pub(crate) async fn copy_entries(
 /// The statement runs in a transaction of its own with sorts disabled, so that the planner
 /// reads a range in order from its index. Without table statistics, as right after a bulk
 /// load, it chose a bitmap scan and a sort of each page, which spilled to disk and took
-/// about a third of the server's time in a verification (BENCHMARKS.md).
+/// 29 % of the server's time in a profiled verification (BENCHMARKS.md).
 async fn copy_out(
     pool: &sqlx::PgPool,
     statement: &str,
