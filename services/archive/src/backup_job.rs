@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use tlog_tiles::tlog::{self, Hash};
 use tokio_util::task::AbortOnDropHandle;
@@ -770,7 +771,7 @@ pub async fn restore(
     )
     .await;
     let inserted = inserted.load(std::sync::atomic::Ordering::Relaxed);
-    restored.map_err(|error| {
+    let check = restored.map_err(|error| {
         if inserted == 0 {
             return error;
         }
@@ -778,7 +779,20 @@ pub async fn restore(
             "{error}; the target database now contains the {inserted} entries restored \
              before the failure, so drop it and restore into an empty database again"
         ))
-    })
+    })?;
+    // A bulk load leaves PostgreSQL without statistics until autovacuum gets to the tables,
+    // and queries on the restored ledger would be planned blind until then.
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_unprepared("ANALYZE ledger_entries, merkle_hashes")
+            .await
+            .map_err(|error| {
+                BackupError::Other(format!(
+                    "the restore is complete, but analyzing the restored tables failed: \
+                     {error}; run ANALYZE on ledger_entries and merkle_hashes"
+                ))
+            })?;
+    }
+    Ok(check)
 }
 
 /// Stores the trace event that records a backup run.

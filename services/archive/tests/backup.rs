@@ -277,6 +277,18 @@ async fn removed_payload_restores_on_postgres() {
         .unwrap();
     assert!(verification.ok(), "{verification:?}");
     assert_eq!(verification.checked, 5);
+
+    // The restore leaves the tables analyzed, so the planner has statistics at once.
+    let analyzed: Vec<(String,)> = sea_orm::sqlx::query_as(
+        "SELECT relname::text FROM pg_stat_user_tables \
+         WHERE last_analyze IS NOT NULL ORDER BY relname",
+    )
+    .fetch_all(target.get_postgres_connection_pool())
+    .await
+    .unwrap();
+    let analyzed: Vec<&str> = analyzed.iter().map(|(name,)| name.as_str()).collect();
+    assert!(analyzed.contains(&"ledger_entries"), "{analyzed:?}");
+    assert!(analyzed.contains(&"merkle_hashes"), "{analyzed:?}");
 }
 
 #[tokio::test]
