@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait};
 use tlog_tiles::tlog::{self, Hash};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -234,60 +231,37 @@ fn read_lines_from_file(
     Ok(read)
 }
 
-/// A page of entries as the database returned them.
-enum Page {
-    /// PostgreSQL rows as binary `COPY` data, whose columns are written from where they sit.
-    Copied(Vec<u8>),
-    /// Entries of an in-memory SQLite database, read through the ORM.
-    Models(Vec<ledger_entry::Model>),
+/// Reads entries `from..=to` of a PostgreSQL ledger in sequence order, as binary `COPY` data.
+async fn fetch_page(db: &DatabaseConnection, from: i64, to: i64) -> Result<Vec<u8>, BackupError> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Err(BackupError::Other(crate::ledger::NO_LEDGER_FILE.to_owned()));
+    }
+    let mut data = Vec::new();
+    crate::copy_out::copy_entries(db.get_postgres_connection_pool(), from, to, &mut data)
+        .await
+        .map_err(database_error)?;
+    Ok(data)
 }
 
-impl Page {
-    /// Reads entries `from..=to` in sequence order.
-    async fn fetch(db: &DatabaseConnection, from: i64, to: i64) -> Result<Self, BackupError> {
-        if db.get_database_backend() == DatabaseBackend::Postgres {
-            let mut data = Vec::new();
-            crate::copy_out::copy_entries(db.get_postgres_connection_pool(), from, to, &mut data)
-                .await
-                .map_err(database_error)?;
-            return Ok(Self::Copied(data));
-        }
-        let models = ledger_entry::Entity::find()
-            .filter(ledger_entry::Column::Sequence.between(from, to))
-            .order_by_asc(ledger_entry::Column::Sequence)
-            .all(db)
-            .await
-            .map_err(database_error)?;
-        Ok(Self::Models(models))
+/// Writes the lines of a page of binary `COPY` data and returns their count and the last
+/// entry's hash.
+fn write_page_lines(
+    data: &[u8],
+    lines: &mut Vec<u8>,
+) -> Result<(u64, Option<String>), BackupError> {
+    let mut rows = crate::copy_out::EntryRows::new(data).map_err(database_error)?;
+    let (mut count, mut last_hash) = (0, None);
+    while let Some(entry) = rows.next_entry().map_err(database_error)? {
+        let entry = entry
+            .map_err(|reason| BackupError::Other(format!("an entry cannot be read: {reason}")))?;
+        backup::write_line(lines, entry)?;
+        last_hash = Some(entry.entry_hash);
+        count += 1;
     }
-
-    /// Writes the page's lines and returns their count and the last entry's hash.
-    fn write_lines(&self, lines: &mut Vec<u8>) -> Result<(u64, Option<String>), BackupError> {
-        match self {
-            Self::Copied(data) => {
-                let mut rows = crate::copy_out::EntryRows::new(data).map_err(database_error)?;
-                let (mut count, mut last_hash) = (0, None);
-                while let Some(entry) = rows.next_entry().map_err(database_error)? {
-                    let entry = entry.map_err(|reason| {
-                        BackupError::Other(format!("an entry cannot be read: {reason}"))
-                    })?;
-                    backup::write_line(lines, entry)?;
-                    last_hash = Some(entry.entry_hash);
-                    count += 1;
-                }
-                Ok((count, last_hash.map(str::to_owned)))
-            }
-            Self::Models(models) => {
-                backup::write_lines(lines, models)?;
-                let last = models.last().map(|entry| entry.entry_hash.clone());
-                Ok((models.len() as u64, last))
-            }
-        }
-    }
+    Ok((count, last_hash.map(str::to_owned)))
 }
 
-/// Reads entries `from..=to` from PostgreSQL or an in-memory SQLite database and sends their
-/// lines, a page at a time, to `sender`. The next page is fetched on a task of its own while
+/// Reads entries `from..=to` from PostgreSQL and sends their lines, a page at a time, to `sender`. The next page is fetched on a task of its own while
 /// a blocking thread writes the lines of the page before it, so that the database read and
 /// the JSON writing overlap.
 async fn read_lines(
@@ -301,7 +275,7 @@ async fn read_lines(
         let page_to = (page_from + PAGE_ENTRIES - 1).min(to);
         // Dropping the handle stops the fetch, when the backup fails or is dropped itself.
         let page = AbortOnDropHandle::new(tokio::spawn(async move {
-            Page::fetch(&db, page_from, page_to).await
+            fetch_page(&db, page_from, page_to).await
         }));
         (page_to, page)
     };
@@ -314,7 +288,7 @@ async fn read_lines(
         }
         let (lines, count, last_hash) = join_task(tokio::task::spawn_blocking(move || {
             let mut lines = Vec::new();
-            let (count, last_hash) = page.write_lines(&mut lines)?;
+            let (count, last_hash) = write_page_lines(&page, &mut lines)?;
             Ok((lines, count, last_hash))
         }))
         .await?;

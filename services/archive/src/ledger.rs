@@ -11,13 +11,12 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use prost::Message;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{DatabaseConnection, DbErr};
 use sha2::{Digest, Sha256};
 use trace_proto::event::v1::Envelope;
 use trace_runtime::event::{digest_form, envelope_digest, is_sealed_level, is_subject_token};
 
-use crate::entity::{chain_head, conflict, ledger_entry, rejected};
+use crate::entity::{conflict, ledger_entry, rejected};
 use crate::merkle;
 
 /// Previous hash of the first entry.
@@ -26,10 +25,11 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Domain tag that starts every entry hash input.
 const ENTRY_DOMAIN: &[u8] = b"trace-ledger-entry-v1\0";
 
-/// Error of an append to a SQLite ledger with no file, such as one in memory.
-const NO_LEDGER_FILE: &str = "the ledger is not a SQLite file that the archive can open by \
-     path (an in-memory database, say), so it would be lost at exit and could not be \
-     verified; the archive appends to a SQLite file or to PostgreSQL";
+/// Error of an append, backup or restore on a SQLite ledger with no file, such as one in
+/// memory.
+pub(crate) const NO_LEDGER_FILE: &str = "the ledger is not a SQLite file that the archive can \
+     open by path (an in-memory database, say), so it would be lost at exit and could not be \
+     verified. Keep the ledger in a SQLite file or in PostgreSQL";
 
 /// A message taken from the trace stream.
 #[derive(Debug, Clone)]
@@ -482,21 +482,6 @@ pub(crate) fn plan(
         sequence,
         head_hash: previous_hash,
     }
-}
-
-/// Moves the chain head row to `sequence` and its entry hash, in the caller's transaction.
-pub(crate) async fn set_chain_head(
-    txn: &sea_orm::DatabaseTransaction,
-    sequence: i64,
-    entry_hash: String,
-) -> Result<(), DbErr> {
-    chain_head::Entity::update_many()
-        .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
-        .col_expr(chain_head::Column::EntryHash, Expr::value(entry_hash))
-        .filter(chain_head::Column::Id.eq(1))
-        .exec(txn)
-        .await?;
-    Ok(())
 }
 
 fn rejected_row(incoming: &Incoming, received_at: i64, reason: &str) -> rejected::Model {
