@@ -376,7 +376,7 @@ impl<'a> ListedBackup<'a> {
         let manifests = location.manifests().await?;
         if manifests.is_empty() {
             return Err(BackupError::Other(format!(
-                "no backup found at {}: the location has no segment manifests; check the location URL",
+                "no backup found at {}: the location has no segment manifests. Check the location URL",
                 location.url
             )));
         }
@@ -762,7 +762,7 @@ pub async fn restore(
             .map_err(|error| {
                 BackupError::Other(format!(
                     "the restore is complete, but analyzing the restored tables failed: \
-                     {error}; run ANALYZE on ledger_entries and merkle_hashes"
+                     {error}. Run ANALYZE on ledger_entries and merkle_hashes"
                 ))
             })?;
     }

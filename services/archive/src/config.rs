@@ -129,7 +129,7 @@ impl ArchiveConfig {
             return Err(ConfigError::invalid(
                 "database_url",
                 format!(
-                    "is {}; the archive keeps its ledger in a SQLite file or in PostgreSQL, \
+                    "is {}. The archive keeps its ledger in a SQLite file or in PostgreSQL, \
                      because an in-memory ledger is lost at exit and cannot be verified",
                     self.service.database_url
                 ),

@@ -6,8 +6,8 @@
 //! A chunk starts from the stored entry hash before it, which the chunk before it checks as
 //! its last entry, so the chunks together check every link. Rows are read without the ORM:
 //! on SQLite through a read-only `rusqlite` connection to the same file on a blocking thread,
-//! where the columns are hashed in SQLite's row buffer; on PostgreSQL as binary `COPY` data,
-//! where they are hashed in the page's buffer. No value is copied into a model first.
+//! where the columns are hashed in SQLite's row buffer. On PostgreSQL they come as binary
+//! `COPY` data and are hashed in the page's buffer. No value is copied into a model first.
 
 use std::path::PathBuf;
 
